@@ -1,0 +1,58 @@
+"""Loading causal LMs and tokenizers: device, dtype and attention choices in one place."""
+
+from __future__ import annotations
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_device(device: str = "auto"):
+    import torch
+
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        from accelerate import PartialState
+
+        return PartialState().device  # the right GPU under `accelerate launch`
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str, device) -> "torch.dtype":
+    """'auto' = bfloat16 on a GPU that supports it, else float32 (CPU bf16 is slow and imprecise)."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+    if dtype == "auto":
+        on_gpu = getattr(device, "type", str(device)) == "cuda"
+        return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token is None:
+        # Padding positions are never attended to nor scored, so any id works; eos is the usual choice.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "auto", adapter: str | None = None):
+    """Load a causal LM (optionally with a PEFT adapter) in eval mode on the chosen device."""
+    from transformers import AutoModelForCausalLM
+
+    target = resolve_device(device)
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, target))
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.to(target)
+    model.eval()
+    return model
