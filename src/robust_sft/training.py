@@ -218,13 +218,14 @@ def _trainer_class():
     class TokenMaskTrainer(Trainer):
         """Trainer whose evaluation can add task metrics (e.g. validation accuracy) to the loss."""
 
-        def __init__(self, *args, eval_fn: Callable | None = None, **kwargs):
+        def __init__(self, *args, eval_fn: Callable | None = None, eval_loss: bool = True, **kwargs):
             super().__init__(*args, **kwargs)
             self.eval_fn = eval_fn
+            self.eval_loss = eval_loss
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
             metrics = {}
-            if eval_dataset is not None or self.eval_dataset is not None:
+            if self.eval_loss:
                 metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
             if self.eval_fn is not None:
                 extra = {f"{metric_key_prefix}_{k}": v for k, v in self.eval_fn(self.model).items()}
@@ -247,6 +248,7 @@ def train(
     `eval_fn(model) -> {name: value}` adds metrics at every epoch end (the paper selects the epoch with
     the best validation accuracy: pass best_metric="accuracy", greater_is_better=True).
     """
+    import torch
     from transformers import TrainingArguments, set_seed
 
     from robust_sft.modeling import load_tokenizer
@@ -289,12 +291,15 @@ def train(
         report_to="none",
         disable_tqdm=not config.progress,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=TokenDataset(data),
-        eval_dataset=validation,
+        # Trainer insists on an eval dataset when evaluating; with only eval_fn it is never read.
+        eval_dataset=validation if validation is not None else (TokenDataset(data) if evaluating else None),
+        eval_loss=validation is not None,
         data_collator=lambda features: collate(features, tokenizer.pad_token_id),
         compute_loss_func=lambda outputs, labels, num_items_in_batch=None: token_loss(
             outputs.logits, labels, config.loss, num_items_in_batch

@@ -1,0 +1,166 @@
+"""The `robust-sft` command: thin verbs over the library.
+
+Each verb parses a config dataclass (its fields are the flags, their help is the field documentation)
+and calls the library function of the same name, so everything here is also available from Python.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VERBS = {
+    "score": "Per-token perplexity of SFT data under a model -> a score file (Parquet).",
+    "stats": "Perplexity statistics of score files, side by side; histogram; --json.",
+    "mask": "Apply a token policy (STM tau, ratio, random, ...) -> pre-tokenized input_ids/attention_mask/labels.",
+    "train": "Fine-tune (LoRA, DoRA, full) on a score file + policy, or on a masked dataset.",
+    "demo": "Run the whole pipeline on the embedded model organism (no download needed).",
+}
+
+
+@dataclass
+class StatsConfig:
+    """Options of `robust-sft stats SCORES...`."""
+
+    scores: list[str] = field(metadata={"help": "Score files (name=path to label a column), e.g. GT=gt.parquet."})
+    taus: list[float] = field(
+        default_factory=lambda: [1.5, 2, 2.5, 3, 5, 10, 25, 100, 1000],
+        metadata={"help": "Thresholds for the 'percent of tokens with ppl > tau' rows."},
+    )
+    histogram: str | None = field(default=None, metadata={"help": "Write a PNG histogram of token perplexity here."})
+    json: bool = field(default=False, metadata={"help": "Print JSON instead of a Markdown table."})
+
+
+@dataclass
+class MaskConfig:
+    """Options of `robust-sft mask SCORES --tau 2.5 --out F`."""
+
+    scores: str = field(metadata={"help": "Score file from `robust-sft score`."})
+    out: str = field(
+        metadata={"help": "Output: a .parquet file, or a directory (datasets save_to_disk). Columns input_ids, "
+                  "attention_mask, labels: TRL's SFTTrainer and axolotl take it as a pre-tokenized dataset."}
+    )
+    mask: str = field(default="threshold", metadata={"help": "none, threshold, ratio, lowest, random, dpf, stm_dpf."})
+    tau: float = field(default=2.5, metadata={"help": "Tokens with ppl > tau get label -100."})
+    ratio: float | None = field(default=None, metadata={"help": "Mask this fraction of answer tokens instead of tau."})
+    mask_seed: int = field(default=0, metadata={"help": "Seed of the random policy."})
+    dpf_scores: str | None = field(default=None, metadata={"help": "dpf/stm_dpf: scores after a GT fine-tune."})
+    dpf_tau: float = field(default=1.5, metadata={"help": "dpf: mask tokens whose ppl fell by more than this factor."})
+    keep_id: bool = field(default=False, metadata={"help": "Also write an id column (axolotl wants exactly three)."})
+
+
+@dataclass
+class DemoConfig:
+    """Options of `robust-sft demo`."""
+
+    out: str = field(default="runs/demo", metadata={"help": "Run directory (re-running resumes)."})
+
+
+def _parse(config_cls, argv: list[str], verb: str, positional: str | None = None):
+    """Parse argv into `config_cls`; leading bare words fill the `positional` field; a lone .yaml is a config."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(config_cls, prog=f"robust-sft {verb}", description=VERBS[verb])
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")) and Path(argv[0]).is_file():
+        loader = parser.parse_yaml_file if argv[0].endswith((".yaml", ".yml")) else parser.parse_json_file
+        return loader(argv[0])[0]
+    if positional:
+        bare = []
+        while argv and not argv[0].startswith("-"):
+            bare.append(argv.pop(0))
+        if bare:
+            argv = [f"--{positional}", *bare, *argv]
+    return parser.parse_args_into_dataclasses(args=argv)[0]
+
+
+def cmd_score(argv: list[str]) -> None:
+    from robust_sft.scoring import ScoreConfig, score
+
+    out = score(_parse(ScoreConfig, argv, "score"))
+    print(f"wrote {out}")
+
+
+def cmd_stats(argv: list[str]) -> None:
+    from robust_sft.scoring import load_scores
+    from robust_sft.stats import format_table, plot_histogram, summarize
+
+    config = _parse(StatsConfig, argv, "stats", positional="scores")
+    named = {}
+    for item in config.scores:
+        name, _, path = item.rpartition("=") if "=" in item else (Path(item).stem, "", item)
+        named[name] = load_scores(path)
+    summaries = {name: summarize(s, config.taus) for name, s in named.items()}
+    if config.histogram:
+        plot_histogram(named, config.histogram)
+    print(json.dumps(summaries, indent=2) if config.json else format_table(summaries))
+    if config.histogram and not config.json:
+        print(f"\nhistogram: {config.histogram}")
+
+
+def cmd_mask(argv: list[str]) -> None:
+    from robust_sft.masking import MaskPolicy
+    from robust_sft.masked_data import write_masked
+
+    config = _parse(MaskConfig, argv, "mask", positional="scores")
+    policy = MaskPolicy(kind=config.mask, tau=config.tau, ratio=config.ratio, seed=config.mask_seed,
+                        dpf_tau=config.dpf_tau)
+    report = write_masked(config.scores, config.out, policy, dpf_scores=config.dpf_scores, keep_id=config.keep_id)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {config.out}")
+
+
+def cmd_train(argv: list[str]) -> None:
+    from robust_sft.training import TrainConfig, train
+
+    final = train(_parse(TrainConfig, argv, "train"))
+    print(f"final model: {final}")
+
+
+def cmd_demo(argv: list[str]) -> None:
+    from robust_sft.demo import run_demo
+
+    config = _parse(DemoConfig, argv, "demo")
+    run_demo(config.out)
+
+
+COMMANDS = {"score": cmd_score, "stats": cmd_stats, "mask": cmd_mask, "train": cmd_train, "demo": cmd_demo}
+
+
+def _usage() -> str:
+    width = max(len(v) for v in VERBS)
+    lines = ["usage: robust-sft VERB [options]   (robust-sft VERB --help for the options of a verb)", "", "verbs:"]
+    lines += [f"  {verb:<{width}}  {text}" for verb, text in VERBS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from robust_sft import __version__
+
+        print(__version__)
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in COMMANDS:
+        print(f"robust-sft: unknown verb {verb!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        COMMANDS[verb](rest)
+    except (ValueError, FileNotFoundError) as err:  # DataError, TokenizerMismatchError, bad options
+        print(f"robust-sft {verb}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
