@@ -17,7 +17,10 @@ VERBS = {
     "stats": "Perplexity statistics of score files, side by side; histogram; --json.",
     "mask": "Apply a token policy (STM tau, ratio, random, ...) -> pre-tokenized input_ids/attention_mask/labels.",
     "train": "Fine-tune (LoRA, DoRA, full) on a score file + policy, or on a masked dataset.",
-    "demo": "Run the whole pipeline on the embedded model organism (no download needed).",
+    "generate": "Make low-perplexity training data: Self-Output or Rephrase, verified by the task's checker.",
+    "evaluate": "Accuracy of a model (+ adapter) on tasks, with per-sample logs.",
+    "run": "Run an experiment from a YAML config (cached, resumable stages; --dry_run prints the plan).",
+    "demo": "Run the paper's experiment on the embedded model organism (no download needed).",
 }
 
 
@@ -50,6 +53,50 @@ class MaskConfig:
     dpf_scores: str | None = field(default=None, metadata={"help": "dpf/stm_dpf: scores after a GT fine-tune."})
     dpf_tau: float = field(default=1.5, metadata={"help": "dpf: mask tokens whose ppl fell by more than this factor."})
     keep_id: bool = field(default=False, metadata={"help": "Also write an id column (axolotl wants exactly three)."})
+
+
+@dataclass
+class GenerateConfig:
+    """Options of `robust-sft generate`."""
+
+    model: str = field(metadata={"help": "The model that will be fine-tuned (it generates its own data)."})
+    task: str = field(metadata={"help": "Task whose train split is used and whose checker verifies (e.g. mbpp)."})
+    out: str = field(metadata={"help": "Output .jsonl of {id, prompt, answer} rows (feed it to `score`)."})
+    method: str = field(default="self_output", metadata={"help": "self_output or rephrase."})
+    split: str = field(default="train", metadata={"help": "Split of the task to generate for."})
+    limit: int | None = field(default=None, metadata={"help": "At most this many examples."})
+    task_path: str | None = field(default=None, metadata={"help": "Local files of the task (offline)."})
+    n: int = field(default=32, metadata={"help": "Self-Output: samples per prompt."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling top_p."})
+    max_new_tokens: int = field(default=512, metadata={"help": "Longest answer generated."})
+    batch_size: int = field(default=32, metadata={"help": "Sequences per generate call (hf backend)."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm (GPU, if installed)."})
+    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16."})
+
+
+@dataclass
+class EvaluateConfig:
+    """Options of `robust-sft evaluate`."""
+
+    model: str = field(metadata={"help": "Base model (Hub name or local path), or a fully fine-tuned model."})
+    tasks: list[str] = field(metadata={"help": "Task names, e.g. gsm8k arc_challenge organism/sort."})
+    out: str = field(metadata={"help": "Directory for accuracies.json and per-sample <task>.jsonl logs."})
+    adapter: str | None = field(default=None, metadata={"help": "A PEFT adapter (LoRA/DoRA) to evaluate."})
+    split: str = field(default="test", metadata={"help": "Split to evaluate."})
+    limit: int | None = field(default=None, metadata={"help": "At most this many examples per task."})
+    batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
+    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16."})
+
+
+@dataclass
+class RunConfig:
+    """Options of `robust-sft run CONFIG.yaml`."""
+
+    config: str = field(metadata={"help": "Experiment YAML (see configs/demo.yaml for every option)."})
+    out: str | None = field(default=None, metadata={"help": "Run directory (default: runs/<name>)."})
+    dry_run: bool = field(default=False, metadata={"help": "Validate the config and print the plan; load nothing."})
 
 
 @dataclass
@@ -119,6 +166,54 @@ def cmd_train(argv: list[str]) -> None:
     print(f"final model: {final}")
 
 
+def cmd_generate(argv: list[str]) -> None:
+    from robust_sft.artifacts import write_json, write_jsonl
+    from robust_sft.modeling import load_model, load_tokenizer
+    from robust_sft.synthesis import GenerationSettings, rephrase, self_output, vllm_sampler
+    from robust_sft.tasks import get_task
+
+    config = _parse(GenerateConfig, argv, "generate")
+    if config.method not in ("self_output", "rephrase"):
+        raise ValueError(f"method must be self_output or rephrase, not {config.method!r}")
+    task = get_task(config.task)
+    examples = task.load(config.split, limit=config.limit, path=config.task_path)
+    settings = GenerationSettings(n=config.n, temperature=config.temperature, top_p=config.top_p,
+                                  max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, seed=config.seed)
+    model, tokenizer = load_model(config.model, dtype=config.dtype), load_tokenizer(config.model)
+    sampler = vllm_sampler(config.model) if config.backend == "vllm" else None
+    make = self_output if config.method == "self_output" else rephrase
+    rows, report = make(model, tokenizer, task, examples, settings, sampler=sampler)
+    write_jsonl(config.out, rows)
+    write_json(config.out + ".report.json", report)
+    print(json.dumps(report, indent=2))
+    print(f"wrote {config.out}")
+
+
+def cmd_evaluate(argv: list[str]) -> None:
+    from robust_sft.evaluation import evaluate_tasks
+    from robust_sft.modeling import load_model, load_tokenizer
+
+    config = _parse(EvaluateConfig, argv, "evaluate")
+    model = load_model(config.model, dtype=config.dtype, adapter=config.adapter)
+    accuracies = evaluate_tasks(model, load_tokenizer(config.model), config.tasks, split=config.split,
+                                limit=config.limit, batch_size=config.batch_size, log_dir=config.out)
+    print(json.dumps(accuracies, indent=2))
+
+
+def cmd_run(argv: list[str]) -> None:
+    from robust_sft.experiment import Experiment, load_config
+
+    config = _parse(RunConfig, argv, "run", positional="config")
+    experiment_config = load_config(config.config)
+    experiment = Experiment(experiment_config, config.out or f"runs/{experiment_config.name}")
+    if config.dry_run:
+        print(experiment.describe_plan())
+        return
+    results = experiment.run()
+    print((experiment.dir / "report.md").read_text())
+    print(f"results: {experiment.dir / 'results.json'}  ({len(results['methods'])} methods)")
+
+
 def cmd_demo(argv: list[str]) -> None:
     from robust_sft.demo import run_demo
 
@@ -126,7 +221,8 @@ def cmd_demo(argv: list[str]) -> None:
     run_demo(config.out)
 
 
-COMMANDS = {"score": cmd_score, "stats": cmd_stats, "mask": cmd_mask, "train": cmd_train, "demo": cmd_demo}
+COMMANDS = {"score": cmd_score, "stats": cmd_stats, "mask": cmd_mask, "train": cmd_train,
+            "generate": cmd_generate, "evaluate": cmd_evaluate, "run": cmd_run, "demo": cmd_demo}
 
 
 def _usage() -> str:

@@ -51,6 +51,10 @@ class Task(ABC):
     def check(self, example: dict, completion: str) -> bool:
         """True when `completion` answers `example` correctly."""
 
+    def check_many(self, examples: list[dict], completions: list[str]) -> list[bool]:
+        """`check` over many pairs; tasks whose checks are slow (e.g. run code) batch them here."""
+        return [self.check(e, c) for e, c in zip(examples, completions)]
+
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}
 

@@ -15,7 +15,7 @@ import re
 
 from robust_sft.tasks.base import TaskError, register_task
 from robust_sft.tasks.loading import DatasetTask, Located, field, read_hub
-from robust_sft.tasks.sandbox import run_python
+from robust_sft.tasks.sandbox import run_many, run_python
 
 PROMPT = (
     "You are an expert Python programmer. Write a Python function for this task:\n"
@@ -101,3 +101,10 @@ class MBPP(DatasetTask):
     def check(self, example: dict, completion: str) -> bool:
         program = self.program(example, completion)
         return program is not None and run_python(program, timeout=self.timeout).passed
+
+    def check_many(self, examples: list[dict], completions: list[str]) -> list[bool]:
+        """Checks in parallel in the sandbox (completions without code fail without running)."""
+        programs = [self.program(e, c) for e, c in zip(examples, completions)]
+        runnable = [p for p in programs if p is not None]
+        results = iter(run_many(runnable, timeout=self.timeout))
+        return [p is not None and next(results).passed for p in programs]

@@ -1,0 +1,401 @@
+"""`robust-sft run CONFIG.yaml`: the paper's experiment as stages with cached, resumable artifacts.
+
+Stages, each writing into the run directory:
+  base      the model to fine-tune (the organism is built and cached; a Hub/local path is used as is)
+  data      data/<source>.jsonl: GT from the target task; Self-Output and Rephrase generated + verified
+  score     scores/<source>.parquet: token NLL of every training set under the base model
+  train     models/<variant>/seed<k>/: one trainer for every method, best epoch by target validation accuracy
+  evaluate  eval/base/ and eval/<variant>/seed<k>/: accuracies + per-sample logs
+  report    results.json, report.md, figures/
+
+Every artifact has a key (a hash of everything it depends on) stored beside it; a stage whose artifact
+exists with the same key is skipped. A killed run therefore resumes where it stopped, and adding a method
+or a seed to the config trains only what is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+from robust_sft.artifacts import write_json, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft")
+ORGANISM = "organism"
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment. Defaults follow the paper where it has one."""
+
+    name: str = "experiment"
+    model: str = ORGANISM  # "organism" (the embedded default) or a Hub name / local path
+    organism_seed: int = 0
+    target: str = "organism/add"
+    others: list[str] = field(default_factory=list)  # default with the organism: all its other tasks
+    methods: list[str] = field(default_factory=lambda: ["gt", "stm", "self_output", "rephrase"])
+    taus: list[float] = field(default_factory=lambda: [2.5])  # STM sweep
+    control_tau: float = 2.5  # tau whose per-example mask counts the random/lowest controls copy
+    seeds: list[int] = field(default_factory=lambda: [0])
+    train_limit: int | None = None
+    validation_limit: int | None = None
+    eval_limit: int | None = None
+    select_best_epoch: bool = True
+    eval_batch_size: int = 64
+    train: dict = field(default_factory=dict)  # TrainConfig fields
+    generation: dict = field(default_factory=dict)  # synthesis.GenerationSettings fields
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+        if ("stm" in self.methods) and not self.taus:
+            raise ValueError("method stm needs at least one tau in `taus`")
+        from robust_sft.training import TrainConfig
+
+        allowed = {f.name for f in fields(TrainConfig)} - {"model", "data", "output_dir", "validation"}
+        bad = sorted(set(self.train) - allowed)
+        if bad:
+            raise ValueError(f"train: unknown option(s) {bad}")
+        from robust_sft.synthesis import GenerationSettings
+
+        bad = sorted(set(self.generation) - {f.name for f in fields(GenerationSettings)})
+        if bad:
+            raise ValueError(f"generation: unknown option(s) {bad}")
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a YAML config into an ExperimentConfig; unknown keys are errors naming the file."""
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of options")
+    known = {f.name for f in fields(ExperimentConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown option(s) {unknown}; known: {sorted(known)}")
+    try:
+        return ExperimentConfig(**raw)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+# --------------------------------------------------------------------------------------------- variants
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained configuration: a training set, a token policy and a loss."""
+
+    name: str
+    method: str
+    source: str  # gt | self_output | rephrase
+    train_overrides: tuple = ()  # (key, value) pairs for TrainConfig
+
+    @property
+    def tau(self) -> float | None:
+        return dict(self.train_overrides).get("tau")
+
+
+def plan_variants(config: ExperimentConfig) -> list[Variant]:
+    variants = []
+    for method in config.methods:
+        if method == "gt":
+            variants.append(Variant("gt", "gt", "gt", (("mask", "none"),)))
+        elif method == "stm":
+            variants += [Variant(f"stm@{tau:g}", "stm", "gt", (("mask", "threshold"), ("tau", tau)))
+                         for tau in config.taus]
+        elif method in ("stm_random", "stm_lowest"):
+            kind = method.split("_")[1]
+            variants.append(Variant(f"{method}@{config.control_tau:g}", method, "gt",
+                                    (("mask", kind), ("tau", config.control_tau))))
+        elif method == "dft":
+            variants.append(Variant("dft", "dft", "gt", (("mask", "none"), ("loss", "dft"))))
+        else:
+            variants.append(Variant(method, method, method, (("mask", "none"),)))
+    return variants
+
+
+def sources_needed(variants: list[Variant]) -> list[str]:
+    return sorted({v.source for v in variants}, key=["gt", "self_output", "rephrase"].index)
+
+
+# --------------------------------------------------------------------------------------------- caching
+
+
+def stable_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _key_file(artifact: Path) -> Path:
+    return artifact / "stage_key.json" if artifact.suffix == "" else artifact.with_name(artifact.name + ".key.json")
+
+
+def is_done(artifact: Path, key: str) -> bool:
+    key_file = _key_file(artifact)
+    return artifact.exists() and key_file.exists() and json.loads(key_file.read_text()).get("key") == key
+
+
+def run_stage(name: str, artifact: Path, key: str, produce: Callable[[], None]) -> bool:
+    """Produce `artifact` unless it exists with the same key; returns True when it ran."""
+    if is_done(artifact, key):
+        logger.info("[%s] up to date: %s", name, artifact)
+        return False
+    if artifact.is_dir() and not _key_file(artifact).exists():
+        shutil.rmtree(artifact)  # a stage killed half-way: start it over
+    logger.info("[%s] running -> %s", name, artifact)
+    produce()
+    write_json(_key_file(artifact), {"key": key})
+    return True
+
+
+# --------------------------------------------------------------------------------------------- the runner
+
+
+class Experiment:
+    def __init__(self, config: ExperimentConfig, run_dir: str | Path, progress: bool = True):
+        self.config = config
+        self.dir = Path(run_dir)
+        self.progress = progress
+        self.variants = plan_variants(config)
+        self.sources = sources_needed(self.variants)
+        self._loaded = None
+
+    # ------------------------------------------------------------------ base model and tasks
+
+    def base_model(self) -> str:
+        if self.config.model != ORGANISM:
+            return self.config.model
+        from robust_sft.organism.base_model import build_base_model
+
+        return str(build_base_model(seed=self.config.organism_seed, progress=self.progress))
+
+    def other_tasks(self) -> list[str]:
+        if self.config.others:
+            return list(self.config.others)
+        if self.config.model != ORGANISM:
+            raise ValueError("`others` (the non-target tasks) must be given for a model other than the organism")
+        from robust_sft.tasks import list_tasks
+
+        return [t for t in list_tasks() if t.startswith("organism/") and t != self.config.target]
+
+    def loaded_base(self):
+        """The base model and tokenizer in memory (generation and evaluation share them)."""
+        if self._loaded is None:
+            from robust_sft.modeling import load_model, load_tokenizer
+
+            self._loaded = (load_model(self.base), load_tokenizer(self.base))
+        return self._loaded
+
+    def describe_plan(self) -> str:
+        """The stages and artifacts this config would produce, with example counts where knowable; loads no model."""
+        from robust_sft.tasks import get_task
+
+        c = self.config
+        tasks = [c.target, *self.other_tasks()]
+        lines = [f"experiment {c.name!r} in {self.dir}",
+                 f"  model: {c.model}" + (" (built and cached on first use)" if c.model == ORGANISM else ""),
+                 f"  target: {c.target}; other tasks: {', '.join(tasks[1:])}",
+                 f"  seeds: {c.seeds}; epoch selection: "
+                 + ("best target validation accuracy" if c.select_best_epoch else "last epoch")]
+        try:
+            n_train = len(get_task(c.target).load("train", limit=c.train_limit))
+            lines.append(f"  target train examples: {n_train}")
+        except Exception as err:  # e.g. a Hub dataset while offline: the plan is still valid
+            lines.append(f"  target train examples: unknown here ({type(err).__name__}: {str(err)[:120]})")
+        lines.append("stages:")
+        for source in self.sources:
+            made = "from the target's references" if source == "gt" else f"generated ({source}), verified"
+            lines.append(f"  data      {self.data_path(source)}  [{made}]")
+        for source in self.sources:
+            lines.append(f"  score     {self.scores_path(source)}")
+        lines.append(f"  evaluate  {self.dir / 'eval' / 'base'}  [{len(tasks)} tasks]")
+        for v in self.variants:
+            overrides = ", ".join(f"{k}={val}" for k, val in v.train_overrides)
+            for seed in c.seeds:
+                lines.append(f"  train     {self.model_dir(v, seed)}  [{v.source}; {overrides}]")
+                lines.append(f"  evaluate  {self.eval_dir(v, seed)}")
+        lines.append(f"  report    {self.dir / 'results.json'}, {self.dir / 'report.md'}, {self.dir / 'figures'}/")
+        lines.append(f"{len(self.variants)} variants x {len(c.seeds)} seeds = "
+                     f"{len(self.variants) * len(c.seeds)} fine-tuning runs")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ stages
+
+    def run(self) -> dict:
+        from robust_sft.report import write_report
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.dir / "config.json", asdict(self.config))
+        self.base = self.base_model()
+        self.base_key = stable_hash([self.base, _model_fingerprint(self.base)])
+        self.tasks = [self.config.target, *self.other_tasks()]
+        costs = self.prepare_data()
+        self.score_data(costs)
+        self.evaluate_base()
+        for variant in self.variants:
+            for seed in self.config.seeds:
+                self.train_variant(variant, seed)
+                self.evaluate_variant(variant, seed)
+        return write_report(self, costs)
+
+    def data_path(self, source: str) -> Path:
+        return self.dir / "data" / f"{source}.jsonl"
+
+    def scores_path(self, source: str) -> Path:
+        return self.dir / "scores" / f"{source}.parquet"
+
+    def prepare_data(self) -> dict[str, float]:
+        """GT rows from the target task, and generated Self-Output / Rephrase rows; returns seconds per source."""
+        from robust_sft.synthesis import GenerationSettings, rephrase, self_output
+        from robust_sft.tasks import get_task
+
+        task = get_task(self.config.target)
+        examples = task.load("train", limit=self.config.train_limit)
+        gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit])
+        run_stage("data gt", self.data_path("gt"), gt_key, lambda: write_jsonl(self.data_path("gt"), [
+            {"id": e["id"], "prompt": task.prompt(e), "answer": task.reference(e)} for e in examples]))
+        costs = {"gt": 0.0}
+        settings = GenerationSettings(**self.config.generation)
+        makers = {"self_output": self_output, "rephrase": rephrase}
+        for source in self.sources:
+            if source == "gt":
+                continue
+            path = self.data_path(source)
+            report_path = path.with_suffix(".report.json")
+
+            def produce(source=source, path=path, report_path=report_path):
+                model, tokenizer = self.loaded_base()
+                rows, report = makers[source](model, tokenizer, task, examples, settings)
+                if not rows:
+                    raise RuntimeError(f"{source}: no verified example was generated ({report})")
+                write_jsonl(path, rows)
+                write_json(report_path, report)
+
+            run_stage(f"data {source}", path, stable_hash([gt_key, source, asdict(settings)]), produce)
+            costs[source] = json.loads(report_path.read_text())["seconds"]
+        return costs
+
+    def score_data(self, costs: dict[str, float]) -> None:
+        from robust_sft.scoring import ScoreConfig, score
+
+        for source in self.sources:
+            out = self.scores_path(source)
+            key = stable_hash([self.base_key, _file_hash(self.data_path(source))])
+
+            def produce(source=source, out=out):
+                start = time.perf_counter()
+                score(ScoreConfig(model=self.base, data=str(self.data_path(source)), out=str(out),
+                                  progress=self.progress))
+                write_json(out.with_name(out.name + ".seconds.json"), {"seconds": time.perf_counter() - start})
+
+            run_stage(f"score {source}", out, key, produce)
+            costs[f"score_{source}"] = json.loads(out.with_name(out.name + ".seconds.json").read_text())["seconds"]
+
+    def evaluate_base(self) -> None:
+        out = self.dir / "eval" / "base"
+        key = stable_hash([self.base_key, self.tasks, self.config.eval_limit])
+
+        def produce():
+            from robust_sft.evaluation import evaluate_tasks
+
+            model, tokenizer = self.loaded_base()
+            evaluate_tasks(model, tokenizer, self.tasks, limit=self.config.eval_limit,
+                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress)
+
+        run_stage("evaluate base", out, key, produce)
+
+    def model_dir(self, variant: Variant, seed: int) -> Path:
+        return self.dir / "models" / variant.name / f"seed{seed}"
+
+    def train_key(self, variant: Variant, seed: int) -> str:
+        return stable_hash([self.base_key, _file_hash(self.scores_path(variant.source)), variant, seed,
+                            self.config.train, self.config.select_best_epoch, self.config.validation_limit])
+
+    def train_variant(self, variant: Variant, seed: int) -> None:
+        from robust_sft.training import TrainConfig, train
+
+        out = self.model_dir(variant, seed)
+
+        def produce():
+            options = {**self.config.train, **dict(variant.train_overrides)}
+            config = TrainConfig(model=self.base, data=str(self.scores_path(variant.source)), output_dir=str(out),
+                                 seed=seed, progress=self.progress, **options)
+            if not self.config.select_best_epoch:
+                train(config)
+                return
+            train(config, eval_fn=self.validation_accuracy_fn(), best_metric="accuracy", greater_is_better=True)
+
+        run_stage(f"train {variant.name} seed {seed}", out, self.train_key(variant, seed), produce)
+
+    def validation_accuracy_fn(self):
+        """Target-task validation accuracy (greedy), evaluated at each epoch end to pick the best epoch."""
+        from robust_sft.evaluation import evaluate_task
+        from robust_sft.modeling import load_tokenizer
+        from robust_sft.tasks import get_task
+
+        task = get_task(self.config.target)
+        examples = task.load("validation", limit=self.config.validation_limit)
+        tokenizer = load_tokenizer(self.base)
+
+        def accuracy(model) -> dict:
+            was_training = model.training
+            model.eval()
+            score = evaluate_task(model, tokenizer, task, examples, batch_size=self.config.eval_batch_size,
+                                  progress=False)
+            model.train(was_training)
+            return {"accuracy": score.accuracy}
+
+        return accuracy
+
+    def eval_dir(self, variant: Variant, seed: int) -> Path:
+        return self.dir / "eval" / variant.name / f"seed{seed}"
+
+    def evaluate_variant(self, variant: Variant, seed: int) -> None:
+        out = self.eval_dir(variant, seed)
+        key = stable_hash([self.train_key(variant, seed), self.tasks, self.config.eval_limit])
+
+        def produce():
+            from robust_sft.evaluation import evaluate_tasks
+            from robust_sft.modeling import load_model, load_tokenizer
+
+            final = self.model_dir(variant, seed) / "final"
+            adapter = str(final) if (final / "adapter_config.json").exists() else None
+            model = load_model(self.base if adapter else str(final), adapter=adapter)
+            evaluate_tasks(model, load_tokenizer(self.base), self.tasks, limit=self.config.eval_limit,
+                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress)
+
+        run_stage(f"evaluate {variant.name} seed {seed}", out, key, produce)
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _model_fingerprint(model: str) -> str:
+    """Local models are identified by their files' names and sizes; Hub names by name."""
+    path = Path(model)
+    if not path.exists():
+        return model
+    return stable_hash(sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.is_file()))
+
+
+def run_experiment(config: ExperimentConfig | str | Path, run_dir: str | Path, progress: bool = True) -> dict:
+    if not isinstance(config, ExperimentConfig):
+        config = load_config(config)
+    return Experiment(config, run_dir, progress).run()

@@ -1,0 +1,311 @@
+"""results.json, report.md and figures from an experiment's artifacts.
+
+Every number here is read from the run directory (scores, train summaries, evaluation accuracies);
+the claims of the paper are then judged from those numbers by fixed, stated criteria.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from robust_sft.artifacts import atomic_path, write_json, write_text
+from robust_sft.metrics import backward_transfer, mean_std, target_improvement
+
+SOURCE_LABELS = {"gt": "GT", "rephrase": "Rephrase", "self_output": "Self-Output"}
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _accuracies(eval_dir: Path) -> dict[str, float]:
+    return {task: v["accuracy"] for task, v in _read_json(eval_dir / "accuracies.json").items()}
+
+
+def kept_token_ppl(scores, labels_policy) -> float:
+    """exp(mean NLL) over the tokens a policy keeps: the perplexity the model is actually trained on."""
+    from robust_sft.masking import apply_policy
+
+    result = apply_policy(scores, labels_policy)
+    kept = [scores.token_nll[i][lab != -100] for i, lab in zip(result.keep_examples, result.labels)]
+    values = np.concatenate(kept) if kept else np.zeros(0)
+    return float(math.exp(values.mean())) if len(values) else float("nan")
+
+
+def collect_results(exp, costs: dict[str, float]) -> dict:
+    """The results.json document (schema in the README)."""
+    from robust_sft.masking import MaskPolicy
+    from robust_sft.scoring import load_scores
+    from robust_sft.stats import summarize
+
+    config = exp.config
+    others = [t for t in exp.tasks if t != config.target]
+    base = _accuracies(exp.dir / "eval" / "base")
+    scores = {s: load_scores(exp.scores_path(s)) for s in exp.sources}
+    data = {}
+    for source, sc in scores.items():
+        summary = summarize(sc)
+        entry = {k: summary[k] for k in ("examples", "answer_tokens", "sequence_ppl_mean", "sequence_ppl_var")}
+        entry["pct_tokens_ppl_above_2.5"] = summary["pct_tokens_ppl_above"]["2.5"]
+        entry["generation_seconds"] = costs.get(source, 0.0)
+        entry["scoring_seconds"] = costs.get(f"score_{source}", 0.0)
+        report_path = exp.data_path(source).with_suffix(".report.json")
+        if report_path.exists():
+            entry["generation_report"] = _read_json(report_path)
+        data[source] = entry
+
+    methods = {}
+    for variant in exp.variants:
+        summary0 = _read_json(exp.model_dir(variant, config.seeds[0]) / "train_summary.json")
+        seeds = {}
+        for seed in config.seeds:
+            after = _accuracies(exp.eval_dir(variant, seed))
+            train_summary = _read_json(exp.model_dir(variant, seed) / "train_summary.json")
+            seeds[str(seed)] = {
+                "accuracies": after,
+                "target_accuracy": after[config.target],
+                "ti": target_improvement(base, after, config.target),
+                "bwt": backward_transfer(base, after, others),
+                "best_checkpoint": train_summary.get("best_checkpoint"),
+                "train_loss": train_summary.get("train_loss"),
+            }
+        policy = dict(variant.train_overrides)
+        kept_ppl = kept_token_ppl(scores[variant.source], MaskPolicy(
+            kind=policy.get("mask", "none"), tau=policy.get("tau", 2.5), seed=0))
+        data_cost = costs.get(variant.source, 0.0) + (
+            costs.get("score_gt", 0.0) if variant.method in ("stm", "stm_random", "stm_lowest") else 0.0)
+        methods[variant.name] = {
+            "method": variant.method,
+            "source": variant.source,
+            "tau": variant.tau,
+            "loss": policy.get("loss", "nll"),
+            "masked_fraction": summary0["mask_report"]["masked_fraction"],
+            "trained_tokens": summary0["trained_tokens"],
+            "train_examples": summary0["n_train_examples"],
+            "trained_token_ppl": kept_ppl,
+            "data_cost_seconds": data_cost,
+            "seeds": seeds,
+            **_aggregate(seeds, exp.tasks),
+        }
+    results = {
+        "schema": "robust-sft/results/v1",
+        "name": config.name,
+        "model": exp.base,
+        "target": config.target,
+        "others": others,
+        "seeds": config.seeds,
+        "base": {"accuracies": base},
+        "data": data,
+        "methods": methods,
+    }
+    results["claims"] = judge_claims(results)
+    return results
+
+
+def _aggregate(seeds: dict, tasks: list[str]) -> dict:
+    out = {"mean": {}, "std": {}}
+    for metric in ("target_accuracy", "ti", "bwt"):
+        out["mean"][metric], out["std"][metric] = mean_std(s[metric] for s in seeds.values())
+    for task in tasks:
+        m, s = mean_std(seed["accuracies"][task] for seed in seeds.values())
+        out["mean"].setdefault("accuracies", {})[task] = m
+        out["std"].setdefault("accuracies", {})[task] = s
+    return out
+
+
+# --------------------------------------------------------------------------------------------- claims
+
+
+def judge_claims(results: dict) -> list[dict]:
+    """The paper's claims, each held / not held / not tested, with the numbers and the criterion used."""
+    data, methods = results["data"], results["methods"]
+
+    def stat(name, metric):
+        m = methods[name]
+        return m["mean"][metric], m["std"][metric]
+
+    claims = []
+
+    def add(cid, statement, criterion, held, evidence):
+        claims.append({"id": cid, "claim": statement, "criterion": criterion,
+                       "status": "not tested" if held is None else ("held" if held else "not held"),
+                       "evidence": evidence})
+
+    ppl = {s: data[s]["sequence_ppl_mean"] for s in data}
+    if {"gt", "rephrase", "self_output"} <= set(ppl):
+        add("a", "Sequence perplexity: GT > Rephrase > Self-Output", "strict order of the means",
+            ppl["gt"] > ppl["rephrase"] > ppl["self_output"],
+            f"GT {ppl['gt']:.3f}, Rephrase {ppl['rephrase']:.3f}, Self-Output {ppl['self_output']:.3f}")
+    else:
+        add("a", "Sequence perplexity: GT > Rephrase > Self-Output", "strict order of the means", None,
+            "needs gt, rephrase and self_output")
+
+    stm = _stm_at(methods, 2.5)
+    if "gt" in methods:
+        g_bwt, g_sd = stat("gt", "bwt")
+        add("b1", "GT fine-tuning degrades the other tasks", "mean BWT < 0 by more than its seed std",
+            g_bwt < 0 and g_bwt + g_sd < 0, f"GT BWT {g_bwt:+.1f} ± {g_sd:.1f} %")
+        for name in [n for n in ("self_output", stm) if n and n in methods]:
+            m_bwt, m_sd = stat(name, "bwt")
+            add(f"b-{name}", f"{name} degrades the other tasks much less than GT",
+                "BWT(method) - BWT(GT) > std(method) + std(GT)",
+                m_bwt - g_bwt > m_sd + g_sd, f"{name} BWT {m_bwt:+.1f} ± {m_sd:.1f} vs GT {g_bwt:+.1f} ± {g_sd:.1f} %")
+    if stm and "gt" in methods:
+        s_ti, s_sd = stat(stm, "ti")
+        g_ti, g_sd = stat("gt", "ti")
+        add("c", "STM's target gain is at least GT's (within the seed spread)", "TI(STM) >= TI(GT) - (std + std)",
+            s_ti >= g_ti - (s_sd + g_sd), f"STM TI {s_ti:+.1f} ± {s_sd:.1f} vs GT TI {g_ti:+.1f} ± {g_sd:.1f} %")
+    controls = [n for n in methods if methods[n]["method"] in ("stm_random", "stm_lowest")]
+    if controls:
+        tau = methods[controls[0]]["tau"]
+        same = next((n for n in methods if methods[n]["method"] == "stm" and methods[n]["tau"] == tau), None)
+        if same:
+            s_bwt, _ = stat(same, "bwt")
+            s_ti, _ = stat(same, "ti")
+            parts, held = [], True
+            for c in controls:
+                c_bwt, _ = stat(c, "bwt")
+                c_ti, _ = stat(c, "ti")
+                held &= (s_bwt + s_ti) > (c_bwt + c_ti)
+                parts.append(f"{c}: BWT {c_bwt:+.1f}, TI {c_ti:+.1f}")
+            add("d", "Masking high-perplexity tokens beats random / lowest masking of the same count",
+                "BWT + TI of STM above that of each control (means)", held,
+                f"{same}: BWT {s_bwt:+.1f}, TI {s_ti:+.1f}; " + "; ".join(parts))
+    sweep = sorted((n for n in methods if methods[n]["method"] == "stm"), key=lambda n: methods[n]["tau"])
+    if len(sweep) >= 3:
+        best = max(sweep, key=lambda n: methods[n]["mean"]["bwt"] + methods[n]["mean"]["ti"])
+        frac = methods[best]["masked_fraction"]
+        add("e", "The best tau masks roughly a fifth of the tokens", "best BWT + TI at a masked share in 10-35 %",
+            0.10 <= frac <= 0.35, f"best tau {methods[best]['tau']:g} masks {100 * frac:.1f} % "
+            f"(BWT {methods[best]['mean']['bwt']:+.1f}, TI {methods[best]['mean']['ti']:+.1f})")
+    return claims
+
+
+def _stm_at(methods: dict, tau: float) -> str | None:
+    exact = [n for n in methods if methods[n]["method"] == "stm" and methods[n]["tau"] == tau]
+    if exact:
+        return exact[0]
+    stms = [n for n in methods if methods[n]["method"] == "stm"]
+    return stms[0] if stms else None
+
+
+# --------------------------------------------------------------------------------------------- report.md
+
+
+def _pm(mean: float, std: float, fmt: str = "+.1f") -> str:
+    return f"{mean:{fmt}} ± {std:.1f}"
+
+
+def render_markdown(results: dict) -> str:
+    data, methods = results["data"], results["methods"]
+    base = results["base"]["accuracies"]
+    lines = [f"# {results['name']}: robust-sft report", "",
+             f"Model `{results['model']}`; target task `{results['target']}`; other tasks "
+             f"{', '.join(f'`{t}`' for t in results['others'])}; seeds {results['seeds']}.", "",
+             "## Table 1: perplexity of the training sets under the base model", "",
+             "| training set | examples | sequence ppl (mean) | variance | % tokens ppl > 2.5 | data cost (s) |",
+             "|---|---|---|---|---|---|"]
+    for source, d in data.items():
+        cost = d["generation_seconds"]
+        lines.append(f"| {SOURCE_LABELS.get(source, source)} | {d['examples']} | {d['sequence_ppl_mean']:.3f} | "
+                     f"{d['sequence_ppl_var']:.3f} | {d['pct_tokens_ppl_above_2.5']:.1f} | {cost:.0f} |")
+    lines += ["", "## Table 2: forgetting (BWT) and target gain (TI) per method, % relative to the base model", "",
+              f"Base model accuracy: " + ", ".join(f"{t} {a:.3f}" for t, a in base.items()) + ".", "",
+              "| method | % tokens masked | target acc | TI % | BWT % | data cost (s) |", "|---|---|---|---|---|---|"]
+    for name, m in methods.items():
+        mean, std = m["mean"], m["std"]
+        lines.append(f"| {name} | {100 * m['masked_fraction']:.1f} | {_pm(mean['target_accuracy'], std['target_accuracy'], '.3f')} | "
+                     f"{_pm(mean['ti'], std['ti'])} | {_pm(mean['bwt'], std['bwt'])} | {m['data_cost_seconds']:.0f} |")
+    lines += ["", "Mean ± sample standard deviation over seeds. Data cost: seconds to make the training set beyond "
+              "the raw GT (generation + verification for Self-Output and Rephrase, scoring for the STM variants).", "",
+              "## Per-task accuracy after fine-tuning (mean over seeds)", "",
+              "| method | " + " | ".join(base) + " |", "|---" * (len(base) + 1) + "|",
+              "| base | " + " | ".join(f"{a:.3f}" for a in base.values()) + " |"]
+    for name, m in methods.items():
+        lines.append(f"| {name} | " + " | ".join(f"{m['mean']['accuracies'][t]:.3f}" for t in base) + " |")
+    lines += ["", "## The paper's claims in this setting", "", "| claim | criterion | status | numbers |",
+              "|---|---|---|---|"]
+    for c in results["claims"]:
+        lines.append(f"| ({c['id']}) {c['claim']} | {c['criterion']} | **{c['status']}** | {c['evidence']} |")
+    lines += ["", "Figures: `figures/ppl_vs_bwt.png`, `figures/tau_sweep.png`, `figures/token_ppl_hist.png`.", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- figures
+
+
+def _savefig(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def plot_ppl_vs_bwt(results: dict, path: Path) -> None:
+    """Perplexity of what each method trains on against its BWT (the paper's Fig. 2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name, m in results["methods"].items():
+        ax.errorbar(m["trained_token_ppl"], m["mean"]["bwt"], yerr=m["std"]["bwt"], fmt="o", capsize=3)
+        ax.annotate(name, (m["trained_token_ppl"], m["mean"]["bwt"]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("perplexity of the trained tokens under the base model (log scale)")
+    ax.set_ylabel("BWT on the other tasks (%)")
+    ax.set_title("Lower-perplexity training data forgets less")
+    fig.tight_layout()
+    _savefig(fig, path)
+
+
+def plot_tau_sweep(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = results["methods"]
+    sweep = sorted((m for m in methods.values() if m["method"] in ("stm", "gt")),
+                   key=lambda m: m["masked_fraction"])
+    if not sweep:
+        return
+    x = [100 * m["masked_fraction"] for m in sweep]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.errorbar(x, [m["mean"]["bwt"] for m in sweep], yerr=[m["std"]["bwt"] for m in sweep], marker="o",
+                capsize=3, label="BWT (other tasks)")
+    ax.errorbar(x, [m["mean"]["ti"] for m in sweep], yerr=[m["std"]["ti"] for m in sweep], marker="s",
+                capsize=3, label="TI (target)")
+    for m, xi in zip(sweep, x):
+        label = "GT" if m["method"] == "gt" else f"tau {m['tau']:g}"
+        ax.annotate(label, (xi, m["mean"]["bwt"]), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("% of answer tokens masked")
+    ax.set_ylabel("relative change vs base (%)")
+    ax.set_title("STM threshold sweep")
+    ax.legend()
+    fig.tight_layout()
+    _savefig(fig, path)
+
+
+def write_report(exp, costs: dict[str, float]) -> dict:
+    from robust_sft.scoring import load_scores
+    from robust_sft.stats import plot_histogram
+
+    results = collect_results(exp, costs)
+    figures = exp.dir / "figures"
+    plot_ppl_vs_bwt(results, figures / "ppl_vs_bwt.png")
+    plot_tau_sweep(results, figures / "tau_sweep.png")
+    plot_histogram({SOURCE_LABELS[s]: load_scores(exp.scores_path(s)) for s in exp.sources},
+                   figures / "token_ppl_hist.png")
+    write_json(exp.dir / "results.json", results)
+    write_text(exp.dir / "report.md", render_markdown(results))
+    return results

@@ -1,0 +1,45 @@
+"""Small tasks with exact checkers that any model can partly solve; used to test the engine fast."""
+
+from robust_sft.tasks.base import Task, register_task
+
+
+class _FakeTask(Task):
+    splits = ("train", "validation", "test")
+    max_new_tokens = 8
+
+    def load(self, split, *, limit=None, path=None):
+        n = {"train": 16, "validation": 8, "test": 8}[split]
+        return [{"id": f"{self.name}/{split}/{i}", "n": i} for i in range(n)][:limit]
+
+    def prompt(self, example):
+        return f"say something about {example['n']}"
+
+    def reference(self, example):
+        return f"the number {example['n']} is a number"
+
+    def extract(self, completion):
+        return completion.strip() or None
+
+
+@register_task("test/even_length")
+class EvenLength(_FakeTask):
+    name = "test/even_length"
+
+    def check(self, example, completion):
+        return len(completion) % 2 == 0
+
+
+@register_task("test/nonempty")
+class NonEmpty(_FakeTask):
+    name = "test/nonempty"
+
+    def check(self, example, completion):
+        return bool(completion.strip())
+
+
+@register_task("test/has_space")
+class HasSpace(_FakeTask):
+    name = "test/has_space"
+
+    def check(self, example, completion):
+        return " " in completion

@@ -1,0 +1,121 @@
+import json
+import math
+
+import pytest
+
+import tests.fake_tasks  # noqa: F401  (registers the test tasks)
+from robust_sft.experiment import Experiment, ExperimentConfig, load_config, plan_variants
+
+
+def mini_config(model_dir: str, **overrides) -> ExperimentConfig:
+    options = dict(
+        name="mini", model=model_dir, target="test/even_length", others=["test/nonempty", "test/has_space"],
+        methods=["gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft"],
+        # a random tiny model has token perplexity ~500: these taus mask part of the tokens
+        taus=[500, 1e6], control_tau=500, seeds=[0], train_limit=16, validation_limit=8, eval_limit=8,
+        eval_batch_size=16,
+        train={"max_steps": 2, "num_train_epochs": 1, "per_device_train_batch_size": 8, "learning_rate": 1e-3},
+        generation={"n": 4, "max_new_tokens": 8, "batch_size": 32},
+    )
+    return ExperimentConfig(**{**options, **overrides})
+
+
+def test_variants_cover_methods_and_taus():
+    config = ExperimentConfig(methods=["gt", "stm", "stm_random", "dft", "self_output"], taus=[2, 2.5])
+    names = [v.name for v in plan_variants(config)]
+    assert names == ["gt", "stm@2", "stm@2.5", "stm_random@2.5", "dft", "self_output"]
+    with pytest.raises(ValueError, match="unknown method"):
+        ExperimentConfig(methods=["magic"])
+    with pytest.raises(ValueError, match="train: unknown option"):
+        ExperimentConfig(train={"learning_rat": 1})
+
+
+def test_yaml_config_errors_name_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\nmodle: organism\n")
+    with pytest.raises(ValueError, match=r"c\.yaml: unknown option\(s\) \['modle'\]"):
+        load_config(path)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir):
+    run_dir = tmp_path_factory.mktemp("run")
+    results = Experiment(mini_config(tiny_model_dir), run_dir, progress=False).run()
+    return run_dir, results
+
+
+def test_every_artifact_is_written(finished_run):
+    run_dir, _ = finished_run
+    for source in ("gt", "self_output", "rephrase"):
+        assert (run_dir / "data" / f"{source}.jsonl").stat().st_size > 0
+        assert (run_dir / "scores" / f"{source}.parquet").exists()
+    for source in ("self_output", "rephrase"):
+        report = json.loads((run_dir / "data" / f"{source}.report.json").read_text())
+        assert report["prompts"] == 16 and report["seconds"] > 0
+    base = json.loads((run_dir / "eval" / "base" / "accuracies.json").read_text())
+    assert set(base) == {"test/even_length", "test/nonempty", "test/has_space"}
+    log = (run_dir / "eval" / "base" / "test__even_length.jsonl").read_text().splitlines()
+    assert len(log) == 8 and set(json.loads(log[0])) == {"id", "prompt", "completion", "extracted", "correct"}
+    names = ["gt", "stm@500", "stm@1e+06", "self_output", "rephrase", "stm_random@500", "stm_lowest@500", "dft"]
+    for name in names:
+        assert (run_dir / "models" / name / "seed0" / "final" / "adapter_model.safetensors").exists()
+        assert (run_dir / "eval" / name / "seed0" / "accuracies.json").exists()
+    for figure in ("ppl_vs_bwt.png", "tau_sweep.png", "token_ppl_hist.png"):
+        assert (run_dir / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
+    report = (run_dir / "report.md").read_text()
+    assert "Table 1" in report and "Table 2" in report and "claims" in report
+
+
+def test_results_schema(finished_run):
+    run_dir, results = finished_run
+    assert json.loads((run_dir / "results.json").read_text()) == json.loads(json.dumps(results))
+    assert results["schema"] == "robust-sft/results/v1" and results["target"] == "test/even_length"
+    assert set(results["data"]) == {"gt", "self_output", "rephrase"}
+    for entry in results["data"].values():
+        assert {"examples", "sequence_ppl_mean", "sequence_ppl_var", "generation_seconds"} <= set(entry)
+    for name, m in results["methods"].items():
+        assert {"method", "tau", "masked_fraction", "data_cost_seconds", "seeds", "mean", "std"} <= set(m)
+        seed = m["seeds"]["0"]
+        assert {"accuracies", "target_accuracy", "ti", "bwt"} <= set(seed)
+        assert 0 <= seed["target_accuracy"] <= 1
+        assert m["mean"]["bwt"] == seed["bwt"] or math.isnan(seed["bwt"])
+    methods = results["methods"]
+    assert methods["gt"]["masked_fraction"] == 0 and 0 < methods["stm@500"]["masked_fraction"] < 1
+    # the controls mask the same number of tokens as STM at their tau
+    assert methods["stm_random@500"]["masked_fraction"] == methods["stm@500"]["masked_fraction"]
+    assert methods["stm_lowest@500"]["masked_fraction"] == methods["stm@500"]["masked_fraction"]
+    assert {c["status"] for c in results["claims"]} <= {"held", "not held", "not tested"}
+    assert {c["id"] for c in results["claims"]} >= {"a", "b1", "c", "d"}
+
+
+def test_rerun_skips_everything_and_a_new_seed_trains_only_itself(finished_run, tiny_model_dir, monkeypatch):
+    import robust_sft.training as training
+
+    run_dir, _ = finished_run
+    trained = []
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda config, **kw: trained.append(config.output_dir) or
+                        real_train(config, **kw))
+    Experiment(mini_config(tiny_model_dir), run_dir, progress=False).run()
+    assert trained == []
+    # a stage killed half-way (no key written) is redone, and only it
+    (run_dir / "models" / "dft" / "seed0" / "stage_key.json").unlink()
+    Experiment(mini_config(tiny_model_dir), run_dir, progress=False).run()
+    assert trained == [str(run_dir / "models" / "dft" / "seed0")]
+    trained.clear()
+    results = Experiment(mini_config(tiny_model_dir, seeds=[0, 1], methods=["gt"]), run_dir, progress=False).run()
+    assert trained == [str(run_dir / "models" / "gt" / "seed1")]
+    assert set(results["methods"]["gt"]["seeds"]) == {"0", "1"}
+
+
+def test_dry_run_prints_the_plan_without_loading_a_model(tiny_model_dir, tmp_path, capsys):
+    from robust_sft.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("name: plan\nmodel: /nonexistent/model\ntarget: test/even_length\n"
+                      "others: [test/nonempty]\nmethods: [gt, stm]\ntaus: [2, 2.5]\nseeds: [0, 1, 2]\n")
+    assert main(["run", str(config), "--out", str(tmp_path / "r"), "--dry_run"]) == 0
+    out = capsys.readouterr().out
+    assert "3 variants x 3 seeds = 9 fine-tuning runs" in out
+    assert "target train examples: 16" in out and "stm@2.5" in out
+    assert not (tmp_path / "r").exists()

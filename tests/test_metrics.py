@@ -1,0 +1,27 @@
+import math
+
+import pytest
+
+from robust_sft.metrics import backward_transfer, mean_std, relative_change, target_improvement
+
+
+def test_relative_change_in_percent():
+    assert relative_change(0.5, 0.6) == pytest.approx(20.0)
+    assert relative_change(0.8, 0.4) == pytest.approx(-50.0)
+    assert math.isnan(relative_change(0.0, 0.3))
+
+
+def test_ti_and_bwt_follow_the_paper_definitions():
+    before = {"target": 0.4, "a": 0.8, "b": 0.5}
+    after = {"target": 0.5, "a": 0.4, "b": 0.5}
+    assert target_improvement(before, after, "target") == pytest.approx(25.0)
+    assert backward_transfer(before, after, ["a", "b"]) == pytest.approx((-50.0 + 0.0) / 2)
+    with pytest.raises(ValueError):
+        backward_transfer(before, after, [])
+
+
+def test_mean_and_sample_std_skip_nan():
+    assert mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
+    assert mean_std([4.0]) == (4.0, 0.0)
+    assert mean_std([1.0, float("nan"), 3.0]) == pytest.approx((2.0, math.sqrt(2)))
+    assert all(math.isnan(x) for x in mean_std([]))
