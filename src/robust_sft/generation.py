@@ -1,0 +1,133 @@
+"""Batched generation from chat prompts: Hugging Face `generate` here, vLLM where it is installed.
+
+Input is a list of conversations (lists of chat messages); the chat template with a generation prompt is
+applied here, so every caller formats prompts the same way. Output is, per conversation, `n` completion
+strings (the assistant text up to, not including, the end-of-turn token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to decode. temperature 0 means greedy (then the n completions of a prompt are identical)."""
+
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+def chat_prompt_ids(tokenizer, conversations: list[Messages]) -> list[list[int]]:
+    """Token ids of each conversation, templated with the assistant generation prompt."""
+    texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in conversations]
+    # The template already holds any bos; the tokenizer must not add another.
+    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def _length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    # Prompts of similar length share a batch, so little compute is spent on left padding.
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row) :] = 1
+    return ids, mask
+
+
+def _decode_new_tokens(tokenizer, new_tokens: torch.Tensor, stop_ids: set[int]) -> str:
+    ids = new_tokens.tolist()
+    for i, tok in enumerate(ids):
+        if tok in stop_ids:
+            ids = ids[:i]
+            break
+    return tokenizer.decode(ids, skip_special_tokens=True)
+
+
+@torch.inference_mode()
+def generate_hf(
+    model, tokenizer, conversations: list[Messages], config: SamplingConfig = SamplingConfig(),
+    *, batch_size: int = 32, progress: bool = True,
+) -> list[list[str]]:
+    """`config.n` completions per conversation with `model.generate`, batched and left-padded.
+
+    Sampling is seeded per batch from `config.seed`, so the same inputs and batch size give the same outputs,
+    and the caller's global RNG state is left untouched.
+    """
+    prompts = chat_prompt_ids(tokenizer, conversations)
+    copies = 1 if config.greedy else config.n  # greedy: one decode, repeated n times
+    per_batch = max(1, batch_size // copies)
+    stop_ids = {tokenizer.eos_token_id}
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sampling = {} if config.greedy else {"temperature": config.temperature, "top_p": config.top_p, "top_k": 0}
+    results: list[list[str]] = [[] for _ in prompts]
+    batches = _length_sorted_batches([len(p) for p in prompts], per_batch)
+    for b, batch in enumerate(tqdm(batches, desc="generate", disable=not progress)):
+        ids, mask = _left_pad([prompts[i] for i in batch], pad_id)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed * 1_000_003 + b)
+            out = model.generate(
+                input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                do_sample=not config.greedy, num_return_sequences=copies, max_new_tokens=config.max_new_tokens,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id, **sampling,
+            )
+        new_tokens = out[:, ids.shape[1] :].cpu()
+        for row, i in enumerate(batch):
+            texts = [_decode_new_tokens(tokenizer, new_tokens[row * copies + k], stop_ids) for k in range(copies)]
+            results[i] = texts * (config.n // copies)
+    return results
+
+
+def generate_vllm(
+    model_path: str, conversations: list[Messages], config: SamplingConfig = SamplingConfig(),
+    *, adapter_path: str | None = None, progress: bool = True,
+) -> list[list[str]]:
+    """The same contract on vLLM (GPU machines). Prompts go in as token ids from our own chat templating."""
+    try:
+        from vllm import LLM, SamplingParams
+        from vllm.lora.request import LoRARequest
+    except ImportError as err:
+        raise RuntimeError("backend='vllm' needs vLLM: pip install 'robust-sft[vllm]' (GPU machine)") from err
+    from transformers import AutoTokenizer
+
+    prompts = chat_prompt_ids(AutoTokenizer.from_pretrained(model_path), conversations)
+    llm = LLM(model=model_path, seed=config.seed, enable_lora=adapter_path is not None)
+    params = SamplingParams(
+        n=config.n, temperature=max(config.temperature, 0.0), top_p=config.top_p,
+        max_tokens=config.max_new_tokens, seed=config.seed,
+    )
+    lora = LoRARequest("adapter", 1, adapter_path) if adapter_path else None
+    outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=progress, lora_request=lora)
+    return [[c.text for c in out.outputs] for out in outputs]
+
+
+def generate(
+    model, tokenizer, conversations: list[Messages], config: SamplingConfig = SamplingConfig(),
+    *, backend: str = "hf", batch_size: int = 32, adapter_path: str | None = None, progress: bool = True,
+) -> list[list[str]]:
+    """Dispatch on `backend`: "hf" takes a loaded model + tokenizer; "vllm" takes a model path as `model`."""
+    if backend == "hf":
+        if adapter_path is not None:
+            raise ValueError("backend='hf': load the adapter onto the model (peft) before calling generate")
+        return generate_hf(model, tokenizer, conversations, config, batch_size=batch_size, progress=progress)
+    if backend == "vllm":
+        return generate_vllm(str(model), conversations, config, adapter_path=adapter_path, progress=progress)
+    raise ValueError(f"unknown backend {backend!r}; expected 'hf' or 'vllm'")
