@@ -88,6 +88,10 @@ class EvaluateConfig:
     limit: int | None = field(default=None, metadata={"help": "At most this many examples per task."})
     batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
     dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16."})
+    backend: str = field(default="hf", metadata={"help": "hf or vllm (GPU; DoRA adapters are merged first)."})
+    task_paths: list[str] = field(
+        default_factory=list, metadata={"help": "Local task data as name=path (offline), e.g. gsm8k=gsm8k.jsonl."}
+    )
 
 
 @dataclass
@@ -194,9 +198,19 @@ def cmd_evaluate(argv: list[str]) -> None:
     from robust_sft.modeling import load_model, load_tokenizer
 
     config = _parse(EvaluateConfig, argv, "evaluate")
-    model = load_model(config.model, dtype=config.dtype, adapter=config.adapter)
+    task_paths = dict(item.split("=", 1) for item in config.task_paths)
+    if config.backend == "vllm":
+        from robust_sft.experiment import vllm_model_and_adapter
+        from robust_sft.synthesis import vllm_sampler
+
+        model_path, adapter = (vllm_model_and_adapter(config.model, Path(config.adapter), config.adapter)
+                               if config.adapter else (config.model, None))
+        model, sampler = None, vllm_sampler(model_path, adapter_path=adapter)
+    else:
+        model, sampler = load_model(config.model, dtype=config.dtype, adapter=config.adapter), None
     accuracies = evaluate_tasks(model, load_tokenizer(config.model), config.tasks, split=config.split,
-                                limit=config.limit, batch_size=config.batch_size, log_dir=config.out)
+                                limit=config.limit, batch_size=config.batch_size, log_dir=config.out,
+                                task_paths=task_paths, sampler=sampler)
     print(json.dumps(accuracies, indent=2))
 
 

@@ -35,16 +35,21 @@ def evaluate_task(
     max_new_tokens: int | None = None,
     log_path: str | Path | None = None,
     progress: bool = True,
+    sampler=None,
 ) -> TaskScore:
-    """Greedy completions for `examples`, checked by the task; accuracy in [0, 1]."""
-    from robust_sft.generation import SamplingConfig, generate
+    """Greedy completions for `examples`, checked by the task; accuracy in [0, 1].
+
+    `sampler` (see synthesis.vllm_sampler) replaces HF generate on `model`, e.g. with vLLM.
+    """
+    from robust_sft.generation import SamplingConfig
+    from robust_sft.synthesis import hf_sampler
 
     if not examples:
         raise ValueError(f"task {task.name}: no example to evaluate")
+    sampler = sampler or hf_sampler(model, tokenizer, batch_size, progress)
     conversations = [[{"role": "user", "content": task.prompt(e)}] for e in examples]
     config = SamplingConfig(n=1, temperature=0.0, max_new_tokens=max_new_tokens or task.max_new_tokens)
-    completions = [c[0] for c in generate(model, tokenizer, conversations, config, batch_size=batch_size,
-                                          progress=progress)]
+    completions = [c[0] for c in sampler(conversations, config)]
     correct = task.check_many(examples, completions)
     if log_path is not None:
         write_jsonl(log_path, [
@@ -65,14 +70,17 @@ def evaluate_tasks(
     batch_size: int = 32,
     log_dir: str | Path | None = None,
     progress: bool = True,
+    task_paths: dict[str, str] | None = None,
+    sampler=None,
 ) -> dict[str, float]:
     """Accuracy per task; with `log_dir`, per-sample logs and `accuracies.json` are written there."""
     scores = {}
     for name in task_names:
         task = get_task(name)
+        examples = task.load(split, limit=limit, path=(task_paths or {}).get(name))
         log_path = Path(log_dir) / f"{task_file_name(name)}.jsonl" if log_dir else None
-        scores[name] = evaluate_task(model, tokenizer, task, task.load(split, limit=limit), batch_size=batch_size,
-                                     log_path=log_path, progress=progress)
+        scores[name] = evaluate_task(model, tokenizer, task, examples, batch_size=batch_size, log_path=log_path,
+                                     progress=progress, sampler=sampler)
     accuracies = {name: s.accuracy for name, s in scores.items()}
     if log_dir:
         write_json(Path(log_dir) / "accuracies.json",

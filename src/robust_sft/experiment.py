@@ -50,6 +50,8 @@ class ExperimentConfig:
     eval_limit: int | None = None
     select_best_epoch: bool = True
     eval_batch_size: int = 64
+    backend: str = "hf"  # generation and evaluation: hf (transformers generate) or vllm (GPU machines)
+    task_paths: dict = field(default_factory=dict)  # task name -> local files (offline); Hub otherwise
     train: dict = field(default_factory=dict)  # TrainConfig fields
     generation: dict = field(default_factory=dict)  # synthesis.GenerationSettings fields
 
@@ -59,6 +61,8 @@ class ExperimentConfig:
             raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
+        if self.backend not in ("hf", "vllm"):
+            raise ValueError(f"backend must be hf or vllm, not {self.backend!r}")
         if ("stm" in self.methods) and not self.taus:
             raise ValueError("method stm needs at least one tau in `taus`")
         from robust_sft.training import TrainConfig
@@ -190,6 +194,19 @@ class Experiment:
 
         return [t for t in list_tasks() if t.startswith("organism/") and t != self.config.target]
 
+    def load_examples(self, task_name: str, split: str, limit: int | None) -> list[dict]:
+        from robust_sft.tasks import get_task
+
+        return get_task(task_name).load(split, limit=limit, path=self.config.task_paths.get(task_name))
+
+    def sampler(self, adapter: str | None = None, full_model: str | None = None):
+        """The generation backend: HF generate on the loaded model, or vLLM from the model path."""
+        from robust_sft.synthesis import vllm_sampler
+
+        if self.config.backend == "vllm":
+            return vllm_sampler(full_model or self.base, adapter_path=adapter, progress=self.progress)
+        return None  # synthesis/evaluation default: HF generate on the model given
+
     def loaded_base(self):
         """The base model and tokenizer in memory (generation and evaluation share them)."""
         if self._loaded is None:
@@ -210,7 +227,7 @@ class Experiment:
                  f"  seeds: {c.seeds}; epoch selection: "
                  + ("best target validation accuracy" if c.select_best_epoch else "last epoch")]
         try:
-            n_train = len(get_task(c.target).load("train", limit=c.train_limit))
+            n_train = len(self.load_examples(c.target, "train", c.train_limit))
             lines.append(f"  target train examples: {n_train}")
         except Exception as err:  # e.g. a Hub dataset while offline: the plan is still valid
             lines.append(f"  target train examples: unknown here ({type(err).__name__}: {str(err)[:120]})")
@@ -262,7 +279,7 @@ class Experiment:
         from robust_sft.tasks import get_task
 
         task = get_task(self.config.target)
-        examples = task.load("train", limit=self.config.train_limit)
+        examples = self.load_examples(self.config.target, "train", self.config.train_limit)
         gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit])
         run_stage("data gt", self.data_path("gt"), gt_key, lambda: write_jsonl(self.data_path("gt"), [
             {"id": e["id"], "prompt": task.prompt(e), "answer": task.reference(e)} for e in examples]))
@@ -277,7 +294,7 @@ class Experiment:
 
             def produce(source=source, path=path, report_path=report_path):
                 model, tokenizer = self.loaded_base()
-                rows, report = makers[source](model, tokenizer, task, examples, settings)
+                rows, report = makers[source](model, tokenizer, task, examples, settings, sampler=self.sampler())
                 if not rows:
                     raise RuntimeError(f"{source}: no verified example was generated ({report})")
                 write_jsonl(path, rows)
@@ -312,7 +329,8 @@ class Experiment:
 
             model, tokenizer = self.loaded_base()
             evaluate_tasks(model, tokenizer, self.tasks, limit=self.config.eval_limit,
-                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress)
+                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
+                           task_paths=self.config.task_paths, sampler=self.sampler())
 
         run_stage("evaluate base", out, key, produce)
 
@@ -346,7 +364,7 @@ class Experiment:
         from robust_sft.tasks import get_task
 
         task = get_task(self.config.target)
-        examples = task.load("validation", limit=self.config.validation_limit)
+        examples = self.load_examples(self.config.target, "validation", self.config.validation_limit)
         tokenizer = load_tokenizer(self.base)
 
         def accuracy(model) -> dict:
@@ -372,11 +390,29 @@ class Experiment:
 
             final = self.model_dir(variant, seed) / "final"
             adapter = str(final) if (final / "adapter_config.json").exists() else None
-            model = load_model(self.base if adapter else str(final), adapter=adapter)
-            evaluate_tasks(model, load_tokenizer(self.base), self.tasks, limit=self.config.eval_limit,
-                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress)
+            tokenizer = load_tokenizer(self.base)
+            if self.config.backend == "vllm":
+                # vLLM serves LoRA adapters but not DoRA: those are merged into the weights first.
+                model_path, adapter = vllm_model_and_adapter(self.base, final, adapter)
+                sampler, model = self.sampler(adapter, full_model=model_path), None
+            else:
+                model, sampler = load_model(self.base if adapter else str(final), adapter=adapter), None
+            evaluate_tasks(model, tokenizer, self.tasks, limit=self.config.eval_limit,
+                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
+                           task_paths=self.config.task_paths, sampler=sampler)
 
         run_stage(f"evaluate {variant.name} seed {seed}", out, key, produce)
+
+
+def vllm_model_and_adapter(base: str, final: Path, adapter: str | None) -> tuple[str, str | None]:
+    """What vLLM should load for a trained model: (base, LoRA adapter), or a merged model for DoRA/full."""
+    if adapter is None:
+        return str(final), None
+    if json.loads((final / "adapter_config.json").read_text()).get("use_dora"):
+        from robust_sft.modeling import merge_adapter
+
+        return str(merge_adapter(base, adapter, final.parent / "merged")), None
+    return base, adapter
 
 
 def _file_hash(path: Path) -> str:

@@ -56,3 +56,18 @@ def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "auto", 
     model.to(target)
     model.eval()
     return model
+
+
+def merge_adapter(base: str, adapter: str, out_dir) -> "Path":
+    """Merge a PEFT adapter into its base weights and save a standalone model (e.g. DoRA for vLLM)."""
+    from pathlib import Path
+
+    out = Path(out_dir)
+    if (out / "config.json").exists():
+        return out
+    model = load_model(base, device="cpu", adapter=adapter).merge_and_unload()
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    load_tokenizer(base).save_pretrained(tmp)
+    tmp.rename(out)
+    return out
