@@ -4,15 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+
+pip_install() {
+  # A failed install fails the script; only pip's noise about this machine's local index is filtered.
+  .venv/bin/pip install --quiet "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }
+}
+
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.robust-sft-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/pip install --quiet "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/pip install --quiet -e ".[dev,math]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import robust_sft, torch, transformers, peft" 
+  pip_install --upgrade pip
+  pip_install "torch==2.13.0"
+  pip_install -e ".[dev,math,lm-eval]"
+  .venv/bin/python -c "import robust_sft, torch, transformers, peft, lm_eval, math_verify"
   echo "$want" > "$stamp"
 fi

@@ -89,6 +89,11 @@ class EvaluateConfig:
     batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
     dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16."})
     backend: str = field(default="hf", metadata={"help": "hf or vllm (GPU; DoRA adapters are merged first)."})
+    harness: str = field(
+        default="robust-sft",
+        metadata={"help": "robust-sft (our tasks and checkers) or lm-eval (lm-evaluation-harness tasks; optional)."},
+    )
+    include_path: str | None = field(default=None, metadata={"help": "lm-eval: a directory of task YAMLs."})
     task_paths: list[str] = field(
         default_factory=list, metadata={"help": "Local task data as name=path (offline), e.g. gsm8k=gsm8k.jsonl."}
     )
@@ -198,6 +203,16 @@ def cmd_evaluate(argv: list[str]) -> None:
     from robust_sft.modeling import load_model, load_tokenizer
 
     config = _parse(EvaluateConfig, argv, "evaluate")
+    if config.harness not in ("robust-sft", "lm-eval"):
+        raise ValueError(f"harness must be robust-sft or lm-eval, not {config.harness!r}")
+    if config.harness == "lm-eval":
+        from robust_sft.harness import evaluate_with_lm_eval
+
+        accuracies = evaluate_with_lm_eval(config.model, config.tasks, adapter=config.adapter, limit=config.limit,
+                                           batch_size=config.batch_size, dtype=config.dtype,
+                                           include_path=config.include_path, output_dir=config.out)
+        print(json.dumps(accuracies, indent=2))
+        return
     task_paths = dict(item.split("=", 1) for item in config.task_paths)
     if config.backend == "vllm":
         from robust_sft.experiment import vllm_model_and_adapter
@@ -266,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()
     try:
         COMMANDS[verb](rest)
-    except (ValueError, FileNotFoundError) as err:  # DataError, TokenizerMismatchError, bad options
+    except (ValueError, FileNotFoundError, RuntimeError) as err:  # bad data/options, a missing optional package
         print(f"robust-sft {verb}: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -327,8 +327,11 @@ class Experiment:
         def produce():
             from robust_sft.evaluation import evaluate_tasks
 
-            model, tokenizer = self.loaded_base()
-            evaluate_tasks(model, tokenizer, self.tasks, limit=self.config.eval_limit,
+            from robust_sft.modeling import load_tokenizer
+
+            # With vLLM the transformers model is not needed here, and would take GPU memory from vLLM.
+            model = self.loaded_base()[0] if self.config.backend == "hf" else None
+            evaluate_tasks(model, load_tokenizer(self.base), self.tasks, limit=self.config.eval_limit,
                            batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
                            task_paths=self.config.task_paths, sampler=self.sampler())
 

@@ -96,25 +96,53 @@ def generate_hf(
     return results
 
 
+# One vLLM engine at a time, reused across calls: starting one costs minutes and holds most of the GPU.
+_VLLM_ENGINE: dict = {}
+# vLLM's default (0.9) leaves no room for the transformers model the pipeline also keeps on the GPU
+# (scoring Self-Output samples, training); half the memory fits both for models up to ~8B on 80 GB.
+VLLM_GPU_MEMORY_UTILIZATION = 0.5
+
+
+def _vllm_engine(model_path: str, enable_lora: bool, max_lora_rank: int, seed: int):
+    from vllm import LLM
+
+    key = (model_path, enable_lora, max_lora_rank)
+    if key not in _VLLM_ENGINE:
+        _VLLM_ENGINE.clear()
+        _VLLM_ENGINE[key] = LLM(model=model_path, seed=seed, enable_lora=enable_lora, max_lora_rank=max_lora_rank,
+                                gpu_memory_utilization=VLLM_GPU_MEMORY_UTILIZATION)
+    return _VLLM_ENGINE[key]
+
+
+def _lora_rank(adapter_path: str) -> int:
+    import json
+    from pathlib import Path
+
+    rank = json.loads((Path(adapter_path) / "adapter_config.json").read_text()).get("r", 16)
+    return next(r for r in (8, 16, 32, 64, 128, 256, 512) if r >= rank)  # vLLM's supported maxima
+
+
 def generate_vllm(
     model_path: str, conversations: list[Messages], config: SamplingConfig = SamplingConfig(),
     *, adapter_path: str | None = None, progress: bool = True,
 ) -> list[list[str]]:
     """The same contract on vLLM (GPU machines). Prompts go in as token ids from our own chat templating."""
     try:
-        from vllm import LLM, SamplingParams
+        from vllm import SamplingParams
         from vllm.lora.request import LoRARequest
     except ImportError as err:
         raise RuntimeError("backend='vllm' needs vLLM: pip install 'robust-sft[vllm]' (GPU machine)") from err
     from transformers import AutoTokenizer
 
     prompts = chat_prompt_ids(AutoTokenizer.from_pretrained(model_path), conversations)
-    llm = LLM(model=model_path, seed=config.seed, enable_lora=adapter_path is not None)
+    rank = _lora_rank(adapter_path) if adapter_path else 16
+    llm = _vllm_engine(model_path, adapter_path is not None, rank, config.seed)
     params = SamplingParams(
         n=config.n, temperature=max(config.temperature, 0.0), top_p=config.top_p,
         max_tokens=config.max_new_tokens, seed=config.seed,
     )
-    lora = LoRARequest("adapter", 1, adapter_path) if adapter_path else None
+    # A new id per adapter path: vLLM caches adapters by id.
+    lora = LoRARequest(adapter_path, abs(hash(adapter_path)) % 2**31 + 1, adapter_path) if adapter_path else None
     outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=progress, lora_request=lora)
     return [[c.text for c in out.outputs] for out in outputs]
 

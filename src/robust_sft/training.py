@@ -251,7 +251,7 @@ def train(
     import torch
     from transformers import TrainingArguments, set_seed
 
-    from robust_sft.modeling import load_tokenizer
+    from robust_sft.modeling import load_tokenizer, resolve_device
 
     set_seed(config.seed)
     out = Path(config.output_dir)
@@ -278,6 +278,7 @@ def train(
         per_device_eval_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         bf16=use_bf16,
+        use_cpu=resolve_device("auto").type == "cpu",  # lets bf16 (autocast) train on a CPU-only machine
         seed=config.seed,
         logging_steps=config.logging_steps,
         logging_first_step=True,

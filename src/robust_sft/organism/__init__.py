@@ -1,0 +1,18 @@
+"""The model organism: a synthetic multi-task world, a character-level tokenizer and a tiny Llama pretrained
+on it in one house style, cached locally. It lets the whole method run end to end on a CPU in minutes.
+
+    from robust_sft.organism import build_base_model, TARGET
+    path = build_base_model()          # builds once, then cached (~/.cache/robust-sft/organism/<key>)
+"""
+
+from robust_sft.organism.world import NON_TARGET, TARGET, TASKS
+
+
+def build_base_model(*args, **kwargs):
+    # Imported lazily: torch/transformers are not needed to use the world's tasks.
+    from robust_sft.organism.base_model import build_base_model as build
+
+    return build(*args, **kwargs)
+
+
+__all__ = ["NON_TARGET", "TARGET", "TASKS", "build_base_model"]
