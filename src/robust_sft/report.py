@@ -197,7 +197,7 @@ def _stm_at(methods: dict, tau: float) -> str | None:
 
 
 def _pm(mean: float, std: float, fmt: str = "+.1f") -> str:
-    return f"{mean:{fmt}} ± {std:.1f}"
+    return f"{mean:{fmt}} ± {std:{fmt.lstrip('+')}}"
 
 
 def render_markdown(results: dict) -> str:
@@ -249,6 +249,7 @@ def _savefig(fig, path: Path) -> None:
 def plot_ppl_vs_bwt(results: dict, path: Path) -> None:
     """Perplexity of what each method trains on against its BWT (the paper's Fig. 2)."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -260,6 +261,9 @@ def plot_ppl_vs_bwt(results: dict, path: Path) -> None:
                     fontsize=8)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("perplexity of the trained tokens under the base model (log scale)")
     ax.set_ylabel("BWT on the other tasks (%)")
     ax.set_title("Lower-perplexity training data forgets less")

@@ -11,6 +11,7 @@ extended test inputs are not run (they need numpy, which the sandbox interpreter
 
 from __future__ import annotations
 
+import logging
 import re
 
 from robust_sft.tasks.base import TaskError, register_task
@@ -24,6 +25,7 @@ PROMPT = (
     "{tests}\n\n"
     "Give the complete function, with any imports it needs, in a single ```python code block."
 )
+logger = logging.getLogger(__name__)
 HUB_NAME = "google-research-datasets/mbpp"
 HUB_PLUS_NAME = "evalplus/mbppplus"
 
@@ -62,8 +64,8 @@ class MBPP(DatasetTask):
         if split == "test" and self.plus:
             try:
                 return read_hub(HUB_PLUS_NAME, None, "test")
-            except TaskError:
-                pass  # fall back to the original 500 test tasks
+            except TaskError as err:
+                logger.warning("MBPP+ could not be loaded (%s); testing on the original 500 MBPP tasks", err)
         return read_hub(HUB_NAME, "full", split)
 
     def to_example(self, row: dict, split: str, index: int, where: str) -> dict:
