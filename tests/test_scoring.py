@@ -177,3 +177,13 @@ def test_bad_data_is_reported_with_location(tmp_path, tiny_model_dir):
                             on_error="skip", progress=False))
     scores = load_scores(out)
     assert scores.ids == ["a"] and scores.metadata["n_skipped"] == 1
+
+
+def test_default_batching_is_device_aware_and_unpadded_batches_need_no_mask():
+    from robust_sft.scoring import _mask_if_padded, default_batch_tokens
+
+    assert default_batch_tokens(torch.device("cpu")) == 1  # one unpadded example per batch on CPU
+    assert default_batch_tokens(torch.device("cuda", 0)) == 16384
+    assert _mask_if_padded(torch.ones(2, 5, dtype=torch.long)) is None
+    padded = torch.tensor([[1, 1, 1], [0, 1, 1]])
+    assert _mask_if_padded(padded) is padded

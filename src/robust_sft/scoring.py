@@ -52,8 +52,10 @@ class ScoreConfig:
     out: str = field(metadata={"help": "Output Parquet file of token scores."})
     adapter: str | None = field(default=None, metadata={"help": "Optional PEFT adapter to load on top of the model."})
     max_length: int = field(default=4096, metadata={"help": "Longest tokenized conversation; longer answers are cut."})
-    batch_tokens: int = field(
-        default=16384, metadata={"help": "Token budget of one batch (rows x padded length). Lower it on OOM."}
+    batch_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Token budget of one batch (rows x padded length); lower it on OOM. Default: 16384 on "
+                  "GPU; on CPU one example per batch (padding masks cost more there than batching gains)."},
     )
     max_batch_size: int = field(default=64, metadata={"help": "At most this many examples per batch."})
     padding_side: str = field(default="right", metadata={"help": "right or left (results are identical)."})
@@ -205,14 +207,24 @@ class TokenScorer:
             if self.fast:
                 decoder, head = self._decoder_and_head()
                 hidden = decoder(
-                    input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+                    input_ids=input_ids, attention_mask=_mask_if_padded(attention_mask), position_ids=position_ids
                 ).last_hidden_state
                 return chunked_token_nll(head, hidden[rows, cols - 1], targets, self.post)
             logits = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+                input_ids=input_ids, attention_mask=_mask_if_padded(attention_mask), position_ids=position_ids
             ).logits
             selected = logits[rows, cols - 1].float()
             return torch.logsumexp(selected, -1) - selected.gather(-1, targets[:, None]).squeeze(-1)
+
+
+def _mask_if_padded(attention_mask):
+    """None for a batch without padding, so attention can take its fast causal path (no 4D mask)."""
+    return None if bool(attention_mask.all()) else attention_mask
+
+
+def default_batch_tokens(device) -> int:
+    """16384 tokens per batch on accelerators; on CPU one example per batch (see ScoreConfig.batch_tokens)."""
+    return 16384 if getattr(device, "type", str(device)) != "cpu" else 1
 
 
 def score_tokenized(
@@ -220,7 +232,7 @@ def score_tokenized(
     examples: list[TokenizedExample],
     *,
     pad_id: int,
-    batch_tokens: int = 16384,
+    batch_tokens: int | None = None,
     max_batch_size: int = 64,
     padding_side: str = "right",
     progress: bool = True,
@@ -233,6 +245,7 @@ def score_tokenized(
     scorer = scorer or TokenScorer(model)
     device = next(model.parameters()).device
     results: list[np.ndarray | None] = [None] * len(examples)
+    batch_tokens = batch_tokens or default_batch_tokens(device)
     batches = plan_batches([len(e.input_ids) for e in examples], batch_tokens, max_batch_size)
     total = sum(sum(e.answer_mask) for e in examples)
     with tqdm(total=total, desc="score", unit="tok", disable=not progress, leave=False) as bar:
