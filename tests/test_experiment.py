@@ -119,3 +119,13 @@ def test_dry_run_prints_the_plan_without_loading_a_model(tiny_model_dir, tmp_pat
     assert "3 variants x 3 seeds = 9 fine-tuning runs" in out
     assert "target train examples: 16" in out and "stm@2.5" in out
     assert not (tmp_path / "r").exists()
+
+
+def test_organism_tasks_use_the_organism_seed(tmp_path):
+    from robust_sft.tasks import get_task
+
+    experiment = Experiment(ExperimentConfig(organism_seed=3, target="organism/count"), tmp_path)
+    assert experiment.task_kwargs("organism/facts") == {"seed": 3} and experiment.task_kwargs("gsm8k") == {}
+    seeded = experiment.load_examples("organism/facts", "test", 5)
+    assert seeded == get_task("organism/facts", seed=3).load("test", limit=5)
+    assert seeded != get_task("organism/facts", seed=0).load("test", limit=5)  # another world

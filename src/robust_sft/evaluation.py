@@ -72,11 +72,12 @@ def evaluate_tasks(
     progress: bool = True,
     task_paths: dict[str, str] | None = None,
     sampler=None,
+    task_kwargs: dict[str, dict] | None = None,
 ) -> dict[str, float]:
     """Accuracy per task; with `log_dir`, per-sample logs and `accuracies.json` are written there."""
     scores = {}
     for name in task_names:
-        task = get_task(name)
+        task = get_task(name, **(task_kwargs or {}).get(name, {}))
         examples = task.load(split, limit=limit, path=(task_paths or {}).get(name))
         log_path = Path(log_dir) / f"{task_file_name(name)}.jsonl" if log_dir else None
         scores[name] = evaluate_task(model, tokenizer, task, examples, batch_size=batch_size, log_path=log_path,

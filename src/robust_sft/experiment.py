@@ -194,10 +194,17 @@ class Experiment:
 
         return [t for t in list_tasks() if t.startswith("organism/") and t != self.config.target]
 
-    def load_examples(self, task_name: str, split: str, limit: int | None) -> list[dict]:
+    def task_kwargs(self, task_name: str) -> dict:
+        """Organism tasks take the organism's seed: their world must be the one the base model learned."""
+        return {"seed": self.config.organism_seed} if task_name.startswith("organism/") else {}
+
+    def get_task(self, task_name: str):
         from robust_sft.tasks import get_task
 
-        return get_task(task_name).load(split, limit=limit, path=self.config.task_paths.get(task_name))
+        return get_task(task_name, **self.task_kwargs(task_name))
+
+    def load_examples(self, task_name: str, split: str, limit: int | None) -> list[dict]:
+        return self.get_task(task_name).load(split, limit=limit, path=self.config.task_paths.get(task_name))
 
     def sampler(self, adapter: str | None = None, full_model: str | None = None):
         """The generation backend: HF generate on the loaded model, or vLLM from the model path."""
@@ -217,8 +224,6 @@ class Experiment:
 
     def describe_plan(self) -> str:
         """The stages and artifacts this config would produce, with example counts where knowable; loads no model."""
-        from robust_sft.tasks import get_task
-
         c = self.config
         tasks = [c.target, *self.other_tasks()]
         lines = [f"experiment {c.name!r} in {self.dir}",
@@ -276,9 +281,8 @@ class Experiment:
     def prepare_data(self) -> dict[str, float]:
         """GT rows from the target task, and generated Self-Output / Rephrase rows; returns seconds per source."""
         from robust_sft.synthesis import GenerationSettings, rephrase, self_output
-        from robust_sft.tasks import get_task
 
-        task = get_task(self.config.target)
+        task = self.get_task(self.config.target)
         examples = self.load_examples(self.config.target, "train", self.config.train_limit)
         gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit])
         run_stage("data gt", self.data_path("gt"), gt_key, lambda: write_jsonl(self.data_path("gt"), [
@@ -333,7 +337,8 @@ class Experiment:
             model = self.loaded_base()[0] if self.config.backend == "hf" else None
             evaluate_tasks(model, load_tokenizer(self.base), self.tasks, limit=self.config.eval_limit,
                            batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
-                           task_paths=self.config.task_paths, sampler=self.sampler())
+                           task_paths=self.config.task_paths, sampler=self.sampler(),
+                           task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
 
         run_stage("evaluate base", out, key, produce)
 
@@ -364,9 +369,8 @@ class Experiment:
         """Target-task validation accuracy (greedy), evaluated at each epoch end to pick the best epoch."""
         from robust_sft.evaluation import evaluate_task
         from robust_sft.modeling import load_tokenizer
-        from robust_sft.tasks import get_task
 
-        task = get_task(self.config.target)
+        task = self.get_task(self.config.target)
         examples = self.load_examples(self.config.target, "validation", self.config.validation_limit)
         tokenizer = load_tokenizer(self.base)
 
@@ -402,7 +406,8 @@ class Experiment:
                 model, sampler = load_model(self.base if adapter else str(final), adapter=adapter), None
             evaluate_tasks(model, tokenizer, self.tasks, limit=self.config.eval_limit,
                            batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
-                           task_paths=self.config.task_paths, sampler=sampler)
+                           task_paths=self.config.task_paths, sampler=sampler,
+                           task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
 
         run_stage(f"evaluate {variant.name} seed {seed}", out, key, produce)
 
