@@ -94,18 +94,43 @@ def test_rerun_skips_everything_and_a_new_seed_trains_only_itself(finished_run, 
     run_dir, _ = finished_run
     trained = []
     real_train = training.train
+    resumed = []
     monkeypatch.setattr(training, "train", lambda config, **kw: trained.append(config.output_dir) or
-                        real_train(config, **kw))
+                        resumed.append(config.resume_from_checkpoint) or real_train(config, **kw))
     Experiment(mini_config(tiny_model_dir), run_dir, progress=False).run()
     assert trained == []
     # a stage killed half-way (no key written) is redone, and only it
     (run_dir / "models" / "dft" / "seed0" / "stage_key.json").unlink()
     Experiment(mini_config(tiny_model_dir), run_dir, progress=False).run()
     assert trained == [str(run_dir / "models" / "dft" / "seed0")]
+    assert resumed == ["latest"]  # its epoch checkpoint was kept and training resumed from it
     trained.clear()
     results = Experiment(mini_config(tiny_model_dir, seeds=[0, 1], methods=["gt"]), run_dir, progress=False).run()
     assert trained == [str(run_dir / "models" / "gt" / "seed1")]
-    assert set(results["methods"]["gt"]["seeds"]) == {"0", "1"}
+    gt = results["methods"]["gt"]
+    assert set(gt["seeds"]) == {"0", "1"}
+    bwts = [gt["seeds"][k]["bwt"] for k in ("0", "1")]
+    if not any(math.isnan(b) for b in bwts):
+        assert gt["mean"]["bwt"] == pytest.approx(sum(bwts) / 2)
+        assert gt["std"]["bwt"] == pytest.approx(abs(bwts[0] - bwts[1]) / math.sqrt(2))
+
+
+def test_nan_evidence_is_not_tested():
+    from robust_sft.report import judge_claims
+
+    nan = float("nan")
+    method = {"method": "gt", "tau": None, "masked_fraction": 0.0,
+              "mean": {"bwt": nan, "ti": 1.0, "target_accuracy": 0.5}, "std": {"bwt": nan, "ti": 0.0}}
+    claims = judge_claims({"data": {}, "methods": {"gt": method}})
+    assert next(c for c in claims if c["id"] == "b1")["status"] == "not tested"
+
+
+def test_a_lone_yaml_argument_is_the_run_config(tmp_path):
+    from robust_sft.cli import RunConfig, _parse
+
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\n")
+    assert _parse(RunConfig, [str(path)], "run", positional="config") == RunConfig(config=str(path))
 
 
 def test_dry_run_prints_the_plan_without_loading_a_model(tiny_model_dir, tmp_path, capsys):

@@ -75,3 +75,15 @@ def test_backend_dispatch_errors(model):
     if importlib.util.find_spec("vllm") is None:
         with pytest.raises(RuntimeError, match="vLLM"):
             generate("some/model", None, CHATS, backend="vllm")
+
+
+def test_stop_tokens_include_the_models_end_of_turn():
+    from types import SimpleNamespace
+
+    from robust_sft.generation import stop_token_ids
+
+    tokenizer = SimpleNamespace(eos_token_id=1)  # like Gemma-2: eos <eos>, but turns end with <end_of_turn>
+    model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[1, 107]))
+    assert stop_token_ids(model, tokenizer) == {1, 107}
+    model.generation_config.eos_token_id = 7
+    assert stop_token_ids(model, tokenizer) == {1, 7}

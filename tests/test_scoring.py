@@ -187,3 +187,12 @@ def test_default_batching_is_device_aware_and_unpadded_batches_need_no_mask():
     assert _mask_if_padded(torch.ones(2, 5, dtype=torch.long)) is None
     padded = torch.tensor([[1, 1, 1], [0, 1, 1]])
     assert _mask_if_padded(padded) is padded
+
+
+def test_resume_fingerprint_changes_with_shard_size(model_and_examples):
+    from robust_sft.scoring import _inputs_fingerprint
+
+    _, examples = model_and_examples
+    a = _inputs_fingerprint(ScoreConfig(model="m", data="d", out="o", shard_size=3), "tok", examples)
+    b = _inputs_fingerprint(ScoreConfig(model="m", data="d", out="o", shard_size=5), "tok", examples)
+    assert a != b  # shards of another size would overlap those already written

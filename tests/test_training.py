@@ -62,6 +62,10 @@ def test_training_data_from_score_file_and_from_masked_file(scores_path, tmp_pat
     assert masked.ids == direct.ids and report == direct.report
     for a, b in zip(masked.labels, direct.labels):
         assert (a == b).all()
+    write_masked(scores_path, str(tmp_path / "masked_dir"), policy)  # the save_to_disk form
+    from_dir = load_training_data(str(tmp_path / "masked_dir"), MaskPolicy(kind="none"), tokenizer)
+    assert from_dir.report == direct.report
+    assert all((a == b).all() for a, b in zip(from_dir.labels, direct.labels))
 
 
 def small_config(tiny_model_dir, scores_path, out, **overrides) -> TrainConfig:

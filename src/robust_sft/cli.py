@@ -120,7 +120,8 @@ def _parse(config_cls, argv: list[str], verb: str, positional: str | None = None
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(config_cls, prog=f"robust-sft {verb}", description=VERBS[verb])
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")) and Path(argv[0]).is_file():
+    # A lone config file holds the verb's options; verbs whose positional is itself a config take it as that.
+    if positional is None and len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")) and Path(argv[0]).is_file():
         loader = parser.parse_yaml_file if argv[0].endswith((".yaml", ".yml")) else parser.parse_json_file
         return loader(argv[0])[0]
     if positional:

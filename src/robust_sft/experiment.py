@@ -151,13 +151,27 @@ def is_done(artifact: Path, key: str) -> bool:
     return artifact.exists() and key_file.exists() and json.loads(key_file.read_text()).get("key") == key
 
 
+def _pending_file(artifact: Path) -> Path:
+    return artifact / "stage_pending.json"
+
+
 def run_stage(name: str, artifact: Path, key: str, produce: Callable[[], None]) -> bool:
-    """Produce `artifact` unless it exists with the same key; returns True when it ran."""
+    """Produce `artifact` unless it exists with the same key; returns True when it ran.
+
+    A directory artifact left by a killed run of the *same* stage (same key, marked pending) is kept, so the
+    stage can resume from what it saved (e.g. training checkpoints); one made for other inputs is removed.
+    """
     if is_done(artifact, key):
         logger.info("[%s] up to date: %s", name, artifact)
         return False
-    if artifact.is_dir() and not _key_file(artifact).exists():
-        shutil.rmtree(artifact)  # a stage killed half-way: start it over
+    if artifact.is_dir():
+        pending = _pending_file(artifact)
+        same_inputs = pending.exists() and json.loads(pending.read_text()).get("key") == key
+        if not same_inputs:
+            shutil.rmtree(artifact)
+    if artifact.suffix == "":
+        artifact.mkdir(parents=True, exist_ok=True)
+        write_json(_pending_file(artifact), {"key": key})
     logger.info("[%s] running -> %s", name, artifact)
     produce()
     write_json(_key_file(artifact), {"key": key})
@@ -284,7 +298,7 @@ class Experiment:
 
         task = self.get_task(self.config.target)
         examples = self.load_examples(self.config.target, "train", self.config.train_limit)
-        gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit])
+        gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit, self.config.task_paths])
         run_stage("data gt", self.data_path("gt"), gt_key, lambda: write_jsonl(self.data_path("gt"), [
             {"id": e["id"], "prompt": task.prompt(e), "answer": task.reference(e)} for e in examples]))
         costs = {"gt": 0.0}
@@ -326,7 +340,8 @@ class Experiment:
 
     def evaluate_base(self) -> None:
         out = self.dir / "eval" / "base"
-        key = stable_hash([self.base_key, self.tasks, self.config.eval_limit])
+        key = stable_hash([self.base_key, self.tasks, self.config.eval_limit, self.config.task_paths,
+                           self.config.backend])
 
         def produce():
             from robust_sft.evaluation import evaluate_tasks
@@ -347,7 +362,8 @@ class Experiment:
 
     def train_key(self, variant: Variant, seed: int) -> str:
         return stable_hash([self.base_key, _file_hash(self.scores_path(variant.source)), variant, seed,
-                            self.config.train, self.config.select_best_epoch, self.config.validation_limit])
+                            self.config.train, self.config.select_best_epoch, self.config.validation_limit,
+                            self.config.task_paths])
 
     def train_variant(self, variant: Variant, seed: int) -> None:
         from robust_sft.training import TrainConfig, train
@@ -356,6 +372,10 @@ class Experiment:
 
         def produce():
             options = {**self.config.train, **dict(variant.train_overrides)}
+            if variant.method == "stm_random":
+                options["mask_seed"] = seed  # a new random mask per seed: the spread includes the mask's
+            if any(out.glob("checkpoint-*")):
+                options["resume_from_checkpoint"] = "latest"  # this stage was killed after saving an epoch
             config = TrainConfig(model=self.base, data=str(self.scores_path(variant.source)), output_dir=str(out),
                                  seed=seed, progress=self.progress, **options)
             if not self.config.select_best_epoch:
@@ -389,7 +409,8 @@ class Experiment:
 
     def evaluate_variant(self, variant: Variant, seed: int) -> None:
         out = self.eval_dir(variant, seed)
-        key = stable_hash([self.train_key(variant, seed), self.tasks, self.config.eval_limit])
+        key = stable_hash([self.train_key(variant, seed), self.tasks, self.config.eval_limit,
+                           self.config.task_paths, self.config.backend])
 
         def produce():
             from robust_sft.evaluation import evaluate_tasks
@@ -419,7 +440,9 @@ def vllm_model_and_adapter(base: str, final: Path, adapter: str | None) -> tuple
     if json.loads((final / "adapter_config.json").read_text()).get("use_dora"):
         from robust_sft.modeling import merge_adapter
 
-        return str(merge_adapter(base, adapter, final.parent / "merged")), None
+        # Named by the adapter's content, so a retrained adapter never reuses an old merge.
+        merged = final.parent / f"merged-{_file_hash(final / 'adapter_model.safetensors')}"
+        return str(merge_adapter(base, adapter, merged)), None
     return base, adapter
 
 

@@ -37,6 +37,17 @@ def chat_prompt_ids(tokenizer, conversations: list[Messages]) -> list[list[int]]
     return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
+def stop_token_ids(model, tokenizer) -> set[int]:
+    """Every id that ends an assistant turn: the tokenizer's eos and the model's own generation stops.
+
+    Chat models often end a turn with a token other than the tokenizer's eos (Gemma-2: <end_of_turn>,
+    Llama-3: <|eot_id|>); their generation_config lists it, and passing only the eos would run past it.
+    """
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    configured = configured if isinstance(configured, (list, tuple)) else [configured]
+    return {i for i in [tokenizer.eos_token_id, *configured] if i is not None}
+
+
 def _length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     # Prompts of similar length share a batch, so little compute is spent on left padding.
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
@@ -75,7 +86,7 @@ def generate_hf(
     prompts = chat_prompt_ids(tokenizer, conversations)
     copies = 1 if config.greedy else config.n  # greedy: one decode, repeated n times
     per_batch = max(1, batch_size // copies)
-    stop_ids = {tokenizer.eos_token_id}
+    stop_ids = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampling = {} if config.greedy else {"temperature": config.temperature, "top_p": config.top_p, "top_k": 0}
     results: list[list[str]] = [[] for _ in prompts]
@@ -87,7 +98,7 @@ def generate_hf(
             out = model.generate(
                 input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                 do_sample=not config.greedy, num_return_sequences=copies, max_new_tokens=config.max_new_tokens,
-                eos_token_id=tokenizer.eos_token_id, pad_token_id=pad_id, **sampling,
+                eos_token_id=sorted(stop_ids), pad_token_id=pad_id, **sampling,
             )
         new_tokens = out[:, ids.shape[1] :].cpu()
         for row, i in enumerate(batch):

@@ -73,9 +73,10 @@ def collect_results(exp, costs: dict[str, float]) -> dict:
                 "best_checkpoint": train_summary.get("best_checkpoint"),
                 "train_loss": train_summary.get("train_loss"),
             }
-        policy = dict(variant.train_overrides)
+        policy = {**exp.config.train, **dict(variant.train_overrides)}
         kept_ppl = kept_token_ppl(scores[variant.source], MaskPolicy(
-            kind=policy.get("mask", "none"), tau=policy.get("tau", 2.5), seed=0))
+            kind=policy.get("mask", "none"), tau=policy.get("tau", 2.5), ratio=policy.get("ratio"),
+            seed=config.seeds[0] if variant.method == "stm_random" else policy.get("mask_seed", 0)))
         data_cost = costs.get(variant.source, 0.0) + (
             costs.get("score_gt", 0.0) if variant.method in ("stm", "stm_random", "stm_lowest") else 0.0)
         methods[variant.name] = {
@@ -131,6 +132,9 @@ def judge_claims(results: dict) -> list[dict]:
     claims = []
 
     def add(cid, statement, criterion, held, evidence):
+        # NaN evidence (e.g. a task the base model never solves makes BWT undefined) decides nothing.
+        if "nan" in evidence.lower():
+            held = None
         claims.append({"id": cid, "claim": statement, "criterion": criterion,
                        "status": "not tested" if held is None else ("held" if held else "not held"),
                        "evidence": evidence})

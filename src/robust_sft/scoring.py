@@ -348,7 +348,9 @@ def check_tokenizer_matches(metadata: dict, tokenizer, where: str) -> None:
 
 def _inputs_fingerprint(config: ScoreConfig, tok_fp: str, examples: list[TokenizedExample]) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([config.model, config.adapter, config.max_length, config.dtype, tok_fp]).encode())
+    # shard_size is part of it: shards of another size would overlap the ones already written.
+    h.update(json.dumps([config.model, config.adapter, config.max_length, config.dtype, config.shard_size,
+                         tok_fp]).encode())
     for e in examples:
         h.update(e.id.encode())
         h.update(np.asarray(e.input_ids, np.int32).tobytes())

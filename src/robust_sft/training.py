@@ -102,7 +102,8 @@ def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores
     """Labels for training: from a masked dataset as they are, or from a score file through `policy`."""
     from robust_sft.scoring import check_tokenizer_matches, load_scores
 
-    table, metadata = read_parquet(path) if Path(path).is_file() else (None, {})
+    table, metadata = _read_masked_dir(Path(path)) if Path(path).is_dir() else (
+        read_parquet(path) if Path(path).is_file() else (None, {}))
     if table is not None and "labels" in table.column_names:
         if tokenizer is not None and metadata.get("tokenizer_fingerprint"):
             check_tokenizer_matches(metadata, tokenizer, path)
@@ -119,6 +120,15 @@ def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores
         [scores.ids[i] for i in result.keep_examples],
         result.report,
     )
+
+
+def _read_masked_dir(path: Path):
+    """A masked dataset written by `robust-sft mask` as a save_to_disk directory: (table, metadata)."""
+    import datasets
+
+    metadata_file = path / "robust_sft.json"
+    metadata = json.loads(metadata_file.read_text()) if metadata_file.exists() else {}
+    return datasets.load_from_disk(str(path)).data.table, metadata
 
 
 class TokenDataset:
@@ -187,7 +197,10 @@ def prepare_model(config: TrainConfig):
     from robust_sft.modeling import resolve_device, resolve_dtype
 
     dtype = resolve_dtype(config.dtype, resolve_device("auto"))
-    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype)
+    # Full fine-tuning keeps float32 master weights (bf16 runs as autocast): at lr 2e-6 most AdamW updates
+    # are below bf16's resolution and would round away. Adapters train in float32 inside PEFT anyway.
+    load_dtype = torch.float32 if config.finetuning == "full" else dtype
+    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=load_dtype)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
