@@ -360,10 +360,17 @@ class Experiment:
     def model_dir(self, variant: Variant, seed: int) -> Path:
         return self.dir / "models" / variant.name / f"seed{seed}"
 
+    def train_options(self, variant: Variant, seed: int) -> dict:
+        """TrainConfig options of one run: the config's, the variant's, and per-seed ones."""
+        options = {**self.config.train, **dict(variant.train_overrides)}
+        if variant.method == "stm_random":
+            options["mask_seed"] = seed  # a new random mask per seed: the spread includes the mask's
+        return options
+
     def train_key(self, variant: Variant, seed: int) -> str:
-        return stable_hash([self.base_key, _file_hash(self.scores_path(variant.source)), variant, seed,
-                            self.config.train, self.config.select_best_epoch, self.config.validation_limit,
-                            self.config.task_paths])
+        return stable_hash([self.base_key, _file_hash(self.scores_path(variant.source)), variant.name, seed,
+                            self.train_options(variant, seed), self.config.select_best_epoch,
+                            self.config.validation_limit, self.config.task_paths])
 
     def train_variant(self, variant: Variant, seed: int) -> None:
         from robust_sft.training import TrainConfig, train
@@ -371,9 +378,7 @@ class Experiment:
         out = self.model_dir(variant, seed)
 
         def produce():
-            options = {**self.config.train, **dict(variant.train_overrides)}
-            if variant.method == "stm_random":
-                options["mask_seed"] = seed  # a new random mask per seed: the spread includes the mask's
+            options = self.train_options(variant, seed)
             if any(out.glob("checkpoint-*")):
                 options["resume_from_checkpoint"] = "latest"  # this stage was killed after saving an epoch
             config = TrainConfig(model=self.base, data=str(self.scores_path(variant.source)), output_dir=str(out),
