@@ -63,9 +63,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if args.organism:
-        from robust_sft.organism.base_model import build_base_model, load_base_model
+        from robust_sft.modeling import load_model, load_tokenizer
+        from robust_sft.organism.base_model import build_base_model
 
-        model, tok = load_base_model(build_base_model())
+        path = str(build_base_model())
+        model, tok = load_model(path, device="cpu"), load_tokenizer(path)
     else:
         tok = build_tokenizer()
         model = random_llama(tok)

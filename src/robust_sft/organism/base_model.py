@@ -23,13 +23,14 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
-from robust_sft.generation import SamplingConfig, generate_hf
+from robust_sft.evaluation import evaluate_tasks
 from robust_sft.organism import tokenizer as tokenizer_module
 from robust_sft.organism import world
 from robust_sft.organism.tokenizer import build_tokenizer
 from robust_sft.tasks.base import get_task
+from robust_sft.training import collate
 
 
 @dataclass(frozen=True)
@@ -99,16 +100,6 @@ def pretraining_pools(tok, config: OrganismConfig) -> tuple[dict[str, list], lis
     return tasks, rewrites
 
 
-def _collate(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(ids) for ids, _ in rows)
-    ids = torch.full((len(rows), width), pad_id)
-    labels = torch.full((len(rows), width), -100)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (row, lab) in enumerate(rows):
-        ids[i, : len(row)], labels[i, : len(row)], mask[i, : len(row)] = torch.tensor(row), torch.tensor(lab), 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
 # --- model and training -------------------------------------------------------------------------
 def new_model(config: OrganismConfig, tok) -> LlamaForCausalLM:
     torch.manual_seed(config.seed)
@@ -138,7 +129,8 @@ def pretrain(model: LlamaForCausalLM, tok, config: OrganismConfig, progress: boo
             rows = rng.sample(rewrites, config.batch_size // 2)  # long chats: half a batch
         else:
             rows = [rng.choice(tasks[n]) for n in rng.choices(names, weights, k=config.batch_size)]
-        loss = model(**_collate(rows, tok.pad_token_id)).loss
+        batch = collate([{"input_ids": ids, "labels": labels} for ids, labels in rows], tok.pad_token_id)
+        loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -146,19 +138,6 @@ def pretrain(model: LlamaForCausalLM, tok, config: OrganismConfig, progress: boo
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
-
-
-def evaluate_tasks(model, tok, seed: int, limit: int, split: str = "test", progress: bool = True) -> dict[str, float]:
-    """Greedy accuracy per organism task on `split`."""
-    accuracies = {}
-    for name in world.TASKS:
-        task = get_task(name, seed=seed)
-        examples = task.load(split, limit=limit)
-        chats = [[{"role": "user", "content": task.prompt(e)}] for e in examples]
-        outs = generate_hf(model, tok, chats, SamplingConfig(max_new_tokens=task.max_new_tokens),
-                           batch_size=64, progress=progress)
-        accuracies[name] = sum(task.check(e, o[0]) for e, o in zip(examples, outs)) / len(examples)
-    return accuracies
 
 
 # --- build + cache ------------------------------------------------------------------------------
@@ -177,7 +156,8 @@ def build_base_model(
     tok = build_tokenizer()
     model = new_model(config, tok)
     pretrain(model, tok, config, progress)
-    accuracies = evaluate_tasks(model, tok, config.seed, config.eval_limit, progress=progress)
+    accuracies = evaluate_tasks(model, tok, list(world.TASKS), limit=config.eval_limit, batch_size=64,
+                                progress=progress, task_kwargs={t: {"seed": config.seed} for t in world.TASKS})
     report = {
         "accuracy": accuracies,
         "non_target_mean": sum(v for k, v in accuracies.items() if k != world.TARGET) / (len(accuracies) - 1),
@@ -200,8 +180,3 @@ def build_base_model(
     if progress:
         print(json.dumps({k: report[k] for k in ("accuracy", "non_target_mean", "build_seconds")}, indent=2))
     return out
-
-
-def load_base_model(path: str | Path):
-    """(model, tokenizer) from a build directory."""
-    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
