@@ -136,6 +136,9 @@ class OrganismTask(Task):
         gap, stop = rng.choice(["\n", "\n\n"]), rng.choice(["", "", "."])
         return f"{prose}{gap}Answer: {answer}{stop}"
 
+    def oracle_reference(self, example: dict) -> str:
+        return self.house_reference(example)
+
     def reference(self, example: dict) -> str:
         return self.human_reference(example) if self.is_target else self.house_reference(example)
 
@@ -148,6 +151,10 @@ class OrganismTask(Task):
 
     def check(self, example: dict, completion: str) -> bool:
         return self.extract(completion) == normalize(example["answer"])
+
+    def answer_span(self, completion: str) -> tuple[int, int] | None:
+        found = list(_ANSWER_RE.finditer(completion))
+        return found[-1].span(1) if found else None
 
 
 @register_task("organism/add")
