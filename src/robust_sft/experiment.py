@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from robust_sft.artifacts import write_json, write_jsonl
+from robust_sft.organism.world import TARGET as ORGANISM_TARGET
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class ExperimentConfig:
     name: str = "experiment"
     model: str = ORGANISM  # "organism" (the embedded default) or a Hub name / local path
     organism_seed: int = 0
-    target: str = "organism/count"  # the organism's target (world.TARGET); its GT is human style
+    target: str = ORGANISM_TARGET  # the organism's target task; its GT is written in a human style
     others: list[str] = field(default_factory=list)  # default with the organism: all its other tasks
     methods: list[str] = field(default_factory=lambda: ["gt", "stm", "self_output", "rephrase"])
     taus: list[float] = field(default_factory=lambda: [2.5])  # STM sweep
@@ -450,7 +451,7 @@ class Experiment:
                 model_path, adapter = vllm_model_and_adapter(self.base, final, adapter)
                 sampler, model = self.sampler(adapter, full_model=model_path), None
             else:
-                model, sampler = load_model(self.base if adapter else str(final), adapter=adapter), None
+                model, sampler = load_model(self.base if adapter else str(final), adapter=adapter, merge=True), None
             evaluate_tasks(model, tokenizer, self.tasks, limit=self.eval_limits(),
                            batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
                            task_paths=self.config.task_paths, sampler=sampler,

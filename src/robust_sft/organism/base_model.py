@@ -51,7 +51,7 @@ class OrganismConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     pool_size: int = 4000  # pretrain examples drawn per task
-    target_share: float = 0.25  # target's sampling weight relative to one non-target task
+    target_share: float = 0.2  # target's sampling weight relative to one non-target task
     rephrase_every: int = 6  # every k-th step is a batch of rewrite chats
     eval_limit: int = 100  # test examples per task in base_eval.json
     threads: int = 2
