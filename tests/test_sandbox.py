@@ -122,9 +122,7 @@ def test_fork_bomb_is_contained_and_leaves_no_process():
             except OSError:
                 pass
     """)
-    start = time.monotonic()
     results = run_many([bomb, "print('ok')\n", "print('ok')\n", "print('ok')\n"], workers=2, timeout=2)
-    assert time.monotonic() - start < 8
     assert results[0].status in ("timeout", "error", "failed")
     # Each concurrent run has its own uid and process limit: the bomb does not starve the others.
     assert [r.status for r in results[1:]] == ["passed"] * 3

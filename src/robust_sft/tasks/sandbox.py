@@ -13,10 +13,10 @@ Outcome (`SandboxResult.status`):
                MemoryError, ...), death by another signal (e.g. the memory limit's OOM kill), or a
                sandbox failure. A program that itself calls `sys.exit(EXIT_CRASH)` is also "error".
 
-Time. `timeout` bounds the run's own time: wall-clock time minus the time its processes on the path
-runner -> program (`unshare`, the run's init, the program's main process) spent waiting for a CPU (from
-`/proc/PID/schedstat`), so a busy host or many parallel runs do not turn slow starts into timeouts, while
-sleeping or blocking still counts. The run's processes together may also use at most `timeout` CPU seconds
+Time. `timeout` bounds the program's own time: wall-clock time since its main process started, minus
+the time that process spent waiting for a CPU (from `/proc/PID/schedstat`), so a busy host or many
+parallel runs do not turn slow programs into timeouts, while sleeping or blocking still counts. The
+sandbox's setup before (namespaces, mounts: slower when many runs start at once) does not count. The run's processes together may also use at most `timeout` CPU seconds
 (summed by its cgroup, where there is one), each process at most that (RLIMIT_CPU), and a run is killed after `WALL_FACTOR * timeout + 30` wall-clock seconds whatever
 the cause. Without `/proc/PID/schedstat` the own time is the wall-clock time.
 
@@ -376,10 +376,9 @@ def _run(isolation: Isolation, code: str, limits: _Limits, max_output_bytes: int
         argv = [isolation.unshare, "--net", "--ipc", "--mount", "--pid", "--fork", "--kill-child",
                 "--", isolation.interpreter, "-I", "-c", _BOOTSTRAP]
 
-        def kill_all() -> None:
+        def kill_all() -> None:  # the pid namespace dies with its init; this catches the unexpected
             if cgroup is not None:
                 cgroup.kill()
-            _kill_uid(lease.uid)
 
         env = {**_child_env(SANDBOX_HOME), "TMPDIR": "/tmp"}
         return _execute(argv, config, code, "/", env, limits, cgroup, kill_all, max_output_bytes, start)
@@ -475,7 +474,7 @@ def _execute(argv: list[str], config: dict, code: str, cwd: str, env: dict[str, 
         proc.kill()  # in case it left its process group
         kill_all()
 
-    clock = _RunClock(proc.pid, limits.timeout, cgroup, started)
+    clock = _RunClock(proc.pid, config["contain"], limits.timeout, cgroup, started)
     with os.fdopen(status_read, "rb") as status_pipe:
         outputs, timed_out = _collect(proc, status_pipe, clock, max_output_bytes, kill)
     returncode = proc.wait()
@@ -508,32 +507,36 @@ def _classify(returncode: int) -> str:
 
 
 class _RunClock:
-    """The run's own time (wall-clock minus CPU waits of the runner -> program chain) and its CPU use."""
+    """The program's own time (wall-clock since it started, minus its waits for a CPU) and the run's CPU.
 
-    def __init__(self, pid: int, timeout: float, cgroup: _RunCgroup | None, start: float) -> None:
-        self.chain, self.timeout, self.cgroup, self.start = [pid], timeout, cgroup, start
-        self.waits: dict[int, float] = {}  # last seen CPU wait per pid (kept when it exits)
-        self.cpu_budget = timeout
-        self.backstop = start + WALL_FACTOR * timeout + 30
+    In mode "root" the program starts when the run's init reports its pid (the second "pid" line); the
+    setup before (namespaces, mounts) is the sandbox's cost, bounded by the backstop only.
+    """
 
-    def add_pids(self, status_text: str) -> None:
-        for line in status_text.splitlines():
-            if line.startswith("pid "):
-                pid = int(line.split()[1])
-                if pid not in self.chain:
-                    self.chain.append(pid)
+    def __init__(self, pid: int, contained: bool, timeout: float, cgroup: _RunCgroup | None,
+                 started: float) -> None:
+        self.program, self.program_start = (None, None) if contained else (pid, started)
+        self.timeout, self.cgroup, self.wait = timeout, cgroup, 0.0
+        self.backstop = started + WALL_FACTOR * timeout + 30
+
+    def add_pids(self, status_text: str, now: float) -> None:
+        if self.program is None:
+            pids = [line.split()[1] for line in status_text.splitlines() if line.startswith("pid ")]
+            if len(pids) >= 2:
+                self.program, self.program_start = int(pids[1]), now
 
     def own_time(self, now: float) -> float:
-        for pid in self.chain:
-            wait = _cpu_wait(pid)
-            if wait is not None:
-                self.waits[pid] = wait
-        return now - self.start - sum(self.waits.values())
+        if self.program is None:
+            return 0.0
+        wait = _cpu_wait(self.program)
+        if wait is not None:  # the last value is kept once the program has exited
+            self.wait = wait
+        return now - self.program_start - self.wait
 
     def expired(self, now: float) -> bool:
         if now >= self.backstop or self.own_time(now) >= self.timeout:
             return True
-        return self.cgroup is not None and self.cgroup.cpu_seconds() >= self.cpu_budget
+        return self.cgroup is not None and self.cgroup.cpu_seconds() >= self.timeout
 
 
 def _cpu_wait(pid: int) -> float | None:
@@ -573,7 +576,7 @@ def _collect(proc: subprocess.Popen, status_pipe, clock: _RunClock, limit: int,
     while True:
         now = time.monotonic()
         if killed_at is None:
-            clock.add_pids(outputs[2].data.decode("ascii", errors="replace"))
+            clock.add_pids(outputs[2].data.decode("ascii", errors="replace"), now)
             exited = _exited(proc.pid)
             if exited or clock.expired(now):
                 # Also after a normal exit: background children could hold the pipes open forever.
@@ -613,12 +616,15 @@ def _kill_group(pgid: int) -> None:
 
 
 def _owner_and_state(pid: str) -> tuple[int, str] | None:
+    """Real uid and state letter of a process (None if it is gone). Runs for every process on the host
+    several times per sandbox run, so it only looks for the two fields it needs."""
     try:
         with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-            fields = dict(line.split(":", 1) for line in f if ":" in line)
-    except OSError:
+            text = f.read()
+        state = text.split("\nState:", 1)[1].split(None, 1)[0]
+        return int(text.split("\nUid:", 1)[1].split(None, 1)[0]), state
+    except (OSError, IndexError, ValueError):
         return None
-    return int(fields["Uid"].split()[0]), fields["State"].strip()[:1]
 
 
 def _live_pids_of_uid(uid: int) -> list[int]:
@@ -711,8 +717,11 @@ class _UidPool:
                 except BlockingIOError:
                     os.close(fd)
                     continue
-                _kill_uid(uid)  # a crashed runner's processes; the uid's lock is ours now
-                if not _leftovers(uid):
+                found = _leftovers(uid)
+                if any(item.startswith("process ") for item in found):
+                    _kill_uid(uid)  # a crashed runner's processes; the uid's lock is ours now
+                    found = _leftovers(uid)
+                if not found:
                     return _Lease(uid, fd)
                 os.close(fd)
             raise OSError(errno.EAGAIN, f"no free sandbox uid in {self.first}..{self.first + self.size - 1}")
