@@ -333,6 +333,20 @@ def test_tmp_space_is_capped_in_total():
 
 
 @needs_root_mode
+@needs_cgroup
+def test_tmp_files_count_in_the_run_memory():
+    fill = code("""
+        for n in range(15):
+            with open("/tmp/fill%d" % n, "wb") as f:
+                for _ in range(10):
+                    f.write(b"x" * 1024 * 1024)
+            print(n, flush=True)
+    """)
+    result = run_python(fill, memory_mb=100, max_tmp_mb=200)
+    assert not result.passed and len(result.stdout.split()) < 10, result
+
+
+@needs_root_mode
 def test_later_run_with_the_same_uid_sees_nothing_of_an_earlier_one():
     token = uuid.uuid4().hex
     key = int(token[:7], 16)
@@ -435,9 +449,12 @@ def test_only_a_read_only_view_of_the_host_is_visible():
         print(sorted(os.listdir("/")))
         print([p for p in ("/usr", "/etc") if os.access(p, os.W_OK)])
         print(os.listdir("/proc/1/task"), len([p for p in os.listdir("/proc") if p.isdigit()]))
+        import subprocess
+        print(subprocess.run(["unshare", "--user", "--map-root-user", "true"]).returncode)
     """)
     result = run_python(probe)
-    top, writable, processes = result.stdout.splitlines()
+    top, writable, processes, new_user_namespace = result.stdout.splitlines()
+    assert new_user_namespace != "0"
     assert not {"run", "work", "srv", "mnt", "opt", "media", "boot"} & set(eval(top))
     assert writable == "[]"
     assert processes == "['1'] 2"  # the run's init and the program: nothing of the host

@@ -16,17 +16,21 @@ Outcome (`SandboxResult.status`):
 Time. `timeout` bounds the program's own time: wall-clock time since its main process started, minus
 the time that process spent waiting for a CPU (from `/proc/PID/schedstat`), so a busy host or many
 parallel runs do not turn slow programs into timeouts, while sleeping or blocking still counts. The
-sandbox's setup before (namespaces, mounts: slower when many runs start at once) does not count. The run's processes together may also use at most `timeout` CPU seconds
-(summed by its cgroup, where there is one), each process at most that (RLIMIT_CPU), and a run is killed after `WALL_FACTOR * timeout + 30` wall-clock seconds whatever
-the cause. Without `/proc/PID/schedstat` the own time is the wall-clock time.
+sandbox's setup before it (namespaces, mounts: slower when many runs start at once) does not count.
+The run's processes together may also use at most `timeout` CPU seconds (summed by its cgroup, where
+there is one), each process at most that (RLIMIT_CPU), and a run is killed after
+`WALL_FACTOR * timeout + 30` wall-clock seconds whatever the cause. Without `/proc/PID/schedstat` the
+own time is the wall-clock time.
 
-What is isolated. Mode "root" (the runner is root and util-linux `unshare` works; this is the mode of
-this machine and the one the tests exercise). Each run gets, and loses when it ends:
+What is isolated. Mode "root" (the runner is root with the rights to create namespaces and mounts, and
+util-linux `unshare` works; this is the mode of this machine and the one the tests exercise). Each run
+gets, and loses when it ends:
   - Network: a new, empty network namespace: no interface is up, not even loopback, so connecting to
     127.0.0.1 or any other address fails, and abstract unix sockets of the host are out of reach.
   - Filesystem: a new mount namespace whose root is a fresh tmpfs holding only read-only, nosuid views
     of the host's /usr, /etc, /bin, /sbin, /lib* and the interpreter's installation prefix, a new /proc
-    (of its own pid namespace), /dev with only null, zero, full, random and urandom, and writable
+    (of its own pid namespace), /dev with only null, zero, full, random, urandom and the fd/std* links,
+and writable
     /tmp, /var/tmp, /dev/shm and the home directory (`SANDBOX_HOME`, the working directory, where
     `main.py` lies). Those four live in that tmpfs: at most `max_tmp_mb` in all, counted in the run's
     memory, gone with the run. Nothing else of the host is visible: no /run, /home, /root, /work, host
@@ -38,8 +42,8 @@ this machine and the one the tests exercise). Each run gets, and loses when it e
     program, reaps orphans and reports how the program ended; when it ends, the kernel kills every
     process left in the namespace, including ones that escaped with `setsid`. The program sees only its
     own processes.
-  - User: the program runs as a dedicated unprivileged uid/gid with no supplementary groups and
-    `no_new_privs`, from a range of `UID_POOL_SIZE` uids at `UID_BASE`. A uid is locked (flock, so also
+  - User: the program runs as a dedicated unprivileged uid/gid with no supplementary groups,
+    `no_new_privs` and a new, empty session keyring (not the runner's), from a range of `UID_POOL_SIZE` uids at `UID_BASE`. A uid is locked (flock, so also
     across runner processes) for the whole run, and is handed out only when nothing of it remains:
     no process, no System V IPC object of the host's namespace, no kernel key (`/proc/key-users`), no
     file of it directly in the host's /tmp, /var/tmp or /dev/shm; a uid with leftovers that cannot be
@@ -47,7 +51,8 @@ this machine and the one the tests exercise). Each run gets, and loses when it e
   - Memory and processes of the whole run: a cgroup per run (cgroup v2 where the host delegates the
     memory and pids controllers, else the cgroup v1 memory and pids hierarchies) caps the total memory
     of all its processes and of its tmpfs at `memory_mb` (swap included where swap is accounted;
-    exceeding it gets an OOM kill) and their number at `max_processes`. Each process also has
+    exceeding it gets an OOM kill, which takes the program's processes first) and their number at
+    `max_processes` (plus the run's init, which is in the cgroup too). Each process also has
     RLIMIT_AS = `memory_mb`, so a single huge allocation fails with MemoryError. Without usable cgroups
     (fallback, `Isolation.cgroup` is None), RLIMIT_NPROC allows at most `FALLBACK_MAX_PROCESSES`
     processes (threads count) of the uid, each with RLIMIT_AS = `memory_mb / FALLBACK_MAX_PROCESSES`, so
@@ -57,10 +62,15 @@ this machine and the one the tests exercise). Each run gets, and loses when it e
   - Environment: minimal PATH, HOME = working directory, TMPDIR=/tmp, no proxies, no PYTHON* variables
     (`-I` also ignores them and the user site), stdin is /dev/null. stdout/stderr are read
     incrementally and truncated to `max_output_bytes` each, so huge output cannot exhaust the runner.
-Not isolated in mode "root": the kernel (a kernel exploit escapes everything); world-readable files in
-the read-only views (e.g. /etc/passwd); kernel keyrings of the uid (a uid with keys is not reused, see
-above); the host's view of time, CPU and memory figures (/proc/meminfo, /proc/cpuinfo); the cgroup caps
-when the host offers no usable cgroups (then the fallback above).
+Not isolated in mode "root": the kernel (a kernel exploit escapes everything; the program cannot
+create user namespaces, which the kernel refuses inside a chroot, but other system calls are not
+filtered); world-readable
+files in the read-only views (e.g. /etc/passwd); the kernel keyrings of its uid (keys stored there
+persist, so a uid with keys is never reused, see above); the host's kernel figures and settings in
+/proc and the clock (/proc/meminfo, /proc/cpuinfo, /proc/sys, read-only); the cgroup caps when the host
+offers no usable cgroups (then the fallback above). Only the cgroup v1 path runs on the machines the
+tests run on; the v2 path follows the kernel's documented interface (memory.max, pids.max, cpu.stat,
+cgroup.kill).
 
 Fallback modes when the runner is not root: "userns" (`unshare --map-root-user --net`: same network
 isolation, but no mount, IPC or pid namespace, no cgroup, the child keeps the runner's uid, so file
@@ -205,7 +215,7 @@ def contain():
                 libc.syscall(cfg["keyctl"], 1, None)
             os.chroot(root)
             os.chdir(cfg["home"])
-            write("/proc/self/oom_score_adj", "0", False)
+            write("/proc/self/oom_score_adj", "1000")  # first to go (the init may lack the right to -1000)
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
