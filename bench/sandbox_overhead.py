@@ -1,7 +1,7 @@
 """Per-run overhead of the code sandbox against a bare interpreter start, in one run.
 
-- bare:    `python -I -c <program>` as a plain subprocess (no isolation; the floor for any sandbox that
-           starts a fresh interpreter per program);
+- bare:    the sandbox's interpreter with its flags (`python -I -S -c <program>`) as a plain subprocess, no
+           isolation: the floor for any sandbox that starts a fresh interpreter per program;
 - sandbox: `robust_sft.tasks.sandbox.run_python(<program>)` with its defaults.
 
 Both run the same tiny MBPP-like program (a function and three asserts) `--runs` times, one after the
@@ -34,7 +34,7 @@ def main() -> None:
     bare, contained = [], []
     for _ in range(args.runs):
         start = time.perf_counter()
-        subprocess.run([isolation.interpreter, "-I", "-c", PROGRAM], check=True)
+        subprocess.run([isolation.interpreter, *sandbox._PYTHON_FLAGS, "-c", PROGRAM], check=True)
         bare.append(time.perf_counter() - start)
         start = time.perf_counter()
         assert sandbox.run_python(PROGRAM).passed

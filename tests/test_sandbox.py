@@ -195,12 +195,12 @@ def test_environment_is_scrubbed_and_directory_removed():
         print(os.getcwd())
         print(sorted(os.environ))
         print(os.environ["HOME"] == os.getcwd(), os.getuid())
-        print(sys.flags.isolated)
+        print(sys.flags.isolated, sys.flags.no_site)
     """)
     result = run_python(probe)
     workdir, names, home_and_uid, isolated = result.stdout.splitlines()
     assert not any("proxy" in name.lower() or name.startswith("PYTHON") for name in eval(names))
-    assert home_and_uid.split()[0] == "True" and isolated == "1"
+    assert home_and_uid.split()[0] == "True" and isolated == "1 1"
     if ROOT_MODE:
         assert int(home_and_uid.split()[1]) != 0
     assert not os.path.exists(workdir)

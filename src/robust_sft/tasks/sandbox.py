@@ -1,7 +1,8 @@
 """Run untrusted (model-generated) Python code in a contained child process.
 
-`run_python(code)` runs `code` as `main.py` with a fresh `python -I` interpreter through a small bootstrap,
-which contains the run, sets resource limits and classifies the outcome. `run_many(codes)` runs several
+`run_python(code)` runs `code` as `main.py` with a fresh `python -I -S` interpreter (the standard library
+only: no site-packages) through a small bootstrap, which contains the run, sets resource limits and
+classifies the outcome. `run_many(codes)` runs several
 programs in parallel from a thread pool (by default as many at once as the runner may use CPU cores).
 
 Outcome (`SandboxResult.status`):
@@ -117,6 +118,9 @@ WALL_FACTOR = 10
 FALLBACK_MAX_PROCESSES = 4
 
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+# Isolated mode and no `site`: the standard library only, the same on every host, and no .pth hooks of
+# the interpreter's site-packages run in the sandbox (one here costs 0.4 s per start).
+_PYTHON_FLAGS = ("-I", "-S")
 _HOST_VIEW = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # world-writable host dirs checked for uid leftovers
 _LOCK_DIR = "/run/robust-sft-sandbox"
@@ -384,7 +388,7 @@ def _run(isolation: Isolation, code: str, limits: _Limits, max_output_bytes: int
             "keyctl": _KEYCTL_SYSCALL.get(platform.machine()),
         }
         argv = [isolation.unshare, "--net", "--ipc", "--mount", "--pid", "--fork", "--kill-child",
-                "--", isolation.interpreter, "-I", "-c", _BOOTSTRAP]
+                "--", isolation.interpreter, *_PYTHON_FLAGS, "-c", _BOOTSTRAP]
 
         def kill_all() -> None:  # the pid namespace dies with its init; this catches the unexpected
             if cgroup is not None:
@@ -410,7 +414,7 @@ def _run_unprivileged(isolation: Isolation, code: str, limits: _Limits, max_outp
             f.write(code)
         config = {"contain": False, "audit": isolation.mode == "audit", "exit_crash": EXIT_CRASH,
                   "limits": _rlimits(limits, None, False)}
-        python = [isolation.interpreter, "-I", "-c", _BOOTSTRAP]
+        python = [isolation.interpreter, *_PYTHON_FLAGS, "-c", _BOOTSTRAP]
         argv = [isolation.unshare, "--map-root-user", "--net", "--", *python] \
             if isolation.mode == "userns" else python
         return _execute(argv, config, code, workdir, _child_env(workdir), limits, None, lambda: None,
