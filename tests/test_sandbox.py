@@ -5,9 +5,12 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
+import subprocess
+import sys
 import textwrap
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -475,3 +478,31 @@ def test_run_many_defaults_to_the_usable_cores(monkeypatch):
                         __import__("concurrent.futures").futures.ThreadPoolExecutor(max_workers))
     run_many(["print(1)\n"])
     assert seen == [len(os.sched_getaffinity(0))]
+
+
+@needs_root_mode
+def test_run_ends_when_the_runner_is_killed():
+    sandbox_uids = range(sandbox.UID_BASE, sandbox.UID_BASE + 64)
+    before = {uid for uid in sandbox_uids if live_processes_of(uid)}
+    runner = subprocess.Popen([sys.executable, "-c", (
+        "from robust_sft.tasks.sandbox import run_python\n"
+        "run_python('import time\\ntime.sleep(60)\\n', timeout=60)\n")],
+        env={**os.environ, "PYTHONPATH": str(Path(sandbox.__file__).parents[2])})  # this checkout's src
+    try:
+        deadline = time.monotonic() + 30
+        started = set()
+        while not started and time.monotonic() < deadline:
+            started = {uid for uid in sandbox_uids if live_processes_of(uid)} - before
+            time.sleep(0.05)
+        assert started, "the sandboxed program never started"
+        runner.kill()
+        runner.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(live_processes_of(uid) for uid in started):
+            time.sleep(0.05)
+        assert not any(live_processes_of(uid) for uid in started)
+    finally:
+        runner.kill()
+        for uid in sandbox_uids:
+            if uid not in before:
+                sandbox._kill_uid(uid)

@@ -41,8 +41,9 @@ and writable
     queues) are private to the run and destroyed with it.
   - Processes: a new pid namespace; the run's init (root, outside the program's reach) starts the
     program, reaps orphans and reports how the program ended; when it ends, the kernel kills every
-    process left in the namespace, including ones that escaped with `setsid`. The program sees only its
-    own processes.
+    process left in the namespace, including ones that escaped with `setsid`. The init also ends the
+    run when the runner dies (a pipe whose other end only the runner holds), so a killed runner leaves
+    no program behind. The program sees only its own processes.
   - User: the program runs as a dedicated unprivileged uid/gid with no supplementary groups,
     `no_new_privs` and a new, empty session keyring (not the runner's), from a range of `UID_POOL_SIZE` uids at `UID_BASE`. A uid is locked (flock, so also
     across runner processes) for the whole run, and is handed out only when nothing of it remains:
@@ -215,6 +216,7 @@ def contain():
         try:
             os.write(status, b"pid %s\n" % os.readlink("/proc/self").encode())
             os.close(status)
+            os.close(cfg["lifeline_fd"])
             if cfg["keyctl"]:  # keyctl(JOIN_SESSION_KEYRING): a new, empty one, not the runner's
                 libc.syscall(cfg["keyctl"], 1, None)
             os.chroot(root)
@@ -230,6 +232,11 @@ def contain():
             os._exit(cfg["exit_crash"])
         run_program()
         return
+    def watch():  # the runner died (nothing holds the lifeline's other end): end the run
+        os.read(cfg["lifeline_fd"], 1)
+        os._exit(1)
+    import threading
+    threading.Thread(target=watch, daemon=True).start()
     while True:  # reap orphans until the program ends; the kernel then kills what is left
         pid, wait_status = os.wait()
         if pid == child:
@@ -467,21 +474,24 @@ def _execute(argv: list[str], config: dict, code: str, cwd: str, env: dict[str, 
              start: float) -> SandboxResult:
     code_fd = os.memfd_create("sandbox-main.py", flags=0)  # the code, read by the bootstrap
     status_read, status_write = os.pipe()
+    lifeline_read, lifeline_write = os.pipe()  # the run's init ends the run when the runner dies
     try:
         os.write(code_fd, code.encode("utf-8"))
         os.lseek(code_fd, 0, os.SEEK_SET)
-        config = {**config, "code_fd": code_fd, "status_fd": status_write}
+        config = {**config, "code_fd": code_fd, "status_fd": status_write, "lifeline_fd": lifeline_read}
         started = time.monotonic()  # the run's clock starts here, not while it waited for a uid
         proc = subprocess.Popen([*argv, json.dumps(config)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                pass_fds=(code_fd, status_write))
+                                pass_fds=(code_fd, status_write, lifeline_read))
     except OSError as err:
         os.close(status_read)
+        os.close(lifeline_write)
         return SandboxResult("error", None, "", f"sandbox could not start: {err}",
                              time.monotonic() - start)
     finally:
         os.close(code_fd)
         os.close(status_write)
+        os.close(lifeline_read)
 
     def kill() -> None:
         _kill_group(proc.pid)
@@ -489,9 +499,12 @@ def _execute(argv: list[str], config: dict, code: str, cwd: str, env: dict[str, 
         kill_all()
 
     clock = _RunClock(proc.pid, config["contain"], limits.timeout, cgroup, started)
-    with os.fdopen(status_read, "rb") as status_pipe:
-        outputs, timed_out = _collect(proc, status_pipe, clock, max_output_bytes, kill)
-    returncode = proc.wait()
+    try:
+        with os.fdopen(status_read, "rb") as status_pipe:
+            outputs, timed_out = _collect(proc, status_pipe, clock, max_output_bytes, kill)
+        returncode = proc.wait()
+    finally:
+        os.close(lifeline_write)
     (stdout, out_cut), (stderr, err_cut), (status_text, _) = (out.result() for out in outputs)
     if config["contain"]:
         returncode, stderr = _contained_returncode(status_text, stderr)
