@@ -506,3 +506,19 @@ def test_run_ends_when_the_runner_is_killed():
         for uid in sandbox_uids:
             if uid not in before:
                 sandbox._kill_uid(uid)
+
+
+def test_cgroup_v2_limits_are_written_where_the_kernel_reads_them(tmp_path):
+    # The v2 path cannot run on this host (cgroup v1); this checks its use of the documented files on
+    # a plain directory standing in for the delegated cgroup.
+    backend = sandbox._CgroupBackend("v2", {"memory": str(tmp_path), "pids": str(tmp_path)})
+    run = backend.create("run-1", 256 << 20, 33)
+    directory = tmp_path / "run-1"
+    assert run.dirs == [str(directory)] and run.procs_files == [str(directory / "cgroup.procs")]
+    assert (directory / "memory.max").read_text() == str(256 << 20)
+    assert (directory / "memory.swap.max").read_text() == "0"
+    assert (directory / "pids.max").read_text() == "33"
+    (directory / "cpu.stat").write_text("usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n")
+    assert run.cpu_seconds() == pytest.approx(1.5)
+    run.kill()
+    assert (directory / "cgroup.kill").read_text() == "1"

@@ -339,12 +339,15 @@ def _detect_isolation() -> Isolation:
     if unshare:
         modes.append("userns")
     modes.append("audit")
+    backend = _cgroup_backend()
     for mode in modes:
-        for interpreter in _interpreter_candidates():
-            cgroup = _cgroup_backend() if mode == "root" else None
-            isolation = Isolation(mode, interpreter, unshare, cgroup.version if cgroup else None)
-            if _probe(isolation):
-                return isolation
+        # Mode "root" without cgroups (fallback limits) is still far stronger than mode "userns".
+        cgroups = dict.fromkeys([backend.version if backend else None, None]) if mode == "root" else [None]
+        for cgroup in cgroups:
+            for interpreter in _interpreter_candidates():
+                isolation = Isolation(mode, interpreter, unshare, cgroup)
+                if _probe(isolation):
+                    return isolation
     raise OSError("no Python interpreter can be started for the sandbox")
 
 
