@@ -120,7 +120,7 @@ FALLBACK_MAX_PROCESSES = 4
 
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Isolated mode and no `site`: the standard library only, the same on every host, and no .pth hooks of
-# the interpreter's site-packages run in the sandbox (one here costs 0.4 s per start).
+# the interpreter's site-packages run in the sandbox (such a hook can cost most of a second per start).
 _PYTHON_FLAGS = ("-I", "-S")
 _HOST_VIEW = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # world-writable host dirs checked for uid leftovers
@@ -132,7 +132,7 @@ _POLL = 0.02  # seconds between checks of a running program
 # The bootstrap runs inside the sandbox. In mode "root" it starts as root and pid 1 of the run's new
 # pid, mount, IPC and network namespaces: it builds the run's root filesystem, forks the program (which
 # chroots, drops to the sandbox uid and runs the code), reaps orphans and reports the program's wait
-# status on `status_fd`. Kept short: it is passed on the command line.
+# status on `status_fd`. It is passed on the command line, far below the kernel's limit on one argument.
 _BOOTSTRAP = r"""
 import json, os, sys
 cfg = json.loads(sys.argv[1])
