@@ -822,10 +822,15 @@ class _CgroupBackend:
     def __init__(self, version: str, bases: dict[str, str]) -> None:
         self.version, self.bases = version, bases
 
+    def discard(self, name: str) -> None:
+        """Kill what is in cgroup `name` and remove it (a leftover of a runner killed mid-run)."""
+        dirs = [os.path.join(base, name) for base in self.bases.values()]
+        _RunCgroup(list(dict.fromkeys(dirs)), None, 1.0).remove()
+
     def create(self, name: str, memory_bytes: int, max_tasks: int) -> _RunCgroup:
+        self.discard(name)
         dirs = {kind: os.path.join(base, name) for kind, base in self.bases.items()}
         run = _RunCgroup(list(dict.fromkeys(dirs.values())), None, 1.0)
-        run.remove()  # a leftover of a crashed runner with this uid
         for directory in run.dirs:
             os.mkdir(directory)
         if self.version == "v2":
