@@ -45,11 +45,12 @@ and writable
     run when the runner dies (a pipe whose other end only the runner holds), so a killed runner leaves
     no program behind. The program sees only its own processes.
   - User: the program runs as a dedicated unprivileged uid/gid with no supplementary groups,
-    `no_new_privs` and a new, empty session keyring (not the runner's), from a range of `UID_POOL_SIZE` uids at `UID_BASE`. A uid is locked (flock, so also
-    across runner processes) for the whole run, and is handed out only when nothing of it remains:
-    no process, no System V IPC object of the host's namespace, no kernel key (`/proc/key-users`), no
-    file of it directly in the host's /tmp, /var/tmp or /dev/shm; a uid with leftovers that cannot be
-    removed is skipped.
+    `no_new_privs` and a new, empty session keyring (not the runner's), from a range of
+    `UID_POOL_SIZE` uids at `UID_BASE`. A uid is locked (flock, so also across runner processes) for
+    the whole run and handed out only when nothing of it remains: its leftover processes (of a runner
+    killed mid-run) are killed first, and a uid that still has a System V IPC object in the host's
+    namespace, a kernel key (`/proc/key-users`) or a file directly in the host's /tmp, /var/tmp or
+    /dev/shm is skipped.
   - Memory and processes of the whole run: a cgroup per run (cgroup v2 where the host delegates the
     memory and pids controllers, else the cgroup v1 memory and pids hierarchies) caps the total memory
     of all its processes and of its tmpfs at `memory_mb` (swap included where swap is accounted;
