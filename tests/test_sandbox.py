@@ -218,21 +218,33 @@ def test_run_many_keeps_order():
 
 # ---- limits per run, not per process ----------------------------------------------------------
 
-# Six children each touch 100 MB and hold it for a second; a run-wide cap of 256 MB leaves room for two.
+# Six children each touch 100 MB; when the parent signals them, those holding their block at that moment
+# say so. A run-wide cap of 256 MB leaves room for two.
 FORK_AND_ALLOCATE = code("""
-    import os, sys, time
+    import os, signal, time
     children = []
     for _ in range(6):
         pid = os.fork()
         if pid == 0:
+            block = None
+            def report(*_):
+                if block is not None:
+                    print("held", flush=True)
+                os._exit(0)
+            signal.signal(signal.SIGUSR1, report)
             try:
                 block = b"x" * (100 * 1024 * 1024)
-                time.sleep(1.5)
-                print("held", flush=True)
             except MemoryError:
                 pass
-            os._exit(0)
+            while True:
+                signal.pause()
         children.append(pid)
+    time.sleep(3)
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except ProcessLookupError:  # killed for memory
+            pass
     for pid in children:
         os.waitpid(pid, 0)
 """)
