@@ -1,0 +1,139 @@
+"""Faults found by probing: kills during saves, bad bytes, late config errors, unchecked limits, file modes,
+stale caches. Each test here failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from tests.conftest import make_rows
+
+# --------------------------------------------------------------------------------------------- file modes
+
+
+def test_artifacts_honour_the_umask(tmp_path):
+    from robust_sft.artifacts import write_json, write_parquet
+    import pyarrow as pa
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        write_parquet(tmp_path / "a.parquet", pa.table({"x": [1]}))
+        os.umask(0o077)
+        write_json(tmp_path / "private.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "a.parquet").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
+# --------------------------------------------------------------------------------------------- bad bytes
+
+
+def _jsonl_bytes(rows) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+
+
+def test_jsonl_with_a_byte_order_mark_reads_every_example(tmp_path):
+    from robust_sft.data import ErrorLog, read_examples
+
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + _jsonl_bytes(make_rows(4)))
+    errors = ErrorLog()
+    examples = read_examples(path, on_error="skip", errors=errors)
+    assert [e.id for e in examples] == ["ex0", "ex1", "ex2", "ex3"]
+    assert errors.skipped == []
+
+
+def test_json_file_with_a_byte_order_mark_reads(tmp_path):
+    from robust_sft.data import read_examples
+
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(make_rows(3)).encode())
+    assert len(read_examples(path)) == 3
+
+
+def _with_invalid_byte(rows, line_index: int) -> bytes:
+    lines = _jsonl_bytes(rows).split(b"\n")
+    lines[line_index] = lines[line_index].replace(b'"answer": "', b'"answer": "\xff', 1)
+    return b"\n".join(lines)
+
+
+def test_invalid_utf8_names_file_and_line_and_skip_drops_only_that_line(tmp_path):
+    from robust_sft.data import DataError, ErrorLog, read_examples
+
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(_with_invalid_byte(make_rows(5), 2))
+    with pytest.raises(DataError, match=rf"{path}:3: not valid UTF-8 \(byte 0xff"):
+        read_examples(path)
+    errors = ErrorLog()
+    examples = read_examples(path, on_error="skip", errors=errors)
+    assert [e.id for e in examples] == ["ex0", "ex1", "ex3", "ex4"]
+    assert len(errors.skipped) == 1 and f"{path}:3:" in errors.skipped[0]
+
+
+def test_invalid_utf8_in_a_json_file_names_the_line(tmp_path):
+    from robust_sft.data import DataError, read_examples
+
+    path = tmp_path / "bad.json"
+    path.write_bytes(b'[\n{"id": "a", "prompt": "p", "answer": "x"},\n{"id": "b", "prompt": "p", "answer": "\xfe"}\n]')
+    with pytest.raises(DataError, match=rf"{path}:3: not valid UTF-8"):
+        read_examples(path)
+
+
+def test_task_files_tolerate_a_bom_and_name_invalid_bytes(tmp_path):
+    from robust_sft.tasks.base import TaskError
+    from robust_sft.tasks.loading import read_local
+
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(b"\xef\xbb\xbf" + _jsonl_bytes([{"a": 1}, {"a": 2}]))
+    assert [row for _, row in read_local(good, "test")] == [{"a": 1}, {"a": 2}]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"a": 1}\n{"a": "\xc3("}\n')
+    with pytest.raises(TaskError, match=rf"{bad}:2: not valid UTF-8"):
+        read_local(bad, "test")
+
+
+def _flip(path, out, offsets):
+    data = bytearray(path.read_bytes())
+    for offset in offsets:
+        data[offset] ^= 0xFF
+    out.write_bytes(bytes(data))
+
+
+def test_corrupt_parquet_names_the_file(tmp_path, scores_path):
+    from pathlib import Path
+
+    from robust_sft.scoring import load_scores
+    from robust_sft.tasks.base import TaskError
+    from robust_sft.tasks.loading import read_local
+
+    damaged = tmp_path / "damaged.parquet"
+    _flip(Path(scores_path), damaged, [200, 300])
+    with pytest.raises(ValueError, match=f"{damaged}: cannot read Parquet"):
+        load_scores(damaged)
+    with pytest.raises(TaskError, match=f"{damaged}: cannot read Parquet"):
+        read_local(damaged, "test")
+
+
+def test_a_flipped_bit_in_parquet_data_is_detected(tmp_path):
+    """Page checksums: a flip inside the values is an error, not silently wrong numbers."""
+    import pyarrow as pa
+
+    from robust_sft.artifacts import read_parquet, write_parquet
+
+    path = tmp_path / "t.parquet"
+    write_parquet(path, pa.table({"x": pa.array(range(0, 4000, 3), pa.int64())}))
+    import pyarrow.parquet as pq
+
+    chunk = pq.ParquetFile(path).metadata.row_group(0).column(0)
+    target = (chunk.dictionary_page_offset or chunk.data_page_offset) + chunk.total_compressed_size - 1
+    flipped = tmp_path / "flipped.parquet"
+    _flip(path, flipped, [target])
+    with pytest.raises(ValueError, match=f"{flipped}: cannot read Parquet"):
+        read_parquet(flipped)
