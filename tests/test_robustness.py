@@ -137,3 +137,68 @@ def test_a_flipped_bit_in_parquet_data_is_detected(tmp_path):
     _flip(path, flipped, [target])
     with pytest.raises(ValueError, match=f"{flipped}: cannot read Parquet"):
         read_parquet(flipped)
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+
+
+def _train_config(tiny_model_dir, scores_path, out, **overrides):
+    from robust_sft.training import TrainConfig
+
+    defaults = dict(model=tiny_model_dir, data=scores_path, output_dir=str(out), num_train_epochs=3,
+                    learning_rate=1e-3, per_device_train_batch_size=8, logging_steps=2, progress=False,
+                    mask="none")  # 24 examples / 8 = 3 steps per epoch; logs at steps 1, 2, 4, ... not at saves
+    return TrainConfig(**{**defaults, **overrides})
+
+
+def test_resume_skips_a_checkpoint_killed_while_saving(tiny_model_dir, scores_path, tmp_path, caplog):
+    from robust_sft.training import train
+
+    train(_train_config(tiny_model_dir, scores_path, tmp_path, num_train_epochs=2))
+    state = tmp_path / "checkpoint-6" / "trainer_state.json"
+    state.write_text(state.read_text()[:100])  # the Trainer writes this file last: a kill during it
+    (tmp_path / "final").rename(tmp_path / "old-final")
+    with caplog.at_level("WARNING"):
+        train(_train_config(tiny_model_dir, scores_path, tmp_path, num_train_epochs=2,
+                            resume_from_checkpoint="latest"))
+    assert any("checkpoint-6 is incomplete" in r.getMessage() for r in caplog.records)
+    assert json.loads(state.read_text())["global_step"] == 6  # epoch 2 was trained again from checkpoint-3
+    log = [json.loads(line) for line in (tmp_path / "loss_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4, 6]
+
+
+def test_an_incomplete_checkpoint_named_explicitly_is_refused(tiny_model_dir, scores_path, tmp_path):
+    from robust_sft.training import resume_point
+
+    (tmp_path / "checkpoint-3").mkdir()
+    with pytest.raises(ValueError, match="checkpoint-3: incomplete checkpoint"):
+        resume_point(tmp_path, str(tmp_path / "checkpoint-3"))
+    assert resume_point(tmp_path, "latest") is None and not (tmp_path / "checkpoint-3").exists()
+
+
+def test_training_loss_after_resumes_is_the_whole_runs(tiny_model_dir, scores_path, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from robust_sft.training import train
+
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    train(_train_config(tiny_model_dir, scores_path, whole))
+    # killed after epoch 1 was saved, then killed again after epoch 2 was saved
+    resumed.mkdir()
+    shutil.copytree(whole / "checkpoint-3", resumed / "checkpoint-3")
+    train(_train_config(tiny_model_dir, scores_path, resumed, resume_from_checkpoint="latest"))
+    for leftover in ("checkpoint-9", "final", "train_summary.json", "loss_log.jsonl"):
+        path = resumed / leftover
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    train(_train_config(tiny_model_dir, scores_path, resumed, resume_from_checkpoint="latest"))
+
+    expected = json.loads((whole / "train_summary.json").read_text())["train_loss"]
+    got = json.loads((resumed / "train_summary.json").read_text())["train_loss"]
+    assert got == pytest.approx(expected, rel=1e-6)
+    steps = [e["step"] for e in map(json.loads, (resumed / "loss_log.jsonl").read_text().splitlines()) if "loss" in e]
+    assert steps == [1, 2, 3, 4, 6, 8, 9]  # every step accounted for, across both resumes
+    a = load_file(str(whole / "final" / "adapter_model.safetensors"))
+    b = load_file(str(resumed / "final" / "adapter_model.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
