@@ -202,3 +202,150 @@ def test_training_loss_after_resumes_is_the_whole_runs(tiny_model_dir, scores_pa
     a = load_file(str(whole / "final" / "adapter_model.safetensors"))
     b = load_file(str(resumed / "final" / "adapter_model.safetensors"))
     assert all((a[k] == b[k]).all() for k in a)
+
+
+# --------------------------------------------------------------------------------------------- typed configs
+
+
+def _yaml(tmp_path, text: str, name: str = "c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_train_yaml_values_are_converted_by_field_type(tmp_path):
+    from robust_sft.cli import _parse
+    from robust_sft.training import TrainConfig
+
+    path = _yaml(tmp_path, "model: m\ndata: d.parquet\noutput_dir: o\nlearning_rate: 2e-5\nlora_r: '8'\n"
+                           "num_train_epochs: 1e0\nsave_total_limit: null\n")
+    config = _parse(TrainConfig, [path], "train")
+    assert config.learning_rate == 2e-5 and isinstance(config.learning_rate, float)
+    assert config.lora_r == 8 and config.num_train_epochs == 1.0 and config.save_total_limit is None
+
+
+@pytest.mark.parametrize("line, message", [
+    ("tau: abc", "tau: expected a number, got 'abc'"),
+    ("num_train_epochs: three", "num_train_epochs: expected a number, got 'three'"),
+    ("lora_r: 8.5", "lora_r: expected an integer, got 8.5"),
+    ("bogus: 1", r"unknown option\(s\) \['bogus'\]"),
+    ("learning_rate: -2e-5", "learning_rate must be a positive number"),
+    ("warmup_ratio: 3", r"warmup_ratio must be in \[0, 1\)"),
+    ("tau: 0.5", "tau must be greater than 1"),
+])
+def test_train_yaml_errors_name_the_key_and_the_file(tmp_path, capsys, line, message):
+    from robust_sft.cli import main
+
+    path = _yaml(tmp_path, f"model: m\ndata: d.parquet\noutput_dir: o\n{line}\n")
+    assert main(["train", path]) == 1
+    err = capsys.readouterr().err
+    assert path in err and re_search(message, err)
+
+
+def re_search(pattern: str, text: str) -> bool:
+    import re
+
+    return re.search(pattern, text) is not None
+
+
+def test_run_config_values_are_typed(tmp_path):
+    from robust_sft.experiment import Experiment, load_config
+
+    config = load_config(_yaml(tmp_path, "target: organism/add\nmethods: [gt, stm]\nseeds: 1\n"
+                                         "taus: [2.5, 1e1]\ntrain: {learning_rate: 1e-3, lora_r: '4'}\n"))
+    assert config.seeds == [1] and config.taus == [2.5, 10.0]
+    assert config.train == {"learning_rate": 1e-3, "lora_r": 4}
+    assert [v.name for v in Experiment(config, tmp_path / "run").variants] == ["gt", "stm@2.5", "stm@10"]
+    assert load_config(_yaml(tmp_path, "taus: 2.5\n", "one.yaml")).taus == [2.5]
+
+
+@pytest.mark.parametrize("snippet, message", [
+    ("taus: [-1]", "tau must be greater than 1"),
+    ("taus: [abc]", "taus: item 0: expected a number"),
+    ("seeds: [0, 0]", "seeds must be distinct"),
+    ("seeds: [-3]", r"seed must be in \[0, 2\*\*32\)"),
+    ("train: {learning_rate: 0}", "learning_rate must be a positive number"),
+    ("train: {per_device_train_batch_size: 0}", "per_device_train_batch_size must be at least 1"),
+    ("train: {lr_scheduler_type: wobbly}", "lr_scheduler_type must be one of"),
+    ("train: {dtype: float8}", "dtype must be one of"),
+    ("train: {seed: 3}", r"train: unknown option\(s\) \['seed'\]"),
+    ("generation: {top_p: 2}", r"top_p must be in \(0, 1\]"),
+    ("generation: {n: 0}", "n must be at least 1"),
+    ("generation: {temperature: hot}", "generation: temperature: expected a number"),
+    ("eval_limit: 0", "eval_limit must be at least 1"),
+    ("others: [organism/nope]", "unknown task 'organism/nope'"),
+    ("control_tau: 1", "tau must be greater than 1"),
+])
+def test_dry_run_refuses_every_value_that_would_fail_later(tmp_path, capsys, snippet, message):
+    from robust_sft.cli import main
+
+    path = _yaml(tmp_path, f"target: organism/add\nmethods: [gt, stm, stm_random]\n{snippet}\n")
+    assert main(["run", path, "--dry_run", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert path in err and re_search(message, err), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_valid_config_passes_the_dry_run(tmp_path, capsys):
+    from robust_sft.cli import main
+
+    path = _yaml(tmp_path, "target: organism/add\nmethods: [gt, stm]\ntaus: [2.5]\n"
+                           "train: {learning_rate: 3.0e-4, warmup_ratio: 0.03}\ngeneration: {n: 2}\n")
+    assert main(["run", path, "--dry_run", "--out", str(tmp_path / "run")]) == 0
+    assert "2 variants x 1 seeds" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------- limits of inputs
+
+
+def test_max_length_above_the_models_context_is_refused_before_any_work(tiny_model_dir, sft_jsonl, tmp_path):
+    from robust_sft.modeling import context_length
+    from robust_sft.scoring import ScoreConfig, score
+
+    context = context_length(tiny_model_dir)
+    assert context == 1024
+    out = tmp_path / "s.parquet"
+    with pytest.raises(ValueError, match=f"--max_length {2 * context} exceeds the context of .* \\({context} positions"):
+        score(ScoreConfig(model=tiny_model_dir, data=sft_jsonl, out=str(out), max_length=2 * context, progress=False))
+    assert list(tmp_path.iterdir()) == [tmp_path / "sft.jsonl"]  # no OUT.parts left behind
+
+
+def test_mask_refuses_an_output_extension_it_cannot_write(scores_path, tmp_path, capsys):
+    from robust_sft.cli import main
+
+    out = tmp_path / "masked.jsonl"
+    assert main(["mask", scores_path, "--mask", "none", "--out", str(out)]) == 1
+    assert "must be a .parquet file or a directory" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_mask_that_keeps_nothing_is_an_error_and_writes_nothing(scores_path, tmp_path, capsys):
+    from robust_sft.cli import main
+
+    out = tmp_path / "masked.parquet"
+    assert main(["mask", scores_path, "--tau", "1.0000001", "--out", str(out)]) == 1
+    assert "no example keeps a trainable token" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_dpf_tau_must_be_a_positive_factor(scores_path, tmp_path, capsys):
+    from robust_sft.cli import main
+
+    out = tmp_path / "masked.parquet"
+    assert main(["mask", scores_path, "--mask", "dpf", "--dpf_scores", scores_path, "--dpf_tau", "0",
+                 "--out", str(out)]) == 1
+    assert "dpf_tau must be a positive factor" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb_args, message", [
+    (["generate", "--model", "m", "--task", "organism/add", "--out", "x.parquet"], "must be a .jsonl file"),
+    (["generate", "--model", "m", "--task", "organism/add", "--out", "x.jsonl", "--top_p", "0"], "top_p"),
+    (["score", "--model", "m", "--data", "d.jsonl", "--out", "x.jsonl"], "a score file is written as .parquet"),
+    (["score", "--model", "m", "--data", "d.jsonl", "--out", "x.parquet", "--shard_size", "0"], "shard_size"),
+    (["evaluate", "--model", "m", "--tasks", "organism/add", "--out", "o", "--limit", "0"], "limit must be"),
+])
+def test_option_ranges_and_output_extensions_are_checked_first(capsys, verb_args, message):
+    from robust_sft.cli import main
+
+    assert main(verb_args) == 1  # "m" is no model: the options are refused before anything is loaded
+    assert message in capsys.readouterr().err

@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -56,6 +56,9 @@ class ExperimentConfig:
     generation: dict = field(default_factory=dict)  # synthesis.GenerationSettings fields
 
     def __post_init__(self) -> None:
+        from robust_sft.config_types import check_options, coerce_fields, require
+
+        coerce_fields(self)  # YAML's `2e-5` and `1e1` are strings; `seeds: 1` is a list of one
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
@@ -65,34 +68,28 @@ class ExperimentConfig:
             raise ValueError(f"backend must be hf or vllm, not {self.backend!r}")
         if ("stm" in self.methods) and not self.taus:
             raise ValueError("method stm needs at least one tau in `taus`")
+        require(len(set(self.seeds)) == len(self.seeds), f"seeds must be distinct, not {self.seeds}")
+        for name in ("train_limit", "validation_limit", "eval_limit"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"{name} must be at least 1 (or unset), not {value}")
+        require(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, not {self.eval_batch_size}")
+        from robust_sft.synthesis import GenerationSettings
         from robust_sft.training import TrainConfig
 
-        allowed = {f.name for f in fields(TrainConfig)} - {"model", "data", "output_dir", "validation"}
-        bad = sorted(set(self.train) - allowed)
-        if bad:
-            raise ValueError(f"train: unknown option(s) {bad}")
-        from robust_sft.synthesis import GenerationSettings
-
-        bad = sorted(set(self.generation) - {f.name for f in fields(GenerationSettings)})
-        if bad:
-            raise ValueError(f"generation: unknown option(s) {bad}")
+        # Set per run by the runner: model, data, output_dir, validation, progress (and seed, from `seeds`).
+        self.train = check_options(TrainConfig, self.train, "train",
+                                   exclude=("model", "data", "output_dir", "validation", "seed", "progress"))
+        self.generation = check_options(GenerationSettings, self.generation, "generation")
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read a YAML config into an ExperimentConfig; unknown keys are errors naming the file."""
+    """Read a YAML config into an ExperimentConfig; unknown keys and bad values are errors naming the file."""
     import yaml
 
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping of options")
-    known = {f.name for f in fields(ExperimentConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown option(s) {unknown}; known: {sorted(known)}")
-    try:
-        return ExperimentConfig(**raw)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {err}") from err
+    from robust_sft.artifacts import read_text
+    from robust_sft.config_types import from_mapping
+
+    return from_mapping(ExperimentConfig, yaml.safe_load(read_text(path)) or {}, str(path))
 
 
 # --------------------------------------------------------------------------------------------- variants
@@ -189,6 +186,22 @@ class Experiment:
         self.variants = plan_variants(config)
         self.sources = sources_needed(self.variants)
         self._loaded = None
+        self.check_options()
+
+    def check_options(self) -> None:
+        """Build every task, training and generation configuration of the run now, so that a value their
+        own checks refuse fails before anything is scored or trained (and `--dry_run` catches it)."""
+        from robust_sft.synthesis import GenerationSettings
+
+        for task_name in [self.config.target, *self.config.others]:
+            self.get_task(task_name)
+        GenerationSettings(**self.config.generation)
+        for variant in self.variants:
+            for seed in self.config.seeds:
+                try:
+                    self.train_config(variant, seed, self.config.model)
+                except ValueError as err:
+                    raise ValueError(f"train options of {variant.name} seed {seed}: {err}") from None
 
     # ------------------------------------------------------------------ base model and tasks
 
@@ -372,17 +385,22 @@ class Experiment:
                             self.train_options(variant, seed), self.config.select_best_epoch,
                             self.config.validation_limit, self.config.task_paths])
 
+    def train_config(self, variant: Variant, seed: int, base: str):
+        from robust_sft.training import TrainConfig
+
+        return TrainConfig(model=base, data=str(self.scores_path(variant.source)),
+                           output_dir=str(self.model_dir(variant, seed)), seed=seed, progress=self.progress,
+                           **self.train_options(variant, seed))
+
     def train_variant(self, variant: Variant, seed: int) -> None:
-        from robust_sft.training import TrainConfig, train
+        from robust_sft.training import train
 
         out = self.model_dir(variant, seed)
 
         def produce():
-            options = self.train_options(variant, seed)
+            config = self.train_config(variant, seed, self.base)
             if any(out.glob("checkpoint-*")):
-                options["resume_from_checkpoint"] = "latest"  # this stage was killed after saving an epoch
-            config = TrainConfig(model=self.base, data=str(self.scores_path(variant.source)), output_dir=str(out),
-                                 seed=seed, progress=self.progress, **options)
+                config.resume_from_checkpoint = "latest"  # this stage was killed after saving an epoch
             if not self.config.select_best_epoch:
                 train(config)
                 return

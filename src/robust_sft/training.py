@@ -79,10 +79,37 @@ class TrainConfig:
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
     def __post_init__(self) -> None:
-        if self.finetuning not in FINETUNING:
-            raise ValueError(f"finetuning must be one of {FINETUNING}, not {self.finetuning!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
+        """Every option checked here, before data or a model is loaded."""
+        from transformers.trainer_utils import SchedulerType
+
+        from robust_sft.config_types import coerce_fields, is_finite_number, require
+        from robust_sft.modeling import DTYPES
+
+        coerce_fields(self)
+        require(self.finetuning in FINETUNING, f"finetuning must be one of {FINETUNING}, not {self.finetuning!r}")
+        require(self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}")
+        self.policy()  # the mask options (kind, tau, ratio, dpf_tau)
+        require(is_finite_number(self.learning_rate) and self.learning_rate > 0,
+                f"learning_rate must be a positive number, not {self.learning_rate}")
+        require(is_finite_number(self.num_train_epochs) and self.num_train_epochs > 0,
+                f"num_train_epochs must be positive, not {self.num_train_epochs}")
+        # TrainingArguments reads a warmup value below 1 as a fraction and 1 or more as a number of steps.
+        require(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
+        require(is_finite_number(self.weight_decay) and self.weight_decay >= 0,
+                f"weight_decay must be >= 0, not {self.weight_decay}")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "lora_r", "logging_steps"):
+            require(getattr(self, name) >= 1, f"{name} must be at least 1, not {getattr(self, name)}")
+        require(self.lora_alpha > 0, f"lora_alpha must be positive, not {self.lora_alpha}")
+        require(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), not {self.lora_dropout}")
+        require(bool(self.target_modules.strip(",").strip()), "target_modules must name at least one module")
+        schedulers = [s.value for s in SchedulerType]
+        require(self.lr_scheduler_type in schedulers,
+                f"lr_scheduler_type must be one of {schedulers}, not {self.lr_scheduler_type!r}")
+        require(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, not {self.dtype!r}")
+        require(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), not {self.seed}")
+        require(self.save_total_limit is None or self.save_total_limit >= 1,
+                f"save_total_limit must be at least 1 (or unset), not {self.save_total_limit}")
+        require(self.max_steps == -1 or self.max_steps >= 1, f"max_steps must be -1 or at least 1, not {self.max_steps}")
 
     def policy(self) -> MaskPolicy:
         return MaskPolicy(kind=self.mask, tau=self.tau, ratio=self.ratio, seed=self.mask_seed, dpf_tau=self.dpf_tau)
