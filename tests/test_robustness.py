@@ -349,3 +349,77 @@ def test_option_ranges_and_output_extensions_are_checked_first(capsys, verb_args
 
     assert main(verb_args) == 1  # "m" is no model: the options are refused before anything is loaded
     assert message in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------- task versions
+
+TASK_SOURCE = '''
+from robust_sft.tasks.base import Task
+
+
+class Echo(Task):
+    name = "tmp/echo"
+
+    def load(self, split, *, limit=None, path=None):
+        return [{"id": str(i), "text": "ab" * i} for i in range(4)][:limit]
+
+    def prompt(self, example):
+        return "Repeat: " + example["text"]
+
+    def reference(self, example):
+        return example["text"]
+
+    def extract(self, completion):
+        return completion.strip()
+
+    def check(self, example, completion):
+        return CHECK
+'''
+
+
+def _load_task_module(tmp_path, check: str):
+    import importlib.util
+    import sys
+
+    path = tmp_path / "echo_task.py"
+    path.write_text(TASK_SOURCE.replace("CHECK", check))
+    spec = importlib.util.spec_from_file_location("echo_task", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["echo_task"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_fixed_checker_changes_the_evaluation_cache_keys(tmp_path, tiny_model_dir, monkeypatch):
+    import tests.fake_tasks  # noqa: F401  (registers test/* tasks)
+    from robust_sft import experiment
+    from robust_sft.experiment import Experiment, ExperimentConfig
+    from robust_sft.tasks import base
+
+    def keys_with(check: str) -> dict:
+        module = _load_task_module(tmp_path, check)
+        monkeypatch.setitem(base._REGISTRY, "tmp/echo", module.Echo)
+        config = ExperimentConfig(model=tiny_model_dir, target="tmp/echo", others=["test/nonempty"], methods=["gt"])
+        run = Experiment(config, tmp_path / "run", progress=False)
+        run.base, run.base_key, run.tasks = tiny_model_dir, "base", ["tmp/echo", "test/nonempty"]
+        keys = {}
+        monkeypatch.setattr(experiment, "run_stage", lambda name, artifact, key, produce: keys.update({name: key}))
+        monkeypatch.setattr(experiment, "write_jsonl", lambda *args: None)
+        run.evaluate_base()
+        run.prepare_data()
+        return keys
+
+    buggy = keys_with("example['text'] in completion")
+    fixed = keys_with("self.extract(completion) == example['text']")
+    assert buggy["evaluate base"] != fixed["evaluate base"]
+    assert buggy["data gt"] != fixed["data gt"]  # the target's prompts/references come from the same code
+    assert keys_with("self.extract(completion) == example['text']") == fixed  # and nothing else moves them
+
+
+def test_task_version_covers_checker_modules_and_settings():
+    from robust_sft.tasks import get_task
+    from robust_sft.tasks.base import task_version
+
+    assert task_version(get_task("organism/add", seed=0)) != task_version(get_task("organism/add", seed=1))
+    assert task_version(get_task("organism/add", seed=0)) == task_version(get_task("organism/add", seed=0))
+    assert task_version(get_task("organism/add", seed=0)) != task_version(get_task("organism/sort", seed=0))

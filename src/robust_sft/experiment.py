@@ -230,6 +230,12 @@ class Experiment:
 
         return get_task(task_name, **self.task_kwargs(task_name))
 
+    def task_versions(self, task_names: list[str]) -> dict[str, str]:
+        """Each task's version (a hash of its prompt and checker code): part of every key that used the task."""
+        from robust_sft.tasks.base import task_version
+
+        return {name: task_version(self.get_task(name)) for name in task_names}
+
     def load_examples(self, task_name: str, split: str, limit: int | None) -> list[dict]:
         return self.get_task(task_name).load(split, limit=limit, path=self.config.task_paths.get(task_name))
 
@@ -311,7 +317,8 @@ class Experiment:
 
         task = self.get_task(self.config.target)
         examples = self.load_examples(self.config.target, "train", self.config.train_limit)
-        gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit, self.config.task_paths])
+        gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit, self.config.task_paths,
+                              self.task_versions([self.config.target])])
         run_stage("data gt", self.data_path("gt"), gt_key, lambda: write_jsonl(self.data_path("gt"), [
             {"id": e["id"], "prompt": task.prompt(e), "answer": task.reference(e)} for e in examples]))
         costs = {"gt": 0.0}
@@ -354,7 +361,7 @@ class Experiment:
     def evaluate_base(self) -> None:
         out = self.dir / "eval" / "base"
         key = stable_hash([self.base_key, self.tasks, self.config.eval_limit, self.config.task_paths,
-                           self.config.backend])
+                           self.config.backend, self.task_versions(self.tasks)])
 
         def produce():
             from robust_sft.evaluation import evaluate_tasks
@@ -381,9 +388,11 @@ class Experiment:
         return options
 
     def train_key(self, variant: Variant, seed: int) -> str:
+        # The target's checker picks the best epoch, so its version is part of the trained model's key.
         return stable_hash([self.base_key, _file_hash(self.scores_path(variant.source)), variant.name, seed,
                             self.train_options(variant, seed), self.config.select_best_epoch,
-                            self.config.validation_limit, self.config.task_paths])
+                            self.config.validation_limit, self.config.task_paths,
+                            self.task_versions([self.config.target])])
 
     def train_config(self, variant: Variant, seed: int, base: str):
         from robust_sft.training import TrainConfig
@@ -433,7 +442,7 @@ class Experiment:
     def evaluate_variant(self, variant: Variant, seed: int) -> None:
         out = self.eval_dir(variant, seed)
         key = stable_hash([self.train_key(variant, seed), self.tasks, self.config.eval_limit,
-                           self.config.task_paths, self.config.backend])
+                           self.config.task_paths, self.config.backend, self.task_versions(self.tasks)])
 
         def produce():
             from robust_sft.evaluation import evaluate_tasks
