@@ -423,3 +423,46 @@ def test_task_version_covers_checker_modules_and_settings():
     assert task_version(get_task("organism/add", seed=0)) != task_version(get_task("organism/add", seed=1))
     assert task_version(get_task("organism/add", seed=0)) == task_version(get_task("organism/add", seed=0))
     assert task_version(get_task("organism/add", seed=0)) != task_version(get_task("organism/sort", seed=0))
+
+
+KILLED_WHILE_SAVING = '''
+import json, os, signal, sys
+from transformers.trainer_callback import TrainerState
+from robust_sft.training import TrainConfig, train
+
+save = TrainerState.save_to_json
+
+
+def save_then_die_at_step_6(self, json_path):
+    if self.global_step == 6:  # the process dies while writing the checkpoint's last file
+        with open(json_path, "w") as f:
+            f.write(json.dumps({"global_step": 6, "log_history": self.log_history})[:80])
+        os.kill(os.getpid(), signal.SIGKILL)
+    save(self, json_path)
+
+
+TrainerState.save_to_json = save_then_die_at_step_6
+train(TrainConfig(**json.loads(sys.argv[1])))
+'''
+
+
+def test_a_process_killed_during_a_checkpoint_save_resumes(tiny_model_dir, scores_path, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    from dataclasses import asdict
+
+    from robust_sft.training import train
+
+    config = _train_config(tiny_model_dir, scores_path, tmp_path / "run", num_train_epochs=2)
+    script = tmp_path / "die.py"
+    script.write_text(KILLED_WHILE_SAVING)
+    killed = subprocess.run([sys.executable, str(script), json.dumps(asdict(config))], capture_output=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / "run" / "checkpoint-6").is_dir() and not (tmp_path / "run" / "final").exists()
+    config.resume_from_checkpoint = "latest"
+    train(config)
+    state = json.loads((tmp_path / "run" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    assert (tmp_path / "run" / "final" / "adapter_model.safetensors").exists()
