@@ -55,6 +55,12 @@ class MaskConfig:
     dpf_tau: float = field(default=1.5, metadata={"help": "dpf: mask tokens whose ppl fell by more than this factor."})
     keep_id: bool = field(default=False, metadata={"help": "Also write an id column (axolotl wants exactly three)."})
 
+    def __post_init__(self) -> None:
+        from robust_sft.masking import MaskPolicy
+
+        _require_suffix("out", self.out, (".parquet", ""), "a .parquet file or a directory (no extension)")
+        MaskPolicy(kind=self.mask, tau=self.tau, ratio=self.ratio, seed=self.mask_seed, dpf_tau=self.dpf_tau)
+
 
 @dataclass
 class GenerateConfig:
@@ -75,6 +81,21 @@ class GenerateConfig:
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
     backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm (GPU, if installed)."})
     dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16."})
+
+    def __post_init__(self) -> None:
+        from robust_sft.config_types import require
+
+        _require_suffix("out", self.out, (".jsonl",), "a .jsonl file")
+        require(self.method in ("self_output", "rephrase"), f"method must be self_output or rephrase, not {self.method!r}")
+        require(self.backend in ("hf", "vllm"), f"backend must be hf or vllm, not {self.backend!r}")
+        require(self.limit is None or self.limit >= 1, f"limit must be at least 1 (or unset), not {self.limit}")
+        self.settings()  # sampling options in range
+
+    def settings(self):
+        from robust_sft.synthesis import GenerationSettings
+
+        return GenerationSettings(n=self.n, temperature=self.temperature, top_p=self.top_p,
+                                  max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, seed=self.seed)
 
 
 @dataclass
@@ -99,6 +120,15 @@ class EvaluateConfig:
         default_factory=list, metadata={"help": "Local task data as name=path (offline), e.g. gsm8k=gsm8k.jsonl."}
     )
 
+    def __post_init__(self) -> None:
+        from robust_sft.config_types import require
+
+        require(self.harness in ("robust-sft", "lm-eval"), f"harness must be robust-sft or lm-eval, not {self.harness!r}")
+        require(self.backend in ("hf", "vllm"), f"backend must be hf or vllm, not {self.backend!r}")
+        require(self.limit is None or self.limit >= 1, f"limit must be at least 1 (or unset), not {self.limit}")
+        require(self.batch_size >= 1, f"batch_size must be at least 1, not {self.batch_size}")
+        require(all("=" in item for item in self.task_paths), f"task_paths must be name=path items: {self.task_paths}")
+
 
 @dataclass
 class RunConfig:
@@ -114,6 +144,13 @@ class DemoConfig:
     """Options of `robust-sft demo`."""
 
     out: str = field(default="runs/demo", metadata={"help": "Run directory (re-running resumes)."})
+
+
+def _require_suffix(option: str, path: str, suffixes: tuple[str, ...], what: str) -> None:
+    """Refuse an output path whose extension the writer would not honour (e.g. a .jsonl that becomes a directory)."""
+    from robust_sft.config_types import require
+
+    require(Path(path).suffix in suffixes, f"--{option} {path}: must be {what}")
 
 
 @dataclass
@@ -137,8 +174,13 @@ def _parse(config_cls, argv: list[str], verb: str, positional: str | None = None
     parser = HfArgumentParser(config_cls, prog=f"robust-sft {verb}", description=VERBS[verb])
     # A lone config file holds the verb's options; verbs whose positional is itself a config take it as that.
     if positional is None and len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")) and Path(argv[0]).is_file():
-        loader = parser.parse_yaml_file if argv[0].endswith((".yaml", ".yml")) else parser.parse_json_file
-        return loader(argv[0])[0]
+        import yaml
+
+        from robust_sft.artifacts import read_text
+        from robust_sft.config_types import from_mapping
+
+        # Values are converted by the field types (YAML reads 2e-5 as a string); errors name key and file.
+        return from_mapping(config_cls, yaml.safe_load(read_text(argv[0])), argv[0])  # JSON is YAML too
     if positional:
         bare = []
         while argv and not argv[0].startswith("-"):
@@ -194,22 +236,22 @@ def cmd_train(argv: list[str]) -> None:
 def cmd_generate(argv: list[str]) -> None:
     from robust_sft.artifacts import write_json, write_jsonl
     from robust_sft.modeling import load_model, load_tokenizer
-    from robust_sft.synthesis import GenerationSettings, rephrase, self_output, vllm_sampler
+    from robust_sft.synthesis import rephrase, self_output, vllm_sampler
     from robust_sft.tasks import get_task
 
     config = _parse(GenerateConfig, argv, "generate")
-    if config.method not in ("self_output", "rephrase"):
-        raise ValueError(f"method must be self_output or rephrase, not {config.method!r}")
     task = get_task(config.task)
     examples = task.load(config.split, limit=config.limit, path=config.task_path)
-    settings = GenerationSettings(n=config.n, temperature=config.temperature, top_p=config.top_p,
-                                  max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, seed=config.seed)
+    settings = config.settings()
     model, tokenizer = load_model(config.model, dtype=config.dtype), load_tokenizer(config.model)
     sampler = vllm_sampler(config.model) if config.backend == "vllm" else None
     make = self_output if config.method == "self_output" else rephrase
     rows, report = make(model, tokenizer, task, examples, settings, sampler=sampler)
-    write_jsonl(config.out, rows)
     write_json(config.out + ".report.json", report)
+    if not rows:
+        raise ValueError(f"no generated example passed the checker; nothing written to {config.out} "
+                         f"(report: {config.out}.report.json)")
+    write_jsonl(config.out, rows)
     print(json.dumps(report, indent=2))
     print(f"wrote {config.out}")
 
@@ -219,8 +261,6 @@ def cmd_evaluate(argv: list[str]) -> None:
     from robust_sft.modeling import load_model, load_tokenizer
 
     config = _parse(EvaluateConfig, argv, "evaluate")
-    if config.harness not in ("robust-sft", "lm-eval"):
-        raise ValueError(f"harness must be robust-sft or lm-eval, not {config.harness!r}")
     if config.harness == "lm-eval":
         from robust_sft.harness import evaluate_with_lm_eval
 
@@ -250,7 +290,10 @@ def cmd_run(argv: list[str]) -> None:
 
     config = _parse(RunConfig, argv, "run", positional="config")
     experiment_config = load_config(config.config)
-    experiment = Experiment(experiment_config, config.out or f"runs/{experiment_config.name}")
+    try:  # builds every stage's options, so a bad value fails here (and in --dry_run), not hours later
+        experiment = Experiment(experiment_config, config.out or f"runs/{experiment_config.name}")
+    except ValueError as err:
+        raise ValueError(f"{config.config}: {err}") from err
     if config.dry_run:
         print(experiment.describe_plan())
         return

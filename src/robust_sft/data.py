@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from robust_sft.artifacts import read_lines, read_text
+
 logger = logging.getLogger(__name__)
 
 ANSWER_FIELDS = ("answer", "completion", "response", "output")
@@ -115,23 +117,27 @@ def iter_rows(source: str | os.PathLike, split: str = "train") -> Iterator[tuple
 
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            location = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                yield location, DataError(f"{location}: malformed JSON ({err.msg} at column {err.colno})")
-                continue
-            yield location, row
+    for lineno, line, problem in read_lines(path):
+        location = f"{path}:{lineno}"
+        if problem:
+            yield location, DataError(f"{location}: {problem}")
+            continue
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            yield location, DataError(f"{location}: malformed JSON ({err.msg} at column {err.colno})")
+            continue
+        yield location, row
 
 
 def _iter_json(path: Path) -> Iterator[tuple[str, dict]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+        data = json.loads(read_text(path))
+    except ValueError as err:
+        if not isinstance(err, json.JSONDecodeError):  # undecodable bytes: already names file and line
+            raise DataError(str(err)) from None
         raise DataError(f"{path}:{err.lineno}: malformed JSON ({err.msg} at column {err.colno})") from err
     if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
         data = next(iter(data.values()))  # {"data": [...]}
@@ -145,7 +151,7 @@ def _iter_parquet(path: Path) -> Iterator[tuple[str, dict]]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(path, page_checksum_verification=True)
     except Exception as err:  # pyarrow raises several types for corrupt files
         raise DataError(f"{path}: cannot read Parquet ({err})") from err
     for i, row in enumerate(table.to_pylist()):

@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -61,6 +61,9 @@ class ExperimentConfig:
     generation: dict = field(default_factory=dict)  # synthesis.GenerationSettings fields
 
     def __post_init__(self) -> None:
+        from robust_sft.config_types import check_options, coerce_fields, require
+
+        coerce_fields(self)  # YAML's `2e-5` and `1e1` are strings; `seeds: 1` is a list of one
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
@@ -70,34 +73,28 @@ class ExperimentConfig:
             raise ValueError(f"backend must be hf or vllm, not {self.backend!r}")
         if ("stm" in self.methods) and not self.taus:
             raise ValueError("method stm needs at least one tau in `taus`")
+        require(len(set(self.seeds)) == len(self.seeds), f"seeds must be distinct, not {self.seeds}")
+        for name in ("train_limit", "validation_limit", "eval_limit", "target_eval_limit"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"{name} must be at least 1 (or unset), not {value}")
+        require(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, not {self.eval_batch_size}")
+        from robust_sft.synthesis import GenerationSettings
         from robust_sft.training import TrainConfig
 
-        allowed = {f.name for f in fields(TrainConfig)} - {"model", "data", "output_dir", "validation"}
-        bad = sorted(set(self.train) - allowed)
-        if bad:
-            raise ValueError(f"train: unknown option(s) {bad}")
-        from robust_sft.synthesis import GenerationSettings
-
-        bad = sorted(set(self.generation) - {f.name for f in fields(GenerationSettings)})
-        if bad:
-            raise ValueError(f"generation: unknown option(s) {bad}")
+        # Set per run by the runner: model, data, output_dir, validation, progress (and seed, from `seeds`).
+        self.train = check_options(TrainConfig, self.train, "train",
+                                   exclude=("model", "data", "output_dir", "validation", "seed", "progress"))
+        self.generation = check_options(GenerationSettings, self.generation, "generation")
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read a YAML config into an ExperimentConfig; unknown keys are errors naming the file."""
+    """Read a YAML config into an ExperimentConfig; unknown keys and bad values are errors naming the file."""
     import yaml
 
-    raw = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping of options")
-    known = {f.name for f in fields(ExperimentConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown option(s) {unknown}; known: {sorted(known)}")
-    try:
-        return ExperimentConfig(**raw)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {err}") from err
+    from robust_sft.artifacts import read_text
+    from robust_sft.config_types import from_mapping
+
+    return from_mapping(ExperimentConfig, yaml.safe_load(read_text(path)) or {}, str(path))
 
 
 # --------------------------------------------------------------------------------------------- variants
@@ -194,6 +191,22 @@ class Experiment:
         self.variants = plan_variants(config)
         self.sources = sources_needed(self.variants)
         self._loaded = None
+        self.check_options()
+
+    def check_options(self) -> None:
+        """Build every task, training and generation configuration of the run now, so that a value their
+        own checks refuse fails before anything is scored or trained (and `--dry_run` catches it)."""
+        from robust_sft.synthesis import GenerationSettings
+
+        for task_name in [self.config.target, *self.config.others]:
+            self.get_task(task_name)
+        GenerationSettings(**self.config.generation)
+        for variant in self.variants:
+            for seed in self.config.seeds:
+                try:
+                    self.train_config(variant, seed, self.config.model)
+                except ValueError as err:
+                    raise ValueError(f"train options of {variant.name} seed {seed}: {err}") from None
 
     # ------------------------------------------------------------------ base model and tasks
 
@@ -221,6 +234,12 @@ class Experiment:
         from robust_sft.tasks import get_task
 
         return get_task(task_name, **self.task_kwargs(task_name))
+
+    def task_versions(self, task_names: list[str]) -> dict[str, str]:
+        """Each task's version (a hash of its prompt and checker code): part of every key that used the task."""
+        from robust_sft.tasks.base import task_version
+
+        return {name: task_version(self.get_task(name)) for name in task_names}
 
     def load_examples(self, task_name: str, split: str, limit: int | None) -> list[dict]:
         return self.get_task(task_name).load(split, limit=limit, path=self.config.task_paths.get(task_name))
@@ -312,7 +331,8 @@ class Experiment:
 
         task = self.get_task(self.config.target)
         examples = self.load_examples(self.config.target, "train", self.config.train_limit)
-        gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit, self.config.task_paths])
+        gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit, self.config.task_paths,
+                              self.task_versions([self.config.target])])
         run_stage("data gt", self.data_path("gt"), gt_key, lambda: write_jsonl(self.data_path("gt"), [
             {"id": e["id"], "prompt": task.prompt(e), "answer": task.reference(e)} for e in examples]))
         costs = {"gt": 0.0}
@@ -363,7 +383,7 @@ class Experiment:
     def evaluate_base(self) -> None:
         out = self.dir / "eval" / "base"
         key = stable_hash([self.base_key, self.tasks, self.eval_limits(), self.config.task_paths,
-                           self.config.backend])
+                           self.config.backend, self.task_versions(self.tasks)])
 
         def produce():
             from robust_sft.evaluation import evaluate_tasks
@@ -390,21 +410,28 @@ class Experiment:
         return options
 
     def train_key(self, variant: Variant, seed: int) -> str:
+        # The target's checker picks the best epoch, so its version is part of the trained model's key.
         return stable_hash([self.base_key, _file_hash(self.scores_path(variant.source)), variant.name, seed,
                             self.train_options(variant, seed), self.config.select_best_epoch,
-                            self.config.validation_limit, self.config.task_paths])
+                            self.config.validation_limit, self.config.task_paths,
+                            self.task_versions([self.config.target])])
+
+    def train_config(self, variant: Variant, seed: int, base: str):
+        from robust_sft.training import TrainConfig
+
+        return TrainConfig(model=base, data=str(self.scores_path(variant.source)),
+                           output_dir=str(self.model_dir(variant, seed)), seed=seed, progress=self.progress,
+                           **self.train_options(variant, seed))
 
     def train_variant(self, variant: Variant, seed: int) -> None:
-        from robust_sft.training import TrainConfig, train
+        from robust_sft.training import train
 
         out = self.model_dir(variant, seed)
 
         def produce():
-            options = self.train_options(variant, seed)
+            config = self.train_config(variant, seed, self.base)
             if any(out.glob("checkpoint-*")):
-                options["resume_from_checkpoint"] = "latest"  # this stage was killed after saving an epoch
-            config = TrainConfig(model=self.base, data=str(self.scores_path(variant.source)), output_dir=str(out),
-                                 seed=seed, progress=self.progress, **options)
+                config.resume_from_checkpoint = "latest"  # this stage was killed after saving an epoch
             if not self.config.select_best_epoch:
                 train(config)
                 return
@@ -437,7 +464,7 @@ class Experiment:
     def evaluate_variant(self, variant: Variant, seed: int) -> None:
         out = self.eval_dir(variant, seed)
         key = stable_hash([self.train_key(variant, seed), self.tasks, self.eval_limits(),
-                           self.config.task_paths, self.config.backend])
+                           self.config.task_paths, self.config.backend, self.task_versions(self.tasks)])
 
         def produce():
             from robust_sft.evaluation import evaluate_tasks

@@ -35,6 +35,9 @@ def write_masked(
     scores = load_scores(scores_path)
     after = load_scores(dpf_scores) if dpf_scores else None
     result = apply_policy(scores, policy, after)
+    if not result.keep_examples:
+        raise ValueError(f"{scores_path}: no example keeps a trainable token under this policy; nothing written "
+                         f"({result.report})")
     table = masked_table(scores, result, keep_id)
     metadata = {
         "format": "robust-sft/masked/v1",

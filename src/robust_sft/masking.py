@@ -110,6 +110,13 @@ class MaskPolicy:
             raise ValueError(f"unknown mask policy {self.kind!r}; choose one of {', '.join(POLICIES)}")
         if self.kind == "ratio" and self.ratio is None:
             raise ValueError("the ratio policy needs `ratio`")
+        # Every token has perplexity >= 1, so a tau of 1 or less would mask every answer token.
+        if not self.tau > 1:
+            raise ValueError(f"tau must be greater than 1 (a perplexity threshold), not {self.tau}")
+        if self.ratio is not None and not 0 <= self.ratio <= 1:
+            raise ValueError(f"ratio must be in [0, 1], not {self.ratio}")
+        if not (self.dpf_tau > 0 and math.isfinite(self.dpf_tau)):
+            raise ValueError(f"dpf_tau must be a positive factor, not {self.dpf_tau}")
 
 
 @dataclass

@@ -33,6 +33,19 @@ def resolve_dtype(dtype: str, device) -> "torch.dtype":
     return getattr(torch, dtype)
 
 
+def context_length(name_or_path: str) -> int | None:
+    """Positions the model was built for (max_position_embeddings and its aliases), from its config alone."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(name_or_path)
+    config = getattr(config, "text_config", None) or config  # multimodal wrappers keep it on the text model
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 

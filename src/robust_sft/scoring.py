@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 SCORES_FORMAT = "robust-sft/scores/v1"
 # Bytes allowed for one float32 chunk of head logits (rows x vocab); bounds peak memory for huge vocabularies.
 HEAD_CHUNK_BYTES = 256 * 2**20
+DEFAULT_MAX_LENGTH = 4096
 
 
 class TokenizerMismatchError(ValueError):
@@ -51,7 +52,10 @@ class ScoreConfig:
     data: str = field(metadata={"help": "SFT data: .jsonl, .json, .parquet, a save_to_disk directory or a Hub dataset."})
     out: str = field(metadata={"help": "Output Parquet file of token scores."})
     adapter: str | None = field(default=None, metadata={"help": "Optional PEFT adapter to load on top of the model."})
-    max_length: int = field(default=4096, metadata={"help": "Longest tokenized conversation; longer answers are cut."})
+    max_length: int | None = field(
+        default=None, metadata={"help": "Longest tokenized conversation; longer answers are cut. At most the model's "
+                                "context; default: the model's context, at most 4096."}
+    )
     batch_tokens: int | None = field(
         default=None,
         metadata={"help": "Token budget of one batch (rows x padded length); lower it on OOM. Default: 16384 on "
@@ -71,6 +75,17 @@ class ScoreConfig:
     id_field: str = field(default="id", metadata={"help": "Example id column (row number when absent)."})
     split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+
+    def __post_init__(self) -> None:
+        from robust_sft.config_types import require
+
+        require(Path(self.out).suffix in ("", ".parquet"), f"--out {self.out}: a score file is written as .parquet")
+        require(self.max_length is None or self.max_length >= 1, f"max_length must be at least 1, not {self.max_length}")
+        for name in ("max_batch_size", "shard_size"):
+            require(getattr(self, name) >= 1, f"{name} must be at least 1, not {getattr(self, name)}")
+        require(self.batch_tokens is None or self.batch_tokens >= 1, f"batch_tokens must be at least 1, not {self.batch_tokens}")
+        require(self.on_error in ("raise", "skip"), f"on_error must be raise or skip, not {self.on_error!r}")
+        require(self.padding_side in ("right", "left"), f"padding_side must be right or left, not {self.padding_side!r}")
 
     def data_format(self) -> DataFormat:
         return DataFormat(
@@ -366,10 +381,16 @@ def score(config: ScoreConfig) -> Path:
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
-    from robust_sft.modeling import load_model, load_tokenizer
+    from robust_sft.modeling import context_length, load_model, load_tokenizer
 
     out = Path(config.out)
     state = PartialState()
+    context = context_length(config.model)
+    if config.max_length is None:
+        config = replace(config, max_length=min(context or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH))
+    elif context is not None and config.max_length > context:
+        raise ValueError(f"--max_length {config.max_length} exceeds the context of {config.model} "
+                         f"({context} positions); use --max_length {context} or less")
     tokenizer = load_tokenizer(config.model)
     errors = ErrorLog()
     examples = read_examples(config.data, config.data_format(), on_error=config.on_error, errors=errors)

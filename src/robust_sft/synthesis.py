@@ -42,6 +42,17 @@ class GenerationSettings:
     seed: int = 0
     max_length: int = 4096
 
+    def __post_init__(self) -> None:
+        from robust_sft.config_types import coerce_fields, is_finite_number, require
+
+        coerce_fields(self)
+        for name in ("n", "max_new_tokens", "batch_size", "max_length"):
+            require(getattr(self, name) >= 1, f"generation {name} must be at least 1, not {getattr(self, name)}")
+        require(is_finite_number(self.temperature) and self.temperature >= 0,
+                f"generation temperature must be >= 0, not {self.temperature}")
+        require(0 < self.top_p <= 1, f"generation top_p must be in (0, 1], not {self.top_p}")
+        require(0 <= self.seed < 2**32, f"generation seed must be in [0, 2**32), not {self.seed}")
+
 
 Sampler = Callable[[list, SamplingConfig], list[list[str]]]
 

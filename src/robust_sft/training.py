@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -78,10 +79,37 @@ class TrainConfig:
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
     def __post_init__(self) -> None:
-        if self.finetuning not in FINETUNING:
-            raise ValueError(f"finetuning must be one of {FINETUNING}, not {self.finetuning!r}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, not {self.loss!r}")
+        """Every option checked here, before data or a model is loaded."""
+        from transformers.trainer_utils import SchedulerType
+
+        from robust_sft.config_types import coerce_fields, is_finite_number, require
+        from robust_sft.modeling import DTYPES
+
+        coerce_fields(self)
+        require(self.finetuning in FINETUNING, f"finetuning must be one of {FINETUNING}, not {self.finetuning!r}")
+        require(self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}")
+        self.policy()  # the mask options (kind, tau, ratio, dpf_tau)
+        require(is_finite_number(self.learning_rate) and self.learning_rate > 0,
+                f"learning_rate must be a positive number, not {self.learning_rate}")
+        require(is_finite_number(self.num_train_epochs) and self.num_train_epochs > 0,
+                f"num_train_epochs must be positive, not {self.num_train_epochs}")
+        # TrainingArguments reads a warmup value below 1 as a fraction and 1 or more as a number of steps.
+        require(0 <= self.warmup_ratio < 1, f"warmup_ratio must be in [0, 1), not {self.warmup_ratio}")
+        require(is_finite_number(self.weight_decay) and self.weight_decay >= 0,
+                f"weight_decay must be >= 0, not {self.weight_decay}")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "lora_r", "logging_steps"):
+            require(getattr(self, name) >= 1, f"{name} must be at least 1, not {getattr(self, name)}")
+        require(self.lora_alpha > 0, f"lora_alpha must be positive, not {self.lora_alpha}")
+        require(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), not {self.lora_dropout}")
+        require(bool(self.target_modules.strip(",").strip()), "target_modules must name at least one module")
+        schedulers = [s.value for s in SchedulerType]
+        require(self.lr_scheduler_type in schedulers,
+                f"lr_scheduler_type must be one of {schedulers}, not {self.lr_scheduler_type!r}")
+        require(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, not {self.dtype!r}")
+        require(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), not {self.seed}")
+        require(self.save_total_limit is None or self.save_total_limit >= 1,
+                f"save_total_limit must be at least 1 (or unset), not {self.save_total_limit}")
+        require(self.max_steps == -1 or self.max_steps >= 1, f"max_steps must be -1 or at least 1, not {self.max_steps}")
 
     def policy(self) -> MaskPolicy:
         return MaskPolicy(kind=self.mask, tau=self.tau, ratio=self.ratio, seed=self.mask_seed, dpf_tau=self.dpf_tau)
@@ -320,8 +348,8 @@ def train(
         ),
         eval_fn=eval_fn,
     )
-    resume = config.resume_from_checkpoint
-    result = trainer.train(resume_from_checkpoint=True if resume == "latest" else resume)
+    trainer.add_callback(_log_before_saves())
+    trainer.train(resume_from_checkpoint=resume_point(out, config.resume_from_checkpoint))
 
     final = out / "final"
     trainer.save_model(str(final))
@@ -334,7 +362,7 @@ def train(
             "mask_report": data.report,
             "n_train_examples": len(data.labels),
             "trained_tokens": int(sum((lab != IGNORE_INDEX).sum() for lab in data.labels)),
-            "train_loss": result.training_loss,
+            "train_loss": mean_training_loss(history),
             "epochs": _epoch_metrics(history),
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "best_metric": trainer.state.best_metric,
@@ -354,3 +382,75 @@ def _epoch_metrics(history: list[dict]) -> list[dict]:
                 {k: v for k, v in entry.items() if k.startswith("eval_")}
             )
     return [epochs[k] for k in sorted(epochs)]
+
+
+# --------------------------------------------------------------------------------------------- resuming
+
+
+def checkpoint_is_complete(checkpoint: Path) -> bool:
+    """True when the Trainer finished saving `checkpoint`: trainer_state.json is written last and must parse."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def resume_point(output_dir: Path, resume: str | None) -> str | None:
+    """The checkpoint to resume from: `resume` itself, or for 'latest' the newest complete checkpoint-N.
+
+    Checkpoints left half-written by a kill during a save are reported and removed: the Trainer cannot
+    load them and writes them again when training reaches their step. With no complete checkpoint,
+    'latest' starts from the beginning.
+    """
+    if resume is None:
+        return None
+    if resume != "latest":
+        if Path(resume).is_dir() and not checkpoint_is_complete(Path(resume)):
+            raise ValueError(f"{resume}: incomplete checkpoint (no readable trainer_state.json: killed while saving?)")
+        return resume
+    numbered = [p for p in output_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+    complete = []
+    for checkpoint in numbered:
+        if checkpoint_is_complete(checkpoint):
+            complete.append(checkpoint)
+        else:
+            logger.warning("%s is incomplete (killed while saving); ignoring and removing it", checkpoint)
+            shutil.rmtree(checkpoint, ignore_errors=True)  # other processes of a launch may race here
+    if not complete:
+        logger.warning("no complete checkpoint in %s; training from the start", output_dir)
+        return None
+    return str(max(complete, key=lambda p: int(p.name.split("-", 1)[1])))
+
+
+def _log_before_saves():
+    """A callback that logs the running loss at every epoch end and at the last step.
+
+    The log history is saved in each checkpoint, so it then accounts for every step before the checkpoint,
+    and `mean_training_loss` of a resumed run covers the whole run.
+    """
+    from transformers import TrainerCallback
+
+    class LogBeforeSaves(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps:
+                control.should_log = True
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            control.should_log = True
+
+    return LogBeforeSaves()
+
+
+def mean_training_loss(history: list[dict]) -> float | None:
+    """Mean per-step training loss of the whole run, from the Trainer's log history.
+
+    Each "loss" entry is the mean over the steps since the previous one, so it is weighted by that count.
+    (The Trainer's own train_loss averages only the steps run since the last resume.)
+    """
+    total, steps, last_step = 0.0, 0, 0
+    for entry in history:
+        if "loss" in entry and "step" in entry:
+            n = entry["step"] - last_step
+            total, steps, last_step = total + entry["loss"] * n, steps + n, entry["step"]
+    return total / steps if steps else None

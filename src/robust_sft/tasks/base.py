@@ -10,7 +10,10 @@ Examples are plain dicts with at least a string "id"; every other key belongs to
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Callable
 
 
@@ -27,6 +30,8 @@ class Task(ABC):
     splits: tuple[str, ...] = ("train", "validation", "test")
     #: generation budget for evaluation
     max_new_tokens: int = 512
+    #: bump when a task's behaviour changes outside its code (e.g. its data); code changes are seen by `task_version`
+    version: str = "1"
 
     @abstractmethod
     def load(self, split: str, *, limit: int | None = None, path: str | None = None) -> list[dict]:
@@ -67,6 +72,32 @@ class Task(ABC):
     def check_many(self, examples: list[dict], completions: list[str]) -> list[bool]:
         """`check` over many pairs; tasks whose checks are slow (e.g. run code) batch them here."""
         return [self.check(e, c) for e, c in zip(examples, completions)]
+
+
+# Packages whose modules hold the built-in task code: prompts, references, extraction and checkers.
+_TASK_PACKAGES = ("robust_sft.tasks", "robust_sft.organism")
+
+
+def task_version(task: Task) -> str:
+    """A hash of what decides a task's prompts, references and checks, for cache keys.
+
+    It covers the task's `version`, its settings (instance attributes such as a seed) and the source of
+    every module its class is built from, together with the task modules those use (e.g. a checker's
+    sandbox or an equivalence module), so fixing a checker invalidates results cached with the old one.
+    """
+    modules = {klass.__module__ for klass in type(task).__mro__} - {"builtins", "abc"}
+    own_package = type(task).__module__.split(".")[0]
+    task_code = (*_TASK_PACKAGES, own_package + ".") if own_package != "robust_sft" else _TASK_PACKAGES
+    for name in list(modules):
+        for value in vars(sys.modules[name]).values():
+            used = getattr(value, "__name__", "") if isinstance(value, type(sys)) else getattr(value, "__module__", "")
+            if isinstance(used, str) and (used.startswith(task_code) or used == own_package) and used in sys.modules:
+                modules.add(used)
+    h = hashlib.sha256(f"{type(task).__qualname__}:{task.version}:{sorted(map(repr, vars(task).items()))}".encode())
+    for name in sorted(modules):
+        source = getattr(sys.modules[name], "__file__", None)
+        h.update(name.encode() + (Path(source).read_bytes() if source else b""))
+    return h.hexdigest()[:16]
 
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}

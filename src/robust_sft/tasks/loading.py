@@ -11,6 +11,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
+from robust_sft.artifacts import read_lines, read_parquet, read_text
 from robust_sft.tasks.base import Task, TaskError
 
 Located = tuple[str, dict]  # (where, row)
@@ -44,25 +45,31 @@ def read_file(path: Path) -> list[Located]:
     if path.suffix == ".json":
         return _read_json(path)
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return [(f"{path} row {i}", row) for i, row in enumerate(pq.read_table(path).to_pylist())]
+        try:
+            table, _ = read_parquet(path)
+        except ValueError as err:
+            raise TaskError(str(err)) from None
+        return [(f"{path} row {i}", row) for i, row in enumerate(table.to_pylist())]
     raise TaskError(f"{path}: unsupported file type (use .jsonl, .json or .parquet)")
 
 
 def _read_jsonl(path: Path) -> list[Located]:
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
+    for lineno, line, problem in read_lines(path):
+        where = f"{path}:{lineno}"
+        if problem:
+            raise TaskError(f"{where}: {problem}")
+        if line.strip():
             rows.append((where, _as_row(_parse_json(line, where), where)))
     return rows
 
 
 def _read_json(path: Path) -> list[Located]:
-    data = _parse_json(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = read_text(path)
+    except ValueError as err:  # undecodable bytes, named by file and line
+        raise TaskError(str(err)) from None
+    data = _parse_json(text, str(path))
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):

@@ -1,0 +1,135 @@
+"""Typed options: values from YAML, JSON or Python checked and converted by a dataclass's field types.
+
+PyYAML reads `2e-5` as a string (YAML 1.1 floats need a dot) and a config may hold `lora_r: '8'`; left
+as they are, such values fail deep inside torch after a model has been loaded. Here every value is
+converted to its field's type when the config is built (`2e-5` -> 2e-05, `'8'` -> 8), and a value that
+cannot be (`num_train_epochs: three`) or a key the dataclass does not have is an error naming the key
+(and the file, through `from_mapping`). Range checks stay in each dataclass's `__post_init__`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A config value of the wrong type, or an unknown key; the message names the key (and file)."""
+
+
+def convert(value: Any, annotation: Any) -> Any:
+    """`value` as the type `annotation` describes (bool, int, float, str, X | None, list[X], dict[K, V])."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        problems = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return convert(value, option)
+            except (TypeError, ValueError) as err:
+                problems.append(str(err))
+        raise ValueError(" or ".join(problems))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise ValueError(f"expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())  # "2e-5", "1e1", "inf"
+            except ValueError:
+                pass
+        raise ValueError(f"expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"expected a string, got {value!r}")
+    if annotation is list or origin is list:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]  # a lone value is a list of one
+        if not args:
+            return items
+        converted = []
+        for i, item in enumerate(items):
+            try:
+                converted.append(convert(item, args[0]))
+            except ValueError as err:
+                raise ValueError(f"item {i}: {err}") from None
+        return converted
+    if annotation is dict or origin is dict:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"expected a mapping, got {value!r}")
+        if not args:
+            return dict(value)
+        return {convert(k, args[0]): convert(v, args[1]) for k, v in value.items()}
+    return value
+
+
+def coerce_fields(instance) -> None:
+    """Convert every field of a dataclass instance to its annotated type, in place (call in __post_init__)."""
+    hints = typing.get_type_hints(type(instance))
+    for f in dataclasses.fields(instance):
+        try:
+            value = convert(getattr(instance, f.name), hints[f.name])
+        except ValueError as err:
+            raise ConfigError(f"{f.name}: {err}") from None
+        object.__setattr__(instance, f.name, value)
+
+
+def check_options(cls, options: Mapping, where: str, exclude: tuple[str, ...] = ()) -> dict:
+    """A partial set of `cls`'s options (e.g. the `train:` section of an experiment), converted by type."""
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of options, got {type(options).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = sorted(f.name for f in dataclasses.fields(cls) if f.name not in exclude)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {unknown}; known: {known}")
+    converted = {}
+    for key, value in options.items():
+        try:
+            converted[key] = convert(value, hints[key])
+        except ValueError as err:
+            raise ConfigError(f"{where}: {key}: {err}") from None
+    return converted
+
+
+def from_mapping(cls, raw: Any, where: str):
+    """Build dataclass `cls` from a mapping read from file `where`; every error names the file."""
+    options = check_options(cls, raw, where)
+    try:
+        return cls(**options)
+    except TypeError as err:  # a required option is missing
+        raise ConfigError(f"{where}: {err}") from None
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless `condition`: the range checks of __post_init__ methods."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
