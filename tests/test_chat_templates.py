@@ -57,3 +57,61 @@ def test_reply_text_repeated_in_the_prompt_is_located_in_its_own_turn(tiny_token
     messages = [{"role": "user", "content": "Say Two."}, {"role": "assistant", "content": "Two."}]
     trained, untrained, _ = trained_and_untrained(tiny_tokenizer, messages)
     assert trained == "Two.<|eot|>" and "Say Two." in untrained
+
+
+# ------------------------------------------------------------------ the tokenizer fingerprint
+
+
+def test_fingerprint_ignores_the_pad_token_our_loader_sets():
+    from transformers import AutoTokenizer
+
+    from robust_sft.data import tokenizer_fingerprint
+    from robust_sft.modeling import load_tokenizer
+    from tests.shared_files import shared_path
+
+    path = str(shared_path("tokenizers/llama3"))
+    plain = AutoTokenizer.from_pretrained(path)
+    ours = load_tokenizer(path)
+    assert plain.pad_token is None and ours.pad_token is not None  # Llama-3 has no pad token of its own
+    assert tokenizer_fingerprint(plain) == tokenizer_fingerprint(ours)
+
+
+def test_load_scores_accepts_the_same_tokenizer_loaded_plainly(tmp_path):
+    from transformers import AutoTokenizer
+
+    from robust_sft.artifacts import write_parquet
+    from robust_sft.data import tokenizer_fingerprint
+    from robust_sft.modeling import load_tokenizer
+    from robust_sft.scoring import load_scores, scores_table
+    from tests.shared_files import shared_path
+
+    path = str(shared_path("tokenizers/llama3"))
+    tokenized = tokenize_example(load_tokenizer(path), Example("e", SINGLE), 64)
+    out = tmp_path / "s.parquet"
+    write_parquet(out, scores_table([tokenized], [[0.0] * len(tokenized.input_ids)]),
+                  {"tokenizer_fingerprint": tokenizer_fingerprint(load_tokenizer(path))})
+    assert load_scores(out, AutoTokenizer.from_pretrained(path)).ids == ["e"]
+
+
+@pytest.mark.parametrize("name", ["llama3", "qwen3"])
+def test_fingerprint_unchanged_by_calls_with_padding_or_truncation(name):
+    from robust_sft.data import tokenizer_fingerprint
+
+    tokenizer = real_tokenizer(name)
+    before = tokenizer_fingerprint(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer(["a b c d e", "f"], padding="max_length", truncation=True, max_length=3)
+    assert tokenizer_fingerprint(tokenizer) == before
+
+
+def test_fingerprint_sees_vocabulary_special_tokens_and_template(tiny_tokenizer):
+    from robust_sft.data import tokenizer_fingerprint
+    from robust_sft.tiny import build_tokenizer
+
+    base = tokenizer_fingerprint(tiny_tokenizer)
+    assert tokenizer_fingerprint(build_tokenizer(vocab_size=600)) != base
+    assert tokenizer_fingerprint(build_tokenizer(chat_template="{{ messages }}")) != base
+    other_eos = build_tokenizer()
+    other_eos.eos_token = "<|bos|>"
+    assert tokenizer_fingerprint(other_eos) != base

@@ -406,9 +406,18 @@ def _check_tokenizer(tokenizer) -> None:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """Hash of everything that decides the token ids: vocabulary/merges, special tokens and chat template."""
+    """Hash of what decides the token ids: vocabulary, merges, normalizer/pre-tokenizer, special tokens, template.
+
+    Left out: what loading or calling a tokenizer changes without changing any id (the pad token, which
+    loaders set when a model has none, and the backend's padding/truncation state, set by a call with
+    padding=/truncation=), so the same files always give the same fingerprint.
+    """
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    for state in ("padding", "truncation"):
+        backend.pop(state, None)
+    special = {k: v for k, v in tokenizer.special_tokens_map.items() if k != "pad_token"}
     h = hashlib.sha256()
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
-    h.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode())
+    h.update(json.dumps(backend, sort_keys=True).encode())
+    h.update(json.dumps(special, sort_keys=True, default=str).encode())
     h.update(chat_template_of(tokenizer).encode())
     return h.hexdigest()[:16]
