@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import make_rows
 
+pytestmark = pytest.mark.slow
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
