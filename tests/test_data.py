@@ -120,9 +120,9 @@ def test_unknown_file_type_and_nothing_usable(tmp_path):
 def test_answer_mask_covers_answer_and_end_of_turn_only(tiny_tokenizer):
     example = Example("e", [{"role": "user", "content": "sort 3 1 2"}, {"role": "assistant", "content": "1 2 3"}])
     tokenized = tokenize_example(tiny_tokenizer, example, 128)
-    assert answer_text(tiny_tokenizer, tokenized) == "1 2 3<|eot|>\n"
+    assert answer_text(tiny_tokenizer, tokenized) == "1 2 3<|eot|>"
     prompt = tiny_tokenizer.decode([t for t, m in zip(tokenized.input_ids, tokenized.answer_mask) if not m])
-    assert prompt == "<|bos|><|user|>\nsort 3 1 2<|eot|>\n<|assistant|>\n"
+    assert prompt == "<|bos|><|user|>\nsort 3 1 2<|eot|>\n<|assistant|>\n\n"
     # Tokenizing once means the ids are those of the whole rendered conversation.
     text = tiny_tokenizer.apply_chat_template(example.messages, tokenize=False)
     assert tokenized.input_ids == tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -135,7 +135,7 @@ def test_every_assistant_turn_is_trained_in_multi_turn_chats(tiny_tokenizer):
         {"role": "assistant", "content": "second"},
     ])
     tokenized = tokenize_example(tiny_tokenizer, example, 128)
-    assert answer_text(tiny_tokenizer, tokenized) == "first<|eot|>\nsecond<|eot|>\n"
+    assert answer_text(tiny_tokenizer, tokenized) == "first<|eot|>second<|eot|>"
 
 
 def test_plain_fallback_template_when_tokenizer_has_none():
@@ -144,7 +144,7 @@ def test_plain_fallback_template_when_tokenizer_has_none():
     tokenizer = build_tokenizer(chat_template=None)
     example = Example("e", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
     tokenized = tokenize_example(tokenizer, example, 64)
-    assert answer_text(tokenizer, tokenized) == "yo<|eot|>\n\n"
+    assert answer_text(tokenizer, tokenized) == "yo<|eot|>"
     assert "### User:" in tokenizer.decode(tokenized.input_ids)
     assert tokenizer_fingerprint(tokenizer) != tokenizer_fingerprint(build_tokenizer())
     assert PLAIN_CHAT_TEMPLATE  # documented constant used above

@@ -282,7 +282,7 @@ def test_mbpp_prompt_shows_problem_and_asserts(mbpp):
     assert "sum of the squares" in prompt and "assert sum_squares([1, 2, 3]) == 14" in prompt
     assert "```python" in prompt
     assert task.reference(examples["mbpp/9001"]) == (
-        "```python\ndef sum_squares(nums):\n    return sum(n * n for n in nums)\n```")
+        "```python\ndef sum_squares(nums):\r\n    return sum(n * n for n in nums)\n```")  # CRLF kept
 
 
 def test_mbpp_plus_schema():

@@ -14,6 +14,7 @@ from pathlib import Path
 
 VERBS = {
     "score": "Per-token perplexity of SFT data under a model -> a score file (Parquet).",
+    "import-scores": "Per-token perplexity/NLL made elsewhere (one value per chat-templated token) -> a score file.",
     "stats": "Perplexity statistics of score files, side by side; histogram; --json.",
     "mask": "Apply a token policy (STM tau, ratio, random, ...) -> pre-tokenized input_ids/attention_mask/labels.",
     "train": "Fine-tune (LoRA, DoRA, full) on a score file + policy, or on a masked dataset.",
@@ -197,6 +198,13 @@ def cmd_score(argv: list[str]) -> None:
     print(f"wrote {out}")
 
 
+def cmd_import_scores(argv: list[str]) -> None:
+    from robust_sft.import_scores import ImportScoresConfig, import_scores
+
+    out = import_scores(_parse(ImportScoresConfig, argv, "import-scores"))
+    print(f"wrote {out}")
+
+
 def cmd_stats(argv: list[str]) -> None:
     from robust_sft.scoring import load_scores
     from robust_sft.stats import format_table, plot_histogram, summarize
@@ -319,8 +327,8 @@ def cmd_organism(argv: list[str]) -> None:
     print(f"organism (world {config.seed}): {path}")
 
 
-COMMANDS = {"score": cmd_score, "stats": cmd_stats, "mask": cmd_mask, "train": cmd_train,
-            "generate": cmd_generate, "evaluate": cmd_evaluate, "run": cmd_run, "demo": cmd_demo,
+COMMANDS = {"score": cmd_score, "import-scores": cmd_import_scores, "stats": cmd_stats, "mask": cmd_mask,
+            "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "run": cmd_run, "demo": cmd_demo,
             "organism": cmd_organism}
 
 

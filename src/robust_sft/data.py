@@ -308,30 +308,47 @@ def chat_template_of(tokenizer) -> str:
 
 
 def render_with_answer_spans(tokenizer, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """Render a conversation with the chat template; return the text and the char span of each assistant turn.
+    """Render a conversation once with the chat template; return the text and the char span of each reply.
 
-    A turn's span runs from the end of the generation prompt that precedes it to the end of the turn as the
-    template writes it, so the end-of-turn token(s) are part of the answer and get trained.
+    Replies are located in the rendering of the whole conversation: the conversation is rendered a second
+    time with each assistant content replaced by a unique marker, and the text between markers (headers,
+    generation prompts, a template's empty think block) must match the real rendering piece by piece. A
+    span is the reply as the template writes it (some templates trim it) plus the special token that
+    directly follows it (the end-of-turn token); nothing of the template around it is trained.
     """
     template = chat_template_of(tokenizer)
 
-    def render(msgs, add_generation_prompt=False) -> str:
-        return tokenizer.apply_chat_template(
-            msgs, tokenize=False, add_generation_prompt=add_generation_prompt, chat_template=template
-        )
+    def render(msgs) -> str:
+        return tokenizer.apply_chat_template(msgs, tokenize=False, chat_template=template)
 
     text = render(messages)
-    spans = []
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = render(messages[:i], add_generation_prompt=True)
-        through = render(messages[: i + 1])
-        if not (text.startswith(before) and text.startswith(through) and len(before) < len(through)):
-            # Some templates rewrite earlier turns (e.g. drop past reasoning); turn boundaries are then ambiguous.
-            raise DataError(f"the chat template does not render assistant turn {i} as a prefix of the conversation")
-        spans.append((len(before), len(through)))
+    markers = {i: f"@@robust-sft-reply-{i}@@" for i, m in enumerate(messages) if m["role"] == "assistant"}
+    skeleton = render([{**m, "content": markers[i]} if i in markers else m for i, m in enumerate(messages)])
+    end_of_turn = _special_tokens_longest_first(tokenizer)
+    spans, cursor, skeleton_cursor = [], 0, 0
+    for i, marker in markers.items():
+        at = skeleton.find(marker, skeleton_cursor)
+        between = skeleton[skeleton_cursor:at]
+        if at < 0 or not text.startswith(between, cursor):
+            raise DataError(f"the chat template does not write assistant turn {i} verbatim")
+        cursor += len(between)
+        content = messages[i]["content"]
+        written = next((c for c in (content, content.strip(), content.rstrip(), content.lstrip())
+                        if c and text.startswith(c, cursor)), None)
+        if written is None:
+            raise DataError(f"the chat template changes the text of assistant turn {i}; cannot locate it")
+        start, cursor = cursor, cursor + len(written)
+        skeleton_cursor = at + len(marker)
+        eot = next((t for t in end_of_turn if skeleton.startswith(t, skeleton_cursor)), "")
+        spans.append((start, cursor + len(eot)))
     return text, spans
+
+
+def _special_tokens_longest_first(tokenizer) -> list[str]:
+    """Every special token's text (eos, end-of-turn and other added special tokens), longest first."""
+    tokens = set(tokenizer.all_special_tokens)
+    tokens |= {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
+    return sorted((t for t in tokens if t), key=len, reverse=True)
 
 
 def tokenize_example(tokenizer, example: Example, max_length: int) -> TokenizedExample:
@@ -395,9 +412,18 @@ def _check_tokenizer(tokenizer) -> None:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """Hash of everything that decides the token ids: vocabulary/merges, special tokens and chat template."""
+    """Hash of what decides the token ids: vocabulary, merges, normalizer/pre-tokenizer, special tokens, template.
+
+    Left out: what loading or calling a tokenizer changes without changing any id (the pad token, which
+    loaders set when a model has none, and the backend's padding/truncation state, set by a call with
+    padding=/truncation=), so the same files always give the same fingerprint.
+    """
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    for state in ("padding", "truncation"):
+        backend.pop(state, None)
+    special = {k: v for k, v in tokenizer.special_tokens_map.items() if k != "pad_token"}
     h = hashlib.sha256()
-    h.update(tokenizer.backend_tokenizer.to_str().encode())
-    h.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode())
+    h.update(json.dumps(backend, sort_keys=True).encode())
+    h.update(json.dumps(special, sort_keys=True, default=str).encode())
     h.update(chat_template_of(tokenizer).encode())
     return h.hexdigest()[:16]

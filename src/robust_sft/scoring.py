@@ -384,7 +384,9 @@ def score(config: ScoreConfig) -> Path:
     from robust_sft.modeling import context_length, load_model, load_tokenizer
 
     out = Path(config.out)
-    state = PartialState()
+    # cpu=True makes processes started by `accelerate launch` without a GPU join one gloo group; without it
+    # each believes it is alone and scores every shard.
+    state = PartialState(cpu=runs_on_cpu(config.device))
     context = context_length(config.model)
     if config.max_length is None:
         config = replace(config, max_length=min(context or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH))
@@ -414,6 +416,7 @@ def score(config: ScoreConfig) -> Path:
     todo = [k for k in mine if not _shard_path(parts, k).exists()]
     if len(todo) < len(mine):
         logger.info("resuming: %d of %d shard(s) already scored", len(mine) - len(todo), len(mine))
+    logger.info("process %d of %d: shards %s of %d", state.process_index, state.num_processes, mine, len(shards))
     for k in tqdm(todo, desc="shards", disable=not config.progress or len(shards) == 1, leave=False):
         nll = score_tokenized(
             model, shards[k], pad_id=tokenizer.pad_token_id, batch_tokens=config.batch_tokens,
@@ -447,6 +450,13 @@ def score(config: ScoreConfig) -> Path:
         shutil.rmtree(parts, ignore_errors=True)
     state.wait_for_everyone()
     return out
+
+
+def runs_on_cpu(device: str) -> bool:
+    """Whether `device` ("auto", "cpu", "cuda:1", ...) puts the work on the CPU."""
+    import torch
+
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
 def _shard_path(parts: Path, k: int) -> Path:
