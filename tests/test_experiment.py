@@ -221,3 +221,24 @@ def test_the_target_can_have_a_larger_test_set(tmp_path, tiny_model_dir):
                    batch_size=8, log_dir=tmp_path / "eval", progress=False)
     counts = {t: v["n"] for t, v in json.loads((tmp_path / "eval" / "accuracies.json").read_text()).items()}
     assert counts == limits
+
+
+def test_units_in_parallel_processes_give_the_same_results(tmp_path, tiny_model_dir):
+    import torch
+
+    options = dict(methods=["gt", "stm"], taus=[500], seeds=[0, 1])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count: same float reductions, so results must be equal
+    try:
+        serial = Experiment(mini_config(tiny_model_dir, **options), tmp_path / "serial", progress=False).run()
+    finally:
+        torch.set_num_threads(threads)
+    parallel = Experiment(mini_config(tiny_model_dir, workers=2, **options), tmp_path / "parallel",
+                          progress=False).run()
+    for name in ("gt", "stm@500"):
+        for seed in ("0", "1"):
+            a, b = serial["methods"][name]["seeds"][seed], parallel["methods"][name]["seeds"][seed]
+            assert a["accuracies"] == b["accuracies"]
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        mini_config(tiny_model_dir, workers=0)

@@ -55,6 +55,7 @@ class ExperimentConfig:
     target_eval_limit: int | None = None  # test examples of the target (default: eval_limit); more = less noisy TI
     select_best_epoch: bool = True
     eval_batch_size: int = 64
+    workers: int = 1  # (variant, seed) units fine-tuned and evaluated at once, each in its own process
     backend: str = "hf"  # generation and evaluation: hf (transformers generate) or vllm (GPU machines)
     task_paths: dict = field(default_factory=dict)  # task name -> local files (offline); Hub otherwise
     train: dict = field(default_factory=dict)  # TrainConfig fields
@@ -78,6 +79,7 @@ class ExperimentConfig:
             value = getattr(self, name)
             require(value is None or value >= 1, f"{name} must be at least 1 (or unset), not {value}")
         require(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, not {self.eval_batch_size}")
+        require(self.workers >= 1, f"workers must be at least 1, not {self.workers}")
         from robust_sft.synthesis import GenerationSettings
         from robust_sft.training import TrainConfig
 
@@ -300,17 +302,28 @@ class Experiment:
 
         self.dir.mkdir(parents=True, exist_ok=True)
         write_json(self.dir / "config.json", asdict(self.config))
-        self.base = self.base_model()
-        self.base_key = stable_hash([self.base, _model_fingerprint(self.base)])
-        self.tasks = [self.config.target, *self.other_tasks()]
+        self.resolve_base()
         costs = self.prepare_data()
         self.score_data(costs)
         self.evaluate_base()
-        for variant in self.variants:
-            for seed in self.config.seeds:
-                self.train_variant(variant, seed)
-                self.evaluate_variant(variant, seed)
+        units = [(variant, seed) for variant in self.variants for seed in self.config.seeds]
+        if self.config.workers == 1:
+            for variant, seed in units:
+                self.run_unit(variant, seed)
+        else:
+            run_units_in_parallel(self, units)
         return write_report(self, costs)
+
+    def resolve_base(self) -> None:
+        """The base model's path and key, and the evaluated tasks: what every stage after data needs."""
+        self.base = self.base_model()
+        self.base_key = stable_hash([self.base, _model_fingerprint(self.base)])
+        self.tasks = [self.config.target, *self.other_tasks()]
+
+    def run_unit(self, variant: Variant, seed: int) -> None:
+        """One fine-tuning run and its evaluation: independent of every other unit once data is scored."""
+        self.train_variant(variant, seed)
+        self.evaluate_variant(variant, seed)
 
     def eval_limits(self) -> dict[str, int | None]:
         """Test examples per task: the target may get more (its TI is the noisier measure)."""
@@ -485,6 +498,56 @@ class Experiment:
                            task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
 
         run_stage(f"evaluate {variant.name} seed {seed}", out, key, produce)
+
+
+def run_units_in_parallel(exp: Experiment, units: list[tuple[Variant, int]]) -> None:
+    """Run (variant, seed) units in `exp.config.workers` processes, the machine's cores split between them.
+
+    Tiny models use a second thread poorly, so two one-thread processes finish about twice the work of one
+    two-thread process. Each unit reads its inputs from the run directory and writes its own keyed stages, so
+    the outcome does not depend on the order in which units finish.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    threads = max(1, len(os.sched_getaffinity(0)) // exp.config.workers)
+    # Tasks registered by the caller's own modules (not only the built-in ones) must exist in the workers too.
+    task_modules = sorted({type(exp.get_task(name)).__module__ for name in exp.tasks})
+    # spawn, not fork: a forked copy of a process that has used torch's thread pools can deadlock.
+    with ProcessPoolExecutor(exp.config.workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads, task_modules)) as pool:
+        futures = [pool.submit(_run_unit_in_worker, exp.config, str(exp.dir), v.name, seed) for v, seed in units]
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), desc="fine-tune + evaluate",
+                               disable=not exp.progress):
+                logger.info("[unit] done: %s", future.result())
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+
+
+def _worker_init(threads: int, task_modules: list[str]) -> None:
+    import ctypes
+    import importlib
+    import signal
+
+    import torch
+
+    torch.set_num_threads(threads)
+    for module in task_modules:
+        importlib.import_module(module)
+    # Die with the runner (Linux): a killed run must not leave units writing into its directory.
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _run_unit_in_worker(config: ExperimentConfig, run_dir: str, variant_name: str, seed: int) -> str:
+    exp = Experiment(config, run_dir, progress=False)
+    exp.resolve_base()
+    exp.run_unit(next(v for v in exp.variants if v.name == variant_name), seed)
+    return f"{variant_name} seed {seed}"
 
 
 def vllm_model_and_adapter(base: str, final: Path, adapter: str | None) -> tuple[str, str | None]:
