@@ -115,6 +115,12 @@ def test_max_examples_keeps_the_most_surprising_and_says_so(scores_path, tiny_to
     worst = {gt.ids[i] for i in np.argsort(seq)[::-1][:5]}
     assert set(data["row_ids"]) == worst and data["total_rows"] == len(gt)
     assert data["summary"]["GT"]["examples"] == len(gt)  # the summary still covers every example
+    lengths = {gt.ids[i]: len(gt.answer_nll(i)) for i in range(len(gt))}
+    ranked = [gt.ids[i] for i in np.argsort(seq, kind="stable")[::-1]]
+    budget = sum(lengths[i] for i in ranked[:7]) + 1
+    capped = build_page_data({"GT": gt}, tau=2.5, tokenizer=tiny_tokenizer, max_tokens=budget)
+    assert set(capped["row_ids"]) == set(ranked[:7])
+    assert len(build_page_data({"GT": gt}, tau=2.5, tokenizer=tiny_tokenizer, max_tokens=0)["row_ids"]) == len(gt)
 
 
 def test_top_tokens_count_occurrences_above_tau(scores_path, tiny_tokenizer):
@@ -175,3 +181,9 @@ def test_inspect_refuses_a_tokenizer_that_did_not_make_the_ids(scores_path, tmp_
 
     with pytest.raises(TokenizerMismatchError, match="GT"):
         write_inspect({"GT": scores_path}, tmp_path / "p.html", tokenizer=build_tokenizer(vocab_size=300))
+
+
+def test_page_size_holds_a_bounded_number_of_tokens():
+    from robust_sft.inspect_page import PAGE_TOKENS, page_size_for
+
+    assert page_size_for(1000) * 1000 <= PAGE_TOKENS and page_size_for(10) == 50 and page_size_for(1e6) == 5

@@ -61,7 +61,8 @@ def test_page_in_headless_chromium(browser, scores_path, tmp_path):
     # A second training set of the same prompts with lower perplexity and two prompts missing.
     low = Scores(ids=gt.ids[2:], input_ids=gt.input_ids[2:], answer_mask=gt.answer_mask[2:],
                  token_nll=[n * 0.15 for n in gt.token_nll[2:]], messages=gt.messages[2:], metadata=gt.metadata)
-    out = write_inspect({"GT": gt, "Self-Output": low}, tmp_path / "inspect.html", tau=tau)
+    out = write_inspect({"GT": gt, "Self-Output": low}, tmp_path / "inspect.html", tau=tau,
+                        page_size=20)
     errors = []
     page = open_page(browser, out, errors)
 

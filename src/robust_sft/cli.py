@@ -52,6 +52,10 @@ class InspectConfig:
         default=None, metadata={"help": "Tokenizer to decode the tokens (default: the scoring model's, from the file)."})
     max_examples: int | None = field(
         default=None, metadata={"help": "Show at most this many prompts (the most surprising); stats cover all."})
+    max_tokens: int = field(
+        default=2_000_000,
+        metadata={"help": "Show the most surprising prompts up to this many answer tokens (~4.2 bytes each in the "
+                  "page); 0: no cap. The summary, figures and token list cover every example."})
     evidence: str | None = field(
         default=None, metadata={"help": "results.json of an experiment: its measured perplexity-vs-BWT points."})
     title: str | None = field(default=None, metadata={"help": "Page title."})
@@ -189,7 +193,8 @@ def cmd_inspect(argv: list[str]) -> None:
 
     config = _parse(InspectConfig, argv, "inspect", positional="scores")
     out = write_inspect(parse_named_scores(config.scores), config.out, tau=config.tau, tokenizer=config.tokenizer,
-                        max_examples=config.max_examples, evidence=config.evidence, title=config.title)
+                        max_examples=config.max_examples, max_tokens=config.max_tokens, evidence=config.evidence,
+                        title=config.title)
     print(f"wrote {out}")
 
 

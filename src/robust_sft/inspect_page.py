@@ -36,6 +36,12 @@ HIST_LOG10_MAX = 5.0  # histogram x range: token ppl 1 .. 1e5 (larger values go 
 HIST_BINS = 50
 CURVE_TAUS = tuple(float(t) for t in np.round(np.logspace(0, 3, 61), 4))  # 1 .. 1000
 TOP_TOKENS = 30
+# Answer tokens carried in the page by default (~4.2 bytes each: a 2-byte string index and a 1-byte NLL,
+# base64): beyond it the page keeps the most surprising prompts and says so; the summary always covers all.
+DEFAULT_MAX_TOKENS = 2_000_000
+# Examples per page of the heat-map: as many as hold about this many token spans (5 to 50); the DOM, not
+# the dataset, is what makes a page slow, so a page costs the same for 100 or 100,000 examples.
+PAGE_TOKENS = 8000
 FILE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
@@ -278,8 +284,14 @@ def _resolve_tokenizer(named: dict[str, Scores], tokenizer):
     return tokenizer
 
 
+def page_size_for(tokens_per_row: float) -> int:
+    """Examples per page so that a page holds about PAGE_TOKENS token spans."""
+    return int(min(50, max(5, PAGE_TOKENS // max(tokens_per_row, 1))))
+
+
 def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, max_examples: int | None = None,
-                    evidence: dict | None = None, title: str | None = None) -> dict:
+                    max_tokens: int | None = DEFAULT_MAX_TOKENS, evidence: dict | None = None,
+                    title: str | None = None, page_size: int | None = None) -> dict:
     """Everything the page shows, as one JSON-serialisable document."""
     if not named:
         raise ValueError("inspect needs at least one score file")
@@ -295,16 +307,24 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
                 row_of[example_id] = len(row_ids)
                 row_ids.append(example_id)
                 prompts.append(_prompt_text(scores.messages[i] or []))
-    # Cap the rows shown: keep the most surprising (highest sequence ppl in any file); the summary covers all.
-    shown = set(range(len(row_ids)))
-    if max_examples is not None and len(row_ids) > max_examples:
-        worst = np.full(len(row_ids), -np.inf)
-        for scores in named.values():
-            for i, example_id in enumerate(scores.ids):
-                worst[row_of[example_id]] = max(worst[row_of[example_id]], np.nan_to_num(
-                    sequence_perplexity(scores.answer_nll(i)), nan=-np.inf))
-        shown = set(np.argsort(-worst, kind="stable")[:max_examples].tolist())
-    keep_rows = sorted(shown)
+    # Cap the rows shown: keep the most surprising (highest sequence ppl in any file) within max_examples
+    # and max_tokens; the summary, figures and token list still cover every example.
+    worst = np.full(len(row_ids), -np.inf)
+    row_tokens = np.zeros(len(row_ids), np.int64)
+    for scores in named.values():
+        for i, example_id in enumerate(scores.ids):
+            nll = scores.answer_nll(i)
+            r = row_of[example_id]
+            row_tokens[r] += len(nll)
+            if len(nll):
+                worst[r] = max(worst[r], sequence_perplexity(nll))
+    by_surprise = np.argsort(-worst, kind="stable")
+    fits = np.ones(len(row_ids), bool)
+    if max_tokens:
+        fits = np.cumsum(row_tokens[by_surprise]) <= max_tokens
+        fits[0] = True  # at least one prompt, however long
+    n_shown = int(fits.sum()) if max_examples is None else min(int(fits.sum()), max_examples)
+    keep_rows = sorted(by_surprise[:n_shown].tolist())
     new_row = {old: new for new, old in enumerate(keep_rows)}
 
     used = sorted(set(np.concatenate([s.input_ids[i][_answer_positions(s, i)] for s in named.values()
@@ -338,6 +358,7 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
                                   np.concatenate(codes) if codes else np.zeros(0, np.uint8))
 
     index_bytes = 2 if len(used) <= 2**16 else 4
+    shown_tokens = sum(len(f.codes) for f in files.values())
     at_tau = {n: s["pct_tokens_above_tau"] for n, s in summaries.items()}
     return {
         "title": title or "robust-sft inspect: " + ", ".join(named),
@@ -353,6 +374,7 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
         "index_bytes": index_bytes,
         "quant": {"steps_per_nat": STEPS_PER_NAT, "code_tau": CODE_TAU},
         "class_bounds": list(PPL_CLASS_BOUNDS),
+        "page_size": page_size or page_size_for(shown_tokens / max(len(keep_rows), 1)),
         "summary": summaries,
         "risk": {n: risk_line(s, tau) for n, s in summaries.items()},
         "evidence": evidence,
@@ -393,19 +415,23 @@ def render_page(data: dict) -> str:
 
 
 def write_inspect(scores: dict[str, str | Path | Scores], out: str | Path, tau: float = 2.5, tokenizer=None,
-                  max_examples: int | None = None, evidence: dict | str | Path | None = None,
-                  title: str | None = None) -> Path:
+                  max_examples: int | None = None, max_tokens: int | None = DEFAULT_MAX_TOKENS,
+                  evidence: dict | str | Path | None = None, title: str | None = None,
+                  page_size: int | None = None) -> Path:
     """Write the inspect page of one or several score files (name -> path or Scores) to `out`.
 
     tokenizer: a tokenizer or its path; default: the one saved with the model named in the first file.
-    max_examples: show at most this many examples (the most surprising); the summary always covers all.
+    max_examples, max_tokens: show at most this many prompts / answer tokens (the most surprising prompts
+        first; None: no cap); the summary, figures and token list always cover every example.
     evidence: a results.json (path or dict) whose methods relate trained-token perplexity to BWT.
+    page_size: examples per page of the heat-map (default: about PAGE_TOKENS tokens a page).
     """
     named = {name: s if isinstance(s, Scores) else load_scores(s) for name, s in scores.items()}
     if isinstance(evidence, (str, Path)):
         evidence = json.loads(Path(evidence).read_text())
-    data = build_page_data(named, tau=tau, tokenizer=tokenizer, max_examples=max_examples,
-                           evidence=evidence_from_results(evidence) if evidence else None, title=title)
+    data = build_page_data(named, tau=tau, tokenizer=tokenizer, max_examples=max_examples, max_tokens=max_tokens,
+                           evidence=evidence_from_results(evidence) if evidence else None, title=title,
+                           page_size=page_size)
     write_text(out, render_page(data))
     return Path(out)
 
