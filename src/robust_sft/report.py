@@ -285,7 +285,8 @@ _LABEL_SPOTS = [(5, 3, "left", "bottom"), (5, -3, "left", "top"), (-5, 3, "right
 
 
 def place_labels(ax, points: list[tuple], fontsize: float = 8) -> list:
-    """Label each (x, y, text[, colour]) point where the label overlaps no other label, no point and stays in the axes.
+    """Label each (x, y, text[, colour]) point where the label overlaps no other label, point or the legend, and
+    stays in the axes.
 
     Greedy: each label takes the first free spot among _LABEL_SPOTS at growing distances (with a leader
     line when pushed away); a label with no free spot anywhere keeps the nearest one.
@@ -299,6 +300,9 @@ def place_labels(ax, points: list[tuple], fontsize: float = 8) -> list:
     for x, y in ((p[0], p[1]) for p in points):
         px, py = ax.transData.transform((x, y))
         taken.append((px - dot, py - dot, px + dot, py + dot))
+    if ax.get_legend() is not None:
+        legend = ax.get_legend().get_window_extent(renderer)
+        taken.append((legend.x0, legend.y0, legend.x1, legend.y1))
     labels = []
     for x, y, text, *colour in sorted(points, key=lambda p: (-p[1], p[0])):
         colour = colour[0] if colour else "black"
@@ -350,15 +354,15 @@ def plot_tau_sweep(results: dict, path: Path) -> None:
                 capsize=3, label="BWT (other tasks)")
     ax.errorbar(x, [m["mean"]["ti"] for m in sweep], yerr=[m["std"]["ti"] for m in sweep], marker="s",
                 capsize=3, label="TI (target)")
-    for m, xi in zip(sweep, x):
-        label = "GT" if m["method"] == "gt" else f"tau {m['tau']:g}"
-        ax.annotate(label, (xi, m["mean"]["bwt"]), textcoords="offset points", xytext=(4, -12), fontsize=8)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("% of answer tokens masked")
     ax.set_ylabel("relative change vs base (%)")
     ax.set_title("STM threshold sweep")
     ax.legend()
+    ax.margins(x=0.12, y=0.12)
     fig.tight_layout()
+    place_labels(ax, [(xi, m["mean"]["bwt"], "GT" if m["method"] == "gt" else f"tau {m['tau']:g}")
+                      for m, xi in zip(sweep, x)])
     _savefig(fig, path)
 
 
