@@ -35,10 +35,9 @@ def screenshot(page_path: Path, out_dir: Path, width: int = 1280) -> list[Path]:
         page.screenshot(path=str(summary), full_page=True,
                         clip={"x": 0, "y": max(top - 12, 0), "width": width, "height": bottom["y"] - top + 12})
         examples = out_dir / "inspect_examples.png"
-        page.locator(".controls").scroll_into_view_if_needed()
-        start = page.locator(".controls").bounding_box()["y"] + page.evaluate("window.scrollY")
-        page.screenshot(path=str(examples), full_page=True,
-                        clip={"x": 0, "y": start, "width": width, "height": 900})
+        # The examples with the (sticky) sort and filter bar at the top of the window.
+        page.evaluate("window.scrollTo(0, document.querySelector('.controls').offsetTop)")
+        page.screenshot(path=str(examples), clip={"x": 0, "y": 0, "width": width, "height": 900})
         browser.close()
     if errors:
         raise RuntimeError(f"{page_path}: console errors: {errors}")

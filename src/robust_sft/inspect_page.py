@@ -213,7 +213,7 @@ def histogram_svg(hists: dict[str, list[float]], tau: float) -> str:
     peak = max((max(h) for h in hists.values() if h), default=1.0) or 1.0
     sx = lambda v: left + plot_w * v / HIST_LOG10_MAX  # noqa: E731
     sy = lambda v: top + plot_h * (1 - v / peak)  # noqa: E731
-    x_ticks = [(sx(e), f"{10 ** e:g}") for e in range(int(HIST_LOG10_MAX) + 1)]
+    x_ticks = [(sx(e), f"{10 ** e:g}" if e < 4 else f"1e{e}") for e in range(int(HIST_LOG10_MAX) + 1)]
     y_ticks = [(sy(v), f"{100 * v:.0f}%") for v in np.linspace(0, peak, 5)]
     parts = _svg_axes(width, height, margin, x_ticks, y_ticks, "token perplexity (log scale)", "share of tokens")
     step = HIST_LOG10_MAX / HIST_BINS
