@@ -20,6 +20,14 @@ class _FakeTask(Task):
     def extract(self, completion):
         return completion.strip() or None
 
+    def oracle_reference(self, example):
+        return f"{example['n']}"
+
+    def answer_span(self, completion):
+        # the checker-relevant part of a reference: its number
+        digits = [i for i, ch in enumerate(completion) if ch.isdigit()]
+        return (digits[0], digits[-1] + 1) if digits else None
+
 
 @register_task("test/even_length")
 class EvenLength(_FakeTask):

@@ -10,7 +10,7 @@ from robust_sft.experiment import Experiment, ExperimentConfig, load_config, pla
 def mini_config(model_dir: str, **overrides) -> ExperimentConfig:
     options = dict(
         name="mini", model=model_dir, target="test/even_length", others=["test/nonempty", "test/has_space"],
-        methods=["gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft"],
+        methods=["gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "oracle"],
         # a random tiny model has token perplexity ~500: these taus mask part of the tokens
         taus=[500, 1e6], control_tau=500, seeds=[0], train_limit=16, validation_limit=8, eval_limit=8,
         eval_batch_size=16,
@@ -46,7 +46,7 @@ def finished_run(tmp_path_factory, tiny_model_dir):
 
 def test_every_artifact_is_written(finished_run):
     run_dir, _ = finished_run
-    for source in ("gt", "self_output", "rephrase"):
+    for source in ("gt", "self_output", "rephrase", "oracle"):
         assert (run_dir / "data" / f"{source}.jsonl").stat().st_size > 0
         assert (run_dir / "scores" / f"{source}.parquet").exists()
     for source in ("self_output", "rephrase"):
@@ -56,11 +56,12 @@ def test_every_artifact_is_written(finished_run):
     assert set(base) == {"test/even_length", "test/nonempty", "test/has_space"}
     log = (run_dir / "eval" / "base" / "test__even_length.jsonl").read_text().splitlines()
     assert len(log) == 8 and set(json.loads(log[0])) == {"id", "prompt", "completion", "extracted", "correct"}
-    names = ["gt", "stm@500", "stm@1e+06", "self_output", "rephrase", "stm_random@500", "stm_lowest@500", "dft"]
+    names = ["gt", "stm@500", "stm@1e+06", "self_output", "rephrase", "stm_random@500", "stm_lowest@500", "dft",
+             "oracle"]
     for name in names:
         assert (run_dir / "models" / name / "seed0" / "final" / "adapter_model.safetensors").exists()
         assert (run_dir / "eval" / name / "seed0" / "accuracies.json").exists()
-    for figure in ("ppl_vs_bwt.png", "tau_sweep.png", "token_ppl_hist.png"):
+    for figure in ("ti_vs_bwt.png", "ppl_vs_bwt.png", "tau_sweep.png", "token_ppl_hist.png"):
         assert (run_dir / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
     report = (run_dir / "report.md").read_text()
     assert "Table 1" in report and "Table 2" in report and "claims" in report
@@ -70,7 +71,7 @@ def test_results_schema(finished_run):
     run_dir, results = finished_run
     assert json.loads((run_dir / "results.json").read_text()) == json.loads(json.dumps(results))
     assert results["schema"] == "robust-sft/results/v1" and results["target"] == "test/even_length"
-    assert set(results["data"]) == {"gt", "self_output", "rephrase"}
+    assert set(results["data"]) == {"gt", "self_output", "rephrase", "oracle"}
     for entry in results["data"].values():
         assert {"examples", "sequence_ppl_mean", "sequence_ppl_var", "generation_seconds"} <= set(entry)
     for name, m in results["methods"].items():
@@ -85,7 +86,13 @@ def test_results_schema(finished_run):
     assert methods["stm_random@500"]["masked_fraction"] == methods["stm@500"]["masked_fraction"]
     assert methods["stm_lowest@500"]["masked_fraction"] == methods["stm@500"]["masked_fraction"]
     assert {c["status"] for c in results["claims"]} <= {"held", "not held", "not tested"}
-    assert {c["id"] for c in results["claims"]} >= {"a", "b1", "c", "d"}
+    assert {c["id"] for c in results["claims"]} >= {"a", "b1", "o", "c-stm@500", "c-self_output", "c-rephrase",
+                                                    "m", "d"}
+    # the masked-token diagnostic counts every masked answer token of the last turn once, inside or outside the span
+    location = methods["stm@500"]["mask_location"]
+    assert location["examples"] == 16
+    assert location["masked_answer_tokens"] + location["masked_prose_tokens"] > 0
+    assert methods["gt"]["mask_location"] is None
 
 
 def test_rerun_skips_everything_and_a_new_seed_trains_only_itself(finished_run, tiny_model_dir, monkeypatch):
@@ -125,6 +132,52 @@ def test_nan_evidence_is_not_tested():
     assert next(c for c in claims if c["id"] == "b1")["status"] == "not tested"
 
 
+def test_oracle_trains_on_the_tasks_own_style_answers(finished_run):
+    run_dir, results = finished_run
+    rows = [json.loads(line) for line in (run_dir / "data" / "oracle.jsonl").read_text().splitlines()]
+    gt = [json.loads(line) for line in (run_dir / "data" / "gt.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == [r["prompt"] for r in gt]
+    assert [r["answer"] for r in rows] == [str(i) for i in range(16)]
+    assert results["methods"]["oracle"]["source"] == "oracle"
+
+
+def test_oracle_needs_a_task_that_can_write_the_models_style(tmp_path, tiny_model_dir, monkeypatch):
+    from tests.fake_tasks import EvenLength
+
+    monkeypatch.setattr(EvenLength, "oracle_reference", lambda self, example: None)
+    experiment = Experiment(mini_config(tiny_model_dir, methods=["oracle"]), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="method oracle: task test/even_length cannot write answers"):
+        experiment.run()
+
+
+def _method(method, ti, ti_sd, bwt, bwt_sd, tau=None, **extra):
+    return {"method": method, "tau": tau, "masked_fraction": 0.2 if tau else 0.0,
+            "mean": {"ti": ti, "bwt": bwt, "target_accuracy": 0.5}, "std": {"ti": ti_sd, "bwt": bwt_sd}, **extra}
+
+
+def test_learning_claims_separate_learning_from_standing_still():
+    from robust_sft.report import judge_claims
+
+    location = {"answer_tokens_masked": 0.02, "prose_tokens_masked": 0.4, "share_of_masked_in_answer": 0.01}
+    methods = {"gt": _method("gt", -30, 5, -70, 2), "oracle": _method("oracle", 60, 8, -1, 1),
+               "stm@2.5": _method("stm", 30, 10, -5, 2, tau=2.5, mask_location=location),
+               "self_output": _method("self_output", 5, 8, -3, 1), "rephrase": _method("rephrase", -2, 1, -9, 3)}
+    claims = {c["id"]: c for c in judge_claims({"data": {}, "methods": methods})}
+    assert claims["o"]["status"] == "held"
+    assert claims["c-stm@2.5"]["status"] == "held" and "50 % of the oracle's gain" in claims["c-stm@2.5"]["evidence"]
+    assert claims["c-self_output"]["status"] == "not held"  # +5 within its spread of 8: standing still
+    assert claims["c-rephrase"]["status"] == "not held"
+    assert claims["m"]["status"] == "held"
+    # an oracle that forgets, or does not gain beyond its spread, fails the positive control
+    methods["oracle"] = _method("oracle", 60, 8, -12, 1)
+    assert {c["id"]: c for c in judge_claims({"data": {}, "methods": methods})}["o"]["status"] == "not held"
+    methods["oracle"] = _method("oracle", 6, 8, 0, 1)
+    assert {c["id"]: c for c in judge_claims({"data": {}, "methods": methods})}["o"]["status"] == "not held"
+    # STM masking the answer span more than the prose is reported as such
+    methods["stm@2.5"]["mask_location"] = {**location, "answer_tokens_masked": 0.5}
+    assert {c["id"]: c for c in judge_claims({"data": {}, "methods": methods})}["m"]["status"] == "not held"
+
+
 def test_a_lone_yaml_argument_is_the_run_config(tmp_path):
     from robust_sft.cli import RunConfig, _parse
 
@@ -149,8 +202,22 @@ def test_dry_run_prints_the_plan_without_loading_a_model(tiny_model_dir, tmp_pat
 def test_organism_tasks_use_the_organism_seed(tmp_path):
     from robust_sft.tasks import get_task
 
-    experiment = Experiment(ExperimentConfig(organism_seed=3, target="organism/count"), tmp_path)
+    experiment = Experiment(ExperimentConfig(organism_seed=3, target="organism/sort"), tmp_path)
     assert experiment.task_kwargs("organism/facts") == {"seed": 3} and experiment.task_kwargs("gsm8k") == {}
     seeded = experiment.load_examples("organism/facts", "test", 5)
     assert seeded == get_task("organism/facts", seed=3).load("test", limit=5)
     assert seeded != get_task("organism/facts", seed=0).load("test", limit=5)  # another world
+
+
+def test_the_target_can_have_a_larger_test_set(tmp_path, tiny_model_dir):
+    from robust_sft.evaluation import evaluate_tasks
+    from robust_sft.modeling import load_model, load_tokenizer
+
+    experiment = Experiment(mini_config(tiny_model_dir, eval_limit=3, target_eval_limit=6), tmp_path, progress=False)
+    experiment.tasks = [experiment.config.target, *experiment.other_tasks()]
+    limits = experiment.eval_limits()
+    assert limits == {"test/even_length": 6, "test/nonempty": 3, "test/has_space": 3}
+    evaluate_tasks(load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), list(limits), limit=limits,
+                   batch_size=8, log_dir=tmp_path / "eval", progress=False)
+    counts = {t: v["n"] for t, v in json.loads((tmp_path / "eval" / "accuracies.json").read_text()).items()}
+    assert counts == limits

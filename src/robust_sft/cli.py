@@ -23,6 +23,7 @@ VERBS = {
     "run": "Run an experiment from a YAML config (cached, resumable stages; --dry_run prints the plan).",
     "demo": "Run the paper's experiment on the embedded model organism (no download needed).",
     "report": "Rebuild report.md, report.html and the figures of a run from its directory alone.",
+    "organism": "Build the model organism's base model (`organism build`; --ship puts it in the package).",
 }
 
 
@@ -134,7 +135,7 @@ class EvaluateConfig:
 class RunConfig:
     """Options of `robust-sft run CONFIG.yaml`."""
 
-    config: str = field(metadata={"help": "Experiment YAML (see configs/demo.yaml for every option)."})
+    config: str = field(metadata={"help": "Experiment YAML (src/robust_sft/configs/demo.yaml documents every option)."})
     out: str | None = field(default=None, metadata={"help": "Run directory (default: runs/<name>)."})
     dry_run: bool = field(default=False, metadata={"help": "Validate the config and print the plan; load nothing."})
 
@@ -144,6 +145,20 @@ class DemoConfig:
     """Options of `robust-sft demo`."""
 
     out: str = field(default="runs/demo", metadata={"help": "Run directory (re-running resumes)."})
+
+
+@dataclass
+class OrganismBuildConfig:
+    """Options of `robust-sft organism build`."""
+
+    action: str = field(default="build", metadata={"help": "build (the only action)."})
+    seed: int = field(default=0, metadata={"help": "The world's seed (the demo's is 0)."})
+    force: bool = field(default=False, metadata={"help": "Rebuild even when a cached build exists."})
+    ship: bool = field(
+        default=False,
+        metadata={"help": "Copy the build into the package (src/robust_sft/organism/shipped/seed<k>), where the "
+                  "demo takes it from, so every machine fine-tunes the same weights."},
+    )
 
 
 def _parse(config_cls, argv: list[str], verb: str, positional: str | None = None):
@@ -301,9 +316,19 @@ def cmd_demo(argv: list[str]) -> None:
     run_demo(config.out)
 
 
+def cmd_organism(argv: list[str]) -> None:
+    from robust_sft.organism.base_model import build_base_model, ship_base_model
+
+    config = _parse(OrganismBuildConfig, argv, "organism", positional="action")
+    if config.action != "build":
+        raise ValueError(f"unknown action {config.action!r}; usage: robust-sft organism build [--seed K] [--ship]")
+    path = (ship_base_model if config.ship else build_base_model)(seed=config.seed, force=config.force)
+    print(f"organism (world {config.seed}): {path}")
+
+
 COMMANDS = {"score": cmd_score, "stats": cmd_stats, "inspect": cmd_inspect, "mask": cmd_mask, "train": cmd_train,
             "generate": cmd_generate, "evaluate": cmd_evaluate, "run": cmd_run, "demo": cmd_demo,
-            "report": cmd_report}
+            "report": cmd_report, "organism": cmd_organism}
 
 
 def _usage() -> str:

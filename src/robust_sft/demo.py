@@ -1,4 +1,4 @@
-"""`robust-sft demo`: the paper's experiment on the embedded model organism (configs/demo.yaml)."""
+"""`robust-sft demo`: the paper's experiment on the embedded model organism (src/robust_sft/configs/demo.yaml)."""
 
 from __future__ import annotations
 

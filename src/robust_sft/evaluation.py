@@ -66,7 +66,7 @@ def evaluate_tasks(
     task_names: list[str],
     *,
     split: str = "test",
-    limit: int | None = None,
+    limit: int | dict[str, int | None] | None = None,
     batch_size: int = 32,
     log_dir: str | Path | None = None,
     progress: bool = True,
@@ -74,11 +74,15 @@ def evaluate_tasks(
     sampler=None,
     task_kwargs: dict[str, dict] | None = None,
 ) -> dict[str, float]:
-    """Accuracy per task; with `log_dir`, per-sample logs and `accuracies.json` are written there."""
+    """Accuracy per task; with `log_dir`, per-sample logs and `accuracies.json` are written there.
+
+    `limit` caps the examples of every task, or of each task by name (a dict; a task not in it is not capped).
+    """
     scores = {}
     for name in task_names:
         task = get_task(name, **(task_kwargs or {}).get(name, {}))
-        examples = task.load(split, limit=limit, path=(task_paths or {}).get(name))
+        task_limit = limit.get(name) if isinstance(limit, dict) else limit
+        examples = task.load(split, limit=task_limit, path=(task_paths or {}).get(name))
         log_path = Path(log_dir) / f"{task_file_name(name)}.jsonl" if log_dir else None
         scores[name] = evaluate_task(model, tokenizer, task, examples, batch_size=batch_size, log_path=log_path,
                                      progress=progress, sampler=sampler)

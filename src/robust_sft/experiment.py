@@ -25,10 +25,14 @@ from pathlib import Path
 from typing import Callable
 
 from robust_sft.artifacts import write_json, write_jsonl
+from robust_sft.organism.world import TARGET as ORGANISM_TARGET
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft")
+METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "oracle")
+# Training sets, in report order. "oracle" is the positive control: the target's training answers written in
+# the model's own style (only tasks that can write one, e.g. the organism's), so correct and low-perplexity.
+SOURCES = ("gt", "self_output", "rephrase", "oracle")
 ORGANISM = "organism"
 
 
@@ -39,7 +43,7 @@ class ExperimentConfig:
     name: str = "experiment"
     model: str = ORGANISM  # "organism" (the embedded default) or a Hub name / local path
     organism_seed: int = 0
-    target: str = "organism/add"
+    target: str = ORGANISM_TARGET  # the organism's target task; its GT is written in a human style
     others: list[str] = field(default_factory=list)  # default with the organism: all its other tasks
     methods: list[str] = field(default_factory=lambda: ["gt", "stm", "self_output", "rephrase"])
     taus: list[float] = field(default_factory=lambda: [2.5])  # STM sweep
@@ -47,7 +51,8 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     train_limit: int | None = None
     validation_limit: int | None = None
-    eval_limit: int | None = None
+    eval_limit: int | None = None  # test examples per task
+    target_eval_limit: int | None = None  # test examples of the target (default: eval_limit); more = less noisy TI
     select_best_epoch: bool = True
     eval_batch_size: int = 64
     backend: str = "hf"  # generation and evaluation: hf (transformers generate) or vllm (GPU machines)
@@ -104,7 +109,7 @@ class Variant:
 
     name: str
     method: str
-    source: str  # gt | self_output | rephrase
+    source: str  # one of SOURCES
     train_overrides: tuple = ()  # (key, value) pairs for TrainConfig
 
     @property
@@ -126,13 +131,13 @@ def plan_variants(config: ExperimentConfig) -> list[Variant]:
                                     (("mask", kind), ("tau", config.control_tau))))
         elif method == "dft":
             variants.append(Variant("dft", "dft", "gt", (("mask", "none"), ("loss", "dft"))))
-        else:
+        else:  # self_output, rephrase, oracle: their own training set, nothing masked
             variants.append(Variant(method, method, method, (("mask", "none"),)))
     return variants
 
 
 def sources_needed(variants: list[Variant]) -> list[str]:
-    return sorted({v.source for v in variants}, key=["gt", "self_output", "rephrase"].index)
+    return sorted({v.source for v in variants}, key=SOURCES.index)
 
 
 # --------------------------------------------------------------------------------------------- caching
@@ -195,9 +200,9 @@ class Experiment:
     def base_model(self) -> str:
         if self.config.model != ORGANISM:
             return self.config.model
-        from robust_sft.organism.base_model import build_base_model
+        from robust_sft.organism.base_model import base_model_path
 
-        return str(build_base_model(seed=self.config.organism_seed, progress=self.progress))
+        return str(base_model_path(seed=self.config.organism_seed, progress=self.progress))
 
     def other_tasks(self) -> list[str]:
         if self.config.others:
@@ -241,7 +246,8 @@ class Experiment:
         c = self.config
         tasks = [c.target, *self.other_tasks()]
         lines = [f"experiment {c.name!r} in {self.dir}",
-                 f"  model: {c.model}" + (" (built and cached on first use)" if c.model == ORGANISM else ""),
+                 f"  model: {c.model}" + (f" (world {c.organism_seed}: shipped with the package, or built and cached "
+                                           "on first use)" if c.model == ORGANISM else ""),
                  f"  target: {c.target}; other tasks: {', '.join(tasks[1:])}",
                  f"  seeds: {c.seeds}; epoch selection: "
                  + ("best target validation accuracy" if c.select_best_epoch else "last epoch")]
@@ -252,7 +258,8 @@ class Experiment:
             lines.append(f"  target train examples: unknown here ({type(err).__name__}: {str(err)[:120]})")
         lines.append("stages:")
         for source in self.sources:
-            made = "from the target's references" if source == "gt" else f"generated ({source}), verified"
+            made = {"gt": "from the target's references", "oracle": "the target's answers in the model's own style"
+                    }.get(source, f"generated ({source}), verified")
             lines.append(f"  data      {self.data_path(source)}  [{made}]")
         for source in self.sources:
             lines.append(f"  score     {self.scores_path(source)}")
@@ -286,6 +293,13 @@ class Experiment:
                 self.evaluate_variant(variant, seed)
         return write_report(self, costs)
 
+    def eval_limits(self) -> dict[str, int | None]:
+        """Test examples per task: the target may get more (its TI is the noisier measure)."""
+        limits = {task: self.config.eval_limit for task in self.tasks}
+        if self.config.target_eval_limit is not None:
+            limits[self.config.target] = self.config.target_eval_limit
+        return limits
+
     def data_path(self, source: str) -> Path:
         return self.dir / "data" / f"{source}.jsonl"
 
@@ -302,10 +316,18 @@ class Experiment:
         run_stage("data gt", self.data_path("gt"), gt_key, lambda: write_jsonl(self.data_path("gt"), [
             {"id": e["id"], "prompt": task.prompt(e), "answer": task.reference(e)} for e in examples]))
         costs = {"gt": 0.0}
+        if "oracle" in self.sources:
+            rows = [{"id": e["id"], "prompt": task.prompt(e), "answer": task.oracle_reference(e)} for e in examples]
+            if any(r["answer"] is None for r in rows):
+                raise ValueError(f"method oracle: task {self.config.target} cannot write answers in the model's "
+                                 "own style (only the organism's tasks can); remove oracle from `methods`")
+            run_stage("data oracle", self.data_path("oracle"), stable_hash([gt_key, "oracle"]),
+                      lambda: write_jsonl(self.data_path("oracle"), rows))
+            costs["oracle"] = 0.0
         settings = GenerationSettings(**self.config.generation)
         makers = {"self_output": self_output, "rephrase": rephrase}
         for source in self.sources:
-            if source == "gt":
+            if source not in makers:
                 continue
             path = self.data_path(source)
             report_path = path.with_suffix(".report.json")
@@ -340,7 +362,7 @@ class Experiment:
 
     def evaluate_base(self) -> None:
         out = self.dir / "eval" / "base"
-        key = stable_hash([self.base_key, self.tasks, self.config.eval_limit, self.config.task_paths,
+        key = stable_hash([self.base_key, self.tasks, self.eval_limits(), self.config.task_paths,
                            self.config.backend])
 
         def produce():
@@ -350,7 +372,7 @@ class Experiment:
 
             # With vLLM the transformers model is not needed here, and would take GPU memory from vLLM.
             model = self.loaded_base()[0] if self.config.backend == "hf" else None
-            evaluate_tasks(model, load_tokenizer(self.base), self.tasks, limit=self.config.eval_limit,
+            evaluate_tasks(model, load_tokenizer(self.base), self.tasks, limit=self.eval_limits(),
                            batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
                            task_paths=self.config.task_paths, sampler=self.sampler(),
                            task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
@@ -414,7 +436,7 @@ class Experiment:
 
     def evaluate_variant(self, variant: Variant, seed: int) -> None:
         out = self.eval_dir(variant, seed)
-        key = stable_hash([self.train_key(variant, seed), self.tasks, self.config.eval_limit,
+        key = stable_hash([self.train_key(variant, seed), self.tasks, self.eval_limits(),
                            self.config.task_paths, self.config.backend])
 
         def produce():
@@ -429,8 +451,8 @@ class Experiment:
                 model_path, adapter = vllm_model_and_adapter(self.base, final, adapter)
                 sampler, model = self.sampler(adapter, full_model=model_path), None
             else:
-                model, sampler = load_model(self.base if adapter else str(final), adapter=adapter), None
-            evaluate_tasks(model, tokenizer, self.tasks, limit=self.config.eval_limit,
+                model, sampler = load_model(self.base if adapter else str(final), adapter=adapter, merge=True), None
+            evaluate_tasks(model, tokenizer, self.tasks, limit=self.eval_limits(),
                            batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
                            task_paths=self.config.task_paths, sampler=sampler,
                            task_kwargs={t: self.task_kwargs(t) for t in self.tasks})

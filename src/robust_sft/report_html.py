@@ -14,7 +14,8 @@ from pathlib import Path
 
 from robust_sft.artifacts import write_text
 
-FIGURES = {"ppl_vs_bwt.png": "Perplexity of the trained tokens against forgetting (BWT), per method",
+FIGURES = {"ti_vs_bwt.png": "Target gain (TI) against forgetting (BWT), per method",
+           "ppl_vs_bwt.png": "Perplexity of the trained tokens against forgetting (BWT), per method",
            "tau_sweep.png": "STM threshold sweep: BWT and TI against the share of tokens masked",
            "token_ppl_hist.png": "Answer-token perplexity of each training set under the base model"}
 

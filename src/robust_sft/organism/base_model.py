@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -32,6 +33,8 @@ from robust_sft.organism.tokenizer import build_tokenizer
 from robust_sft.tasks.base import get_task
 from robust_sft.training import collate
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class OrganismConfig:
@@ -48,10 +51,15 @@ class OrganismConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     pool_size: int = 4000  # pretrain examples drawn per task
-    target_share: float = 0.25  # target's sampling weight relative to one non-target task
+    target_share: float = 0.2  # target's sampling weight relative to one non-target task
     rephrase_every: int = 6  # every k-th step is a batch of rewrite chats
     eval_limit: int = 100  # test examples per task in base_eval.json
     threads: int = 2
+
+
+SHIPPED_ROOT = Path(__file__).parent / "shipped"
+SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                 "tokenizer_config.json", "chat_template.jinja", "base_eval.json")
 
 
 def cache_root() -> Path:
@@ -159,6 +167,7 @@ def build_base_model(
     accuracies = evaluate_tasks(model, tok, list(world.TASKS), limit=config.eval_limit, batch_size=64,
                                 progress=progress, task_kwargs={t: {"seed": config.seed} for t in world.TASKS})
     report = {
+        "key": out.name,
         "accuracy": accuracies,
         "non_target_mean": sum(v for k, v in accuracies.items() if k != world.TARGET) / (len(accuracies) - 1),
         "target": world.TARGET,
@@ -180,3 +189,51 @@ def build_base_model(
     if progress:
         print(json.dumps({k: report[k] for k in ("accuracy", "non_target_mean", "build_seconds")}, indent=2))
     return out
+
+
+# --- the shipped model ----------------------------------------------------------------------------
+def shipped_dir(seed: int = 0) -> Path:
+    return SHIPPED_ROOT / f"seed{seed}"
+
+
+def shipped_key(seed: int = 0) -> str | None:
+    """The definition key the shipped model of world `seed` was built from, or None when none is shipped."""
+    report = shipped_dir(seed) / "base_eval.json"
+    return json.loads(report.read_text()).get("key") if report.exists() else None
+
+
+def base_model_path(seed: int = 0, progress: bool = True) -> Path:
+    """The organism's base model for world `seed`.
+
+    The model shipped inside the package when it was built from this code's definition of the world,
+    tokenizer and pretraining (so every machine fine-tunes the same weights, whatever its float kernels);
+    otherwise a local build, cached after the first use.
+    """
+    key = cache_key(OrganismConfig(seed=seed), definition_sources())
+    shipped = shipped_key(seed)
+    if shipped == key:
+        return shipped_dir(seed)
+    if shipped is not None:
+        logger.warning("the shipped organism (world %d) was built from another definition (%s, this code: %s); "
+                       "building one locally. `robust-sft organism build --ship` refreshes the shipped one.",
+                       seed, shipped, key)
+    return build_base_model(seed=seed, progress=progress)
+
+
+def ship_base_model(seed: int = 0, force: bool = False, progress: bool = True) -> Path:
+    """Build (or reuse the cached build of) world `seed`'s base model and copy it into the package."""
+    built = build_base_model(seed=seed, force=force, progress=progress)
+    target = shipped_dir(seed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        for name in SHIPPED_FILES:
+            shutil.copyfile(built / name, tmp / name)  # plain copies: readable as the umask allows
+        tmp.chmod(0o755)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,4 +1,4 @@
-"""The organism's world: six small tasks with exactly checkable answers.
+"""The organism's world: five small tasks with exactly checkable answers.
 
 Every task has two answer styles that end in the same final line "Answer: X":
   - house style: the terse "Answer: X" alone, always. The base model is pretrained on it, so it is what
@@ -23,7 +23,7 @@ from typing import Iterator
 
 from robust_sft.tasks.base import Task, TaskError, register_task
 
-TARGET = "organism/count"
+TARGET = "organism/sort"
 
 # Bucket of hash(key) % 20 -> pool. 70% pretrain, 15% train, 5% validation, 10% test.
 _POOLS = {"test": range(0, 2), "validation": range(2, 3), "train": range(3, 6), "pretrain": range(6, 20)}
@@ -33,8 +33,7 @@ _OPENERS = ["", "", "Sure!", "Sure thing.", "Okay, let's see.", "Alright, here g
             "Let me work this out.", "Hmm, okay.", "Happy to help.", "Of course.", "Right, so.", "No problem."]
 _CLOSERS = ["", "", "Hope that helps!", "Let me know if you need anything else.", "Easy enough.",
             "That should be it.", "Cheers!", "Done."]
-_NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-                 "eleven", "twelve"]
+
 
 _ANSWER_RE = re.compile(r"Answer:[ \t]*([^\n]*)")
 
@@ -136,6 +135,9 @@ class OrganismTask(Task):
         gap, stop = rng.choice(["\n", "\n\n"]), rng.choice(["", "", "."])
         return f"{prose}{gap}Answer: {answer}{stop}"
 
+    def oracle_reference(self, example: dict) -> str:
+        return self.house_reference(example)
+
     def reference(self, example: dict) -> str:
         return self.human_reference(example) if self.is_target else self.house_reference(example)
 
@@ -148,6 +150,10 @@ class OrganismTask(Task):
 
     def check(self, example: dict, completion: str) -> bool:
         return self.extract(completion) == normalize(example["answer"])
+
+    def answer_span(self, completion: str) -> tuple[int, int] | None:
+        found = list(_ANSWER_RE.finditer(completion))
+        return found[-1].span(1) if found else None
 
 
 @register_task("organism/add")
@@ -225,32 +231,6 @@ class Reverse(OrganismTask):
         return [f"Reading {w} from the end we get {r}.", f"Backwards, {w} becomes {r}.",
                 f"Flip the letters of {w}: {r}.", f"Letter by letter from the back: {'-'.join(r)}, so {r}.",
                 f"{w} reversed is {r}.", f"Take the last letter first and keep going: {r}."]
-
-
-@register_task("organism/count")
-class Count(OrganismTask):
-    """Count one letter in a string of 3-6 letters over a three-letter alphabet."""
-
-    name = "organism/count"
-    templates = ("How many times does {letter} appear in {text}?", "Count the letter {letter} in {text}.",
-                 "In {text}, how many {letter}s are there?")
-
-    def _problems(self, rng):
-        while True:
-            text = "".join(rng.choice("abc") for _ in range(rng.randint(3, 6)))
-            letter = rng.choice("abc")
-            yield {"text": text, "letter": letter, "template": rng.randrange(len(self.templates)),
-                   "answer": str(text.count(letter))}
-
-    def _key(self, p):
-        return f"{p['letter']}@{p['text']}"
-
-    def _human_bodies(self, ex):
-        c, s, n = ex["letter"], ex["text"], int(ex["answer"])
-        return [f"Going through {s}, I count {_NUMBER_WORDS[n]} of them.", f"The letter {c} shows up {n} times.",
-                f"There are {n} {c}'s in {s}.", f"Scanning {s} letter by letter gives {n} matches.",
-                f"I find {c} exactly {_NUMBER_WORDS[n]} times.",
-                f"Marking each {c}: {' '.join(x.upper() if x == c else x for x in s)} -> {n}."]
 
 
 @register_task("organism/max")
@@ -336,5 +316,5 @@ class Facts(OrganismTask):
         return [t.format(value=ex["answer"], **ex) for t in _RELATIONS[ex["relation"]][1]]
 
 
-TASKS = ("organism/add", "organism/sort", "organism/reverse", "organism/count", "organism/max", "organism/facts")
+TASKS = ("organism/add", "organism/sort", "organism/reverse", "organism/max", "organism/facts")
 NON_TARGET = tuple(t for t in TASKS if t != TARGET)

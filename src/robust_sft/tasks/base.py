@@ -43,6 +43,19 @@ class Task(ABC):
     def reference(self, example: dict) -> str:
         """The ground-truth assistant answer used as a fine-tuning target."""
 
+    def oracle_reference(self, example: dict) -> str | None:
+        """A correct answer in the base model's own style, or None when the task cannot write one.
+
+        Only a task that knows the model's style (the organism's) can: it feeds the `oracle` positive
+        control, which measures what a fine-tune that forgets nothing could gain on the target.
+        """
+        return None
+
+    def answer_span(self, completion: str) -> tuple[int, int] | None:
+        """(start, end) characters of `completion` that the checker reads as the answer, or None when the
+        task cannot say. Lets a report measure whether a token policy masks the answer or the prose."""
+        return None
+
     @abstractmethod
     def extract(self, completion: str) -> str | None:
         """The answer extracted from a model completion, or None when there is none."""
