@@ -16,12 +16,14 @@ VERBS = {
     "score": "Per-token perplexity of SFT data under a model -> a score file (Parquet).",
     "import-scores": "Per-token perplexity/NLL made elsewhere (one value per chat-templated token) -> a score file.",
     "stats": "Perplexity statistics of score files, side by side; histogram; --json.",
+    "inspect": "One self-contained HTML page: every answer token coloured by perplexity, what STM would mask.",
     "mask": "Apply a token policy (STM tau, ratio, random, ...) -> pre-tokenized input_ids/attention_mask/labels.",
     "train": "Fine-tune (LoRA, DoRA, full) on a score file + policy, or on a masked dataset.",
     "generate": "Make low-perplexity training data: Self-Output or Rephrase, verified by the task's checker.",
     "evaluate": "Accuracy of a model (+ adapter) on tasks, with per-sample logs.",
     "run": "Run an experiment from a YAML config (cached, resumable stages; --dry_run prints the plan).",
     "demo": "Run the paper's experiment on the embedded model organism (no download needed).",
+    "report": "Rebuild report.md, report.html and the figures of a run from its directory alone.",
     "organism": "Build the model organism's base model (`organism build`; --ship puts it in the package).",
 }
 
@@ -37,6 +39,35 @@ class StatsConfig:
     )
     histogram: str | None = field(default=None, metadata={"help": "Write a PNG histogram of token perplexity here."})
     json: bool = field(default=False, metadata={"help": "Print JSON instead of a Markdown table."})
+
+
+@dataclass
+class InspectConfig:
+    """Options of `robust-sft inspect SCORES... --out inspect.html`."""
+
+    scores: list[str] = field(
+        metadata={"help": "Score files of the same prompts (name=path to label a column), e.g. GT=gt.parquet "
+                  "Self-Output=self_output.parquet."})
+    out: str = field(default="inspect.html", metadata={"help": "The HTML page to write."})
+    tau: float = field(default=2.5, metadata={"help": "STM threshold: tokens with ppl > tau are marked as masked."})
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "Tokenizer to decode the tokens (default: the scoring model's, from the file)."})
+    max_examples: int | None = field(
+        default=None, metadata={"help": "Show at most this many prompts (the most surprising); stats cover all."})
+    max_tokens: int = field(
+        default=2_000_000,
+        metadata={"help": "Show the most surprising prompts up to this many answer tokens (~4.2 bytes each in the "
+                  "page); 0: no cap. The summary, figures and token list cover every example."})
+    evidence: str | None = field(
+        default=None, metadata={"help": "results.json of an experiment: its measured perplexity-vs-BWT points."})
+    title: str | None = field(default=None, metadata={"help": "Page title."})
+
+
+@dataclass
+class ReportConfig:
+    """Options of `robust-sft report RUN_DIR`."""
+
+    run_dir: str = field(metadata={"help": "Directory of a run (`robust-sft run` / `demo`)."})
 
 
 @dataclass
@@ -222,6 +253,25 @@ def cmd_stats(argv: list[str]) -> None:
         print(f"\nhistogram: {config.histogram}")
 
 
+def cmd_inspect(argv: list[str]) -> None:
+    from robust_sft.inspect_page import parse_named_scores, write_inspect
+
+    config = _parse(InspectConfig, argv, "inspect", positional="scores")
+    out = write_inspect(parse_named_scores(config.scores), config.out, tau=config.tau, tokenizer=config.tokenizer,
+                        max_examples=config.max_examples, max_tokens=config.max_tokens, evidence=config.evidence,
+                        title=config.title)
+    print(f"wrote {out}")
+
+
+def cmd_report(argv: list[str]) -> None:
+    from robust_sft.report import rebuild_report
+
+    config = _parse(ReportConfig, argv, "report", positional="run_dir")
+    results = rebuild_report(config.run_dir)
+    run_dir = Path(config.run_dir)
+    print(f"wrote {run_dir / 'report.md'}, {run_dir / 'report.html'}  ({len(results['methods'])} methods)")
+
+
 def cmd_mask(argv: list[str]) -> None:
     from robust_sft.masking import MaskPolicy
     from robust_sft.masked_data import write_masked
@@ -327,9 +377,9 @@ def cmd_organism(argv: list[str]) -> None:
     print(f"organism (world {config.seed}): {path}")
 
 
-COMMANDS = {"score": cmd_score, "import-scores": cmd_import_scores, "stats": cmd_stats, "mask": cmd_mask,
-            "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "run": cmd_run, "demo": cmd_demo,
-            "organism": cmd_organism}
+COMMANDS = {"score": cmd_score, "import-scores": cmd_import_scores, "stats": cmd_stats, "inspect": cmd_inspect,
+            "mask": cmd_mask, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "run": cmd_run,
+            "demo": cmd_demo, "report": cmd_report, "organism": cmd_organism}
 
 
 def _usage() -> str:

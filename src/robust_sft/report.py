@@ -313,10 +313,10 @@ def plot_ppl_vs_bwt(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    points = []
     for name, m in results["methods"].items():
-        ax.errorbar(m["trained_token_ppl"], m["mean"]["bwt"], yerr=m["std"]["bwt"], fmt="o", capsize=3)
-        ax.annotate(name, (m["trained_token_ppl"], m["mean"]["bwt"]), textcoords="offset points", xytext=(5, 4),
-                    fontsize=8)
+        bars = ax.errorbar(m["trained_token_ppl"], m["mean"]["bwt"], yerr=m["std"]["bwt"], fmt="o", capsize=3)
+        points.append((m["trained_token_ppl"], m["mean"]["bwt"], name, bars.lines[0].get_color()))
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
@@ -325,8 +325,70 @@ def plot_ppl_vs_bwt(results: dict, path: Path) -> None:
     ax.set_xlabel("perplexity of the trained tokens under the base model (log scale)")
     ax.set_ylabel("BWT on the other tasks (%)")
     ax.set_title("Lower-perplexity training data forgets less")
+    ax.margins(x=0.12, y=0.12)  # room for labels beside the outermost points
     fig.tight_layout()
+    place_labels(ax, points)
     _savefig(fig, path)
+
+
+# Where a label may go relative to its point (offset in points, horizontal and vertical alignment), nearest
+# first; then the same directions farther out, with a leader line back to the point.
+_LABEL_SPOTS = [(5, 3, "left", "bottom"), (5, -3, "left", "top"), (-5, 3, "right", "bottom"),
+                (-5, -3, "right", "top"), (0, 7, "center", "bottom"), (0, -7, "center", "top"),
+                (8, 0, "left", "center"), (-8, 0, "right", "center")]
+
+
+def place_labels(ax, points: list[tuple], fontsize: float = 8) -> list:
+    """Label each (x, y, text[, colour]) point where the label overlaps no other label, point or the legend, and
+    stays in the axes.
+
+    Greedy: each label takes the first free spot among _LABEL_SPOTS at growing distances (with a leader
+    line when pushed away); a label with no free spot anywhere keeps the nearest one.
+    """
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    dot = 5 * fig.dpi / 72  # half the size of a point marker, in pixels
+    taken = []
+    for x, y in ((p[0], p[1]) for p in points):
+        px, py = ax.transData.transform((x, y))
+        taken.append((px - dot, py - dot, px + dot, py + dot))
+    if ax.get_legend() is not None:
+        legend = ax.get_legend().get_window_extent(renderer)
+        taken.append((legend.x0, legend.y0, legend.x1, legend.y1))
+    labels = []
+    for x, y, text, *colour in sorted(points, key=lambda p: (-p[1], p[0])):
+        colour = colour[0] if colour else "black"
+        chosen = None
+        for scale in (1, 2.2, 3.6, 5.2):
+            for dx, dy, ha, va in _LABEL_SPOTS:
+                far = scale > 1
+                label = ax.annotate(text, (x, y), xytext=(dx * scale, dy * scale), textcoords="offset points",
+                                    ha=ha, va=va, fontsize=fontsize, color=colour,
+                                    arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.6} if far else None)
+                box = label.get_window_extent(renderer)
+                bounds = (box.x0 - 1, box.y0 - 1, box.x1 + 1, box.y1 + 1)
+                fits = (bounds[0] >= inside.x0 and bounds[2] <= inside.x1 and bounds[1] >= inside.y0
+                        and bounds[3] <= inside.y1 and not any(_overlap(bounds, t) for t in taken))
+                if fits:
+                    chosen = (label, bounds)
+                    break
+                label.remove()
+            if chosen:
+                break
+        if chosen is None:  # nowhere free: the nearest spot, still drawn
+            label = ax.annotate(text, (x, y), xytext=_LABEL_SPOTS[0][:2], textcoords="offset points",
+                                ha="left", va="bottom", fontsize=fontsize, color=colour)
+            box = label.get_window_extent(renderer)
+            chosen = (label, (box.x0, box.y0, box.x1, box.y1))
+        labels.append(chosen[0])
+        taken.append(chosen[1])
+    return labels
+
+
+def _overlap(a: tuple, b: tuple) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def plot_ti_vs_bwt(results: dict, path: Path) -> None:
@@ -367,19 +429,21 @@ def plot_tau_sweep(results: dict, path: Path) -> None:
                 capsize=3, label="BWT (other tasks)")
     ax.errorbar(x, [m["mean"]["ti"] for m in sweep], yerr=[m["std"]["ti"] for m in sweep], marker="s",
                 capsize=3, label="TI (target)")
-    for m, xi in zip(sweep, x):
-        label = "GT" if m["method"] == "gt" else f"tau {m['tau']:g}"
-        ax.annotate(label, (xi, m["mean"]["bwt"]), textcoords="offset points", xytext=(4, -12), fontsize=8)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("% of answer tokens masked")
     ax.set_ylabel("relative change vs base (%)")
     ax.set_title("STM threshold sweep")
     ax.legend()
+    ax.margins(x=0.12, y=0.12)
     fig.tight_layout()
+    place_labels(ax, [(xi, m["mean"]["bwt"], "GT" if m["method"] == "gt" else f"tau {m['tau']:g}")
+                      for m, xi in zip(sweep, x)])
     _savefig(fig, path)
 
 
 def write_report(exp, costs: dict[str, float]) -> dict:
+    """results.json, report.md, figures/, the inspect pages of the training sets and report.html."""
+    from robust_sft.report_html import write_inspect_pages, write_report_html
     from robust_sft.scoring import load_scores
     from robust_sft.stats import plot_histogram
 
@@ -391,5 +455,48 @@ def write_report(exp, costs: dict[str, float]) -> dict:
     plot_histogram({SOURCE_LABELS[s]: load_scores(exp.scores_path(s)) for s in exp.sources},
                    figures / "token_ppl_hist.png")
     write_json(exp.dir / "results.json", results)
-    write_text(exp.dir / "report.md", render_markdown(results))
+    markdown = render_markdown(results)
+    write_text(exp.dir / "report.md", markdown)
+    views = write_inspect_pages(exp, results)
+    write_report_html(exp.dir, results, markdown, views)
     return results
+
+
+# --------------------------------------------------------------------------------------------- from a run dir
+
+
+def run_costs(run_dir: Path, sources: list[str]) -> dict[str, float]:
+    """Seconds spent making each training set and scoring it, as the runner recorded them."""
+    costs = {}
+    for source in sources:
+        report = run_dir / "data" / f"{source}.report.json"  # generated sets only; GT and oracle cost nothing
+        costs[source] = _read_json(report)["seconds"] if report.exists() else 0.0
+        timing = run_dir / "scores" / f"{source}.parquet.seconds.json"
+        if timing.exists():
+            costs[f"score_{source}"] = _read_json(timing)["seconds"]
+    return costs
+
+
+def load_run(run_dir: str | Path):
+    """The experiment of a finished run directory (config.json + its artifacts), without loading any model."""
+    import pyarrow.parquet as pq
+
+    from robust_sft.artifacts import METADATA_KEY
+    from robust_sft.experiment import Experiment, ExperimentConfig
+
+    run_dir = Path(run_dir)
+    for needed in ("config.json", "eval/base/accuracies.json", "scores/gt.parquet"):
+        if not (run_dir / needed).exists():
+            raise FileNotFoundError(f"{run_dir}: not a finished run directory (no {needed})")
+    exp = Experiment(ExperimentConfig(**_read_json(run_dir / "config.json")), run_dir, progress=False)
+    # The base model and the task list as the run resolved them (the organism's path, its other tasks).
+    exp.base = json.loads(pq.read_schema(exp.scores_path("gt")).metadata[METADATA_KEY])["model"]
+    evaluated = list(_accuracies(run_dir / "eval" / "base"))
+    exp.tasks = [exp.config.target, *[t for t in evaluated if t != exp.config.target]]
+    return exp
+
+
+def rebuild_report(run_dir: str | Path) -> dict:
+    """`robust-sft report RUN_DIR`: every report artifact again, from the run directory alone."""
+    exp = load_run(run_dir)
+    return write_report(exp, run_costs(exp.dir, exp.sources))

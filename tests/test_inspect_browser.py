@@ -1,0 +1,121 @@
+"""The inspect page in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+Loads the page from disk, checks there is no console error, that the heat-map colours and masks the tokens
+it should, that sorting, filtering and paging work, and takes a screenshot.
+"""
+
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robust_sft.inspect_page import PPL_CLASS_BOUNDS, dequantise_nll, quantise_nll, write_inspect
+from robust_sft.scoring import Scores, load_scores, sequence_perplexity
+
+CHROMIUM = os.environ.get("ROBUST_SFT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _browser_or_skip():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("Playwright for Python is not installed (pip install -e '.[dev]')")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set ROBUST_SFT_CHROMIUM)")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM)
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, path, errors):
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(Path(path).resolve().as_uri())
+    page.wait_for_function("window.inspectState && window.inspectState.ready", timeout=30_000)
+    return page
+
+
+def shown_ids(page) -> list[str]:
+    return page.eval_on_selector_all(".ex .exh", "els => els.map(e => e.textContent.split('id ')[1])")
+
+
+def expected_class(nll: float, tau: float) -> str:
+    ppl = math.exp(float(dequantise_nll(quantise_nll(np.array([nll]), tau), tau)[0]))
+    return f"c{next((k for k, b in enumerate(PPL_CLASS_BOUNDS) if ppl <= b), len(PPL_CLASS_BOUNDS))}"
+
+
+def test_page_in_headless_chromium(browser, scores_path, tmp_path):
+    tau = 2.5
+    gt = load_scores(scores_path)
+    # A second training set of the same prompts with lower perplexity and two prompts missing.
+    low = Scores(ids=gt.ids[2:], input_ids=gt.input_ids[2:], answer_mask=gt.answer_mask[2:],
+                 token_nll=[n * 0.15 for n in gt.token_nll[2:]], messages=gt.messages[2:], metadata=gt.metadata)
+    out = write_inspect({"GT": gt, "Self-Output": low}, tmp_path / "inspect.html", tau=tau,
+                        page_size=20)
+    errors = []
+    page = open_page(browser, out, errors)
+
+    # Default: most surprising first (GT's sequence perplexity, descending), 20 per page.
+    seq = {gt.ids[i]: sequence_perplexity(gt.answer_nll(i)) for i in range(len(gt))}
+    by_ppl = sorted(gt.ids, key=lambda i: -seq[i])
+    assert shown_ids(page) == by_ppl[:20]
+    assert page.inner_text("#pageinfo") == "page 1 / 2"
+
+    # Heat-map: one span per answer token of each answer shown, coloured by its perplexity class, masked above tau.
+    first = gt.ids.index(by_ppl[0])
+    nll = gt.token_nll[first][gt.answer_mask[first]]
+    spans = page.eval_on_selector_all(".ex:first-child .ans:first-child .tok span", "els => els.map(e => e.className)")
+    assert len(spans) == len(nll)
+    assert [c.split()[0] for c in spans] == [expected_class(v, tau) for v in nll]
+    assert ["m" in c.split() for c in spans] == list(nll > math.log(tau))
+    assert page.locator(".ex:first-child .ans:nth-child(2) .tok span").count() == (
+        0 if by_ppl[0] in gt.ids[:2] else len(nll))
+
+    # Hover shows the value.
+    page.hover(".ex:first-child .ans:first-child .tok span >> nth=0")
+    assert page.inner_text("#tip").startswith("ppl ")
+
+    # Sorting.
+    page.select_option("#sort", "ppl_asc")
+    assert shown_ids(page) == by_ppl[::-1][:20]
+    page.select_option("#sort", "share_desc")
+    share = {gt.ids[i]: float((gt.answer_nll(i) > math.log(tau)).mean()) for i in range(len(gt))}
+    assert [share[i] for i in shown_ids(page)] == sorted(share.values(), reverse=True)[:20]
+    page.select_option("#sort", "ppl_desc")
+
+    # Filtering: by text (a prompt of one example), then back to all; paging.
+    target = gt.messages[5][0]["content"]
+    page.fill("#search", target)
+    page.wait_for_function(f"document.querySelectorAll('.ex').length === "
+                           f"{sum(target in m[0]['content'] for m in gt.messages)}")
+    assert gt.ids[5] in shown_ids(page)
+    page.fill("#search", "")
+    page.wait_for_function("document.querySelectorAll('.ex').length === 20")
+    page.click("#next")
+    assert shown_ids(page) == by_ppl[20:40] and page.inner_text("#pageinfo") == "page 2 / 2"
+
+    # A high-perplexity token of the list filters to the examples that contain it.
+    chip = page.locator("#tops .chip").first
+    token = chip.get_attribute("data-token")
+    chip.click()
+    assert page.input_value("#search") == token
+    page.wait_for_function("document.querySelectorAll('.ex').length > 0")
+
+    screenshot = tmp_path / "inspect.png"
+    page.fill("#search", "")
+    page.wait_for_function("document.querySelectorAll('.ex').length === 20")
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.read_bytes()[:4] == b"\x89PNG" and screenshot.stat().st_size > 20_000
+    assert errors == []
+    page.close()

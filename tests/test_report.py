@@ -1,0 +1,88 @@
+"""`robust-sft report RUN_DIR` rebuilds every report artifact from the run directory; figure labels stay legible."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+import tests.fake_tasks  # noqa: F401  (registers the test tasks)
+from robust_sft import report
+from robust_sft.cli import main
+from robust_sft.experiment import Experiment
+from robust_sft.report_html import markdown_to_html
+from tests.test_experiment import mini_config
+
+# The demo's measured points (docs/demo/results.json): stm@1.5, stm@2.5, stm@5 and self_output sit close.
+DEMO_POINTS = {"gt": (3.908, -71.1, 0.5), "stm@1.5": (1.037, -3.8, 2.6), "stm@2.5": (1.090, -5.7, 2.5),
+               "stm@5": (1.208, -7.0, 2.1), "self_output": (1.132, -10.8, 5.8), "rephrase": (1.157, -23.1, 7.6),
+               "stm_random@2.5": (3.790, -63.7, 0.9), "stm_lowest@2.5": (7.002, -80.5, 3.4)}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_model_dir):
+    run_dir = tmp_path_factory.mktemp("run")
+    config = mini_config(tiny_model_dir, methods=["gt", "stm", "self_output"], taus=[500, 1e6], control_tau=500)
+    Experiment(config, run_dir, progress=False).run()
+    return run_dir
+
+
+def test_run_writes_report_html_and_inspect_pages(run_dir):
+    page = (run_dir / "report.html").read_text()
+    figures = list((run_dir / "figures").glob("*.png"))
+    assert "claims in this setting</h2>" in page and page.count("data:image/png;base64,") == len(figures) >= 3
+    for link in re.findall(r'href="([^"]+)"', page):
+        assert (run_dir / link).exists(), link
+    assert {"inspect.html", "inspect/gt_tau1e+06.html"} <= set(re.findall(r'href="([^"]+)"', page))
+    inspect = (run_dir / "inspect.html").read_text()
+    assert '"files":["GT","Self-Output"]' in inspect and '"evidence":{"run":"mini"' in inspect
+
+
+def test_report_rebuilds_from_the_run_directory_alone(run_dir, capsys):
+    before = {name: (run_dir / name).read_text() for name in ("results.json", "report.md")}
+    html_before = (run_dir / "report.html").read_text()
+    for name in ("results.json", "report.md", "report.html", "inspect.html"):
+        (run_dir / name).unlink()
+    shutil.rmtree(run_dir / "figures")
+    shutil.rmtree(run_dir / "inspect")
+    assert main(["report", str(run_dir)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    assert json.loads((run_dir / "results.json").read_text()) == json.loads(before["results.json"])
+    assert (run_dir / "report.md").read_text() == before["report.md"]
+    assert (run_dir / "report.html").read_text() == html_before
+    assert (run_dir / "inspect" / "gt_tau1e+06.html").exists()
+    for figure in ("ti_vs_bwt.png", "ppl_vs_bwt.png", "tau_sweep.png", "token_ppl_hist.png"):
+        assert (run_dir / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_of_a_directory_that_is_no_run_says_what_is_missing(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_markdown_tables_and_claims_become_html():
+    out = markdown_to_html("# T\n\n| a | b |\n|---|---|\n| `x` | **held** |\n\ntext <b>\nmore\n")
+    assert out == ("<h1>T</h1>\n<table><tr><th>a</th><th>b</th></tr>\n<tr><td><code>x</code></td>"
+                   '<td><b class="held">held</b></td></tr>\n</table>\n<p>text &lt;b&gt; more</p>')
+
+
+def test_ppl_vs_bwt_labels_do_not_overlap(tmp_path, monkeypatch):
+    results = {"methods": {name: {"trained_token_ppl": x, "mean": {"bwt": y}, "std": {"bwt": sd}}
+                           for name, (x, y, sd) in DEMO_POINTS.items()}}
+    saved = []
+    monkeypatch.setattr(report, "_savefig", lambda fig, path: saved.append(fig))
+    report.plot_ppl_vs_bwt(results, tmp_path / "f.png")
+    fig = saved[0]
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    assert set(boxes) == set(DEMO_POINTS)
+    names = sorted(boxes)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not boxes[a].overlaps(boxes[b]), f"label {a!r} overlaps {b!r}"
+        x, y = ax.transData.transform(DEMO_POINTS[a][:2])
+        assert ax.get_window_extent(renderer).contains(x, y)
+        for other, (ox, oy, _) in DEMO_POINTS.items():  # no label covers another method's point
+            if other != a:
+                assert not boxes[a].contains(*ax.transData.transform((ox, oy))), f"{a!r} hides the point {other!r}"
