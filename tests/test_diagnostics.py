@@ -28,22 +28,22 @@ def test_counts_and_shares():
 def test_mask_location_on_the_organism_tokenizer():
     from robust_sft.data import Example, tokenize_examples
     from robust_sft.organism.tokenizer import build_tokenizer
-    from robust_sft.organism.world import Count
+    from robust_sft.organism.world import Sort
     from robust_sft.scoring import Scores
 
     tok = build_tokenizer()
-    answer = "I count two of them.\nAnswer: 2"
-    example = Example("x", [{"role": "user", "content": "Count a in aab."}, {"role": "assistant", "content": answer}])
+    answer = "Sorted, that is 1 < 2.\nAnswer: 1 2"
+    example = Example("x", [{"role": "user", "content": "Sort 2 1."}, {"role": "assistant", "content": answer}])
     t = tokenize_examples(tok, [example], 256, progress=False)[0]
     ids, answer_mask = np.asarray(t.input_ids), np.asarray(t.answer_mask, bool)
     scores = Scores(["x"], [ids], [answer_mask], [np.zeros(len(ids), np.float32)], [example.messages], {})
     start, end = last_segment(answer_mask)
     assert tok.decode(ids[start:end].tolist()).startswith(answer)
-    # mask exactly the answer digit and the first two characters of the prose
+    # mask the first digit of the answer span ("1 2": three tokens) and the first two characters of the prose
     keep = answer_mask.copy()
-    digit = start + answer.index("Answer: 2") + len("Answer: ")
+    digit = start + answer.index("Answer: 1 2") + len("Answer: ")
     keep[[digit, start, start + 1]] = False
-    location = mask_location(scores, {0: keep}, Count(), tok)
-    assert location["answer_tokens"] == 1 and location["masked_answer_tokens"] == 1
-    assert location["prose_tokens"] == int(answer_mask.sum()) - 1 and location["masked_prose_tokens"] == 2
+    location = mask_location(scores, {0: keep}, Sort(), tok)
+    assert location["answer_tokens"] == 3 and location["masked_answer_tokens"] == 1
+    assert location["prose_tokens"] == int(answer_mask.sum()) - 3 and location["masked_prose_tokens"] == 2
     assert location["share_of_masked_in_answer"] == pytest.approx(1 / 3)
