@@ -117,7 +117,8 @@ def test_score_file_columns_metadata_and_alignment(scores_path, tiny_model_dir):
     scores = load_scores(scores_path, load_tokenizer(tiny_model_dir))
     assert len(scores) == 24 and scores.ids[0] == "ex0"
     assert scores.metadata["model"] == tiny_model_dir
-    assert scores.metadata["max_length"] == 4096 and "transformers" in scores.metadata["versions"]
+    # max_length defaults to the model's context (1024 positions here), at most 4096
+    assert scores.metadata["max_length"] == 1024 and "transformers" in scores.metadata["versions"]
     for ids, mask, nll in zip(scores.input_ids, scores.answer_mask, scores.token_nll):
         assert len(ids) == len(mask) == len(nll)
         assert np.isnan(nll[0]) and not np.isnan(nll[mask]).any() and np.isnan(nll[~mask]).all()
