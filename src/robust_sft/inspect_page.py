@@ -112,20 +112,18 @@ def _prompt_text(messages: list[dict]) -> str:
 
 
 def file_summary(scores: Scores, tau: float) -> dict:
-    """Exact statistics of one score file at tau (the page's summary table)."""
+    """Exact statistics of one score file at tau (the page's summary table): `stats.summarize`'s, plus what STM
+    at tau would mask."""
+    from robust_sft.stats import summarize
+
+    stats = summarize(scores, [tau])
     per_example = [scores.answer_nll(i) for i in range(len(scores))]
-    tokens = np.concatenate(per_example) if per_example else np.zeros(0, np.float32)
-    seq_ppl = np.array([sequence_perplexity(n) for n in per_example if len(n)])
-    above = tokens > math.log(tau)
     masked_per_example = [int((n > math.log(tau)).sum()) for n in per_example]
     return {
-        "examples": len(scores),
-        "answer_tokens": int(len(tokens)),
-        "sequence_ppl_mean": float(seq_ppl.mean()) if len(seq_ppl) else float("nan"),
-        "sequence_ppl_var": float(seq_ppl.var()) if len(seq_ppl) else float("nan"),
-        "mean_token_nll": float(tokens.mean()) if len(tokens) else float("nan"),
-        "pct_tokens_above_tau": 100 * float(above.mean()) if len(tokens) else float("nan"),
-        "masked_tokens": int(above.sum()),
+        **{k: stats[k] for k in ("examples", "answer_tokens", "sequence_ppl_mean", "sequence_ppl_var",
+                                 "mean_token_nll")},
+        "pct_tokens_above_tau": stats["pct_tokens_ppl_above"][str(tau)],
+        "masked_tokens": sum(masked_per_example),
         "examples_with_masked_tokens": int(sum(m > 0 for m in masked_per_example)),
         "examples_fully_masked": int(sum(m == len(n) and len(n) > 0 for m, n in zip(masked_per_example, per_example))),
     }
