@@ -58,15 +58,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--organism", action="store_true", help="use the cached organism base model")
+    parser.add_argument("--organism", action="store_true", help="use the organism's (shipped) base model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     if args.organism:
         from robust_sft.modeling import load_model, load_tokenizer
-        from robust_sft.organism.base_model import build_base_model
+        from robust_sft.organism.base_model import base_model_path
 
-        path = str(build_base_model())
+        path = str(base_model_path())
         model, tok = load_model(path, device="cpu"), load_tokenizer(path)
     else:
         tok = build_tokenizer()

@@ -142,11 +142,17 @@ def test_oracle_trains_on_the_tasks_own_style_answers(finished_run):
 
 
 def test_oracle_needs_a_task_that_can_write_the_models_style(tmp_path, tiny_model_dir, monkeypatch):
+    from robust_sft.tasks.base import Task
     from tests.fake_tasks import EvenLength
 
+    # refused when the runner is built (so `run --dry_run` refuses it), before anything is scored or trained
+    monkeypatch.setattr(EvenLength, "oracle_reference", Task.oracle_reference)
+    with pytest.raises(ValueError, match="method oracle: task test/even_length cannot write answers"):
+        Experiment(mini_config(tiny_model_dir, methods=["oracle"]), tmp_path, progress=False)
+    # a task that claims it can but returns nothing for an example: named at the data stage
     monkeypatch.setattr(EvenLength, "oracle_reference", lambda self, example: None)
     experiment = Experiment(mini_config(tiny_model_dir, methods=["oracle"]), tmp_path, progress=False)
-    with pytest.raises(ValueError, match="method oracle: task test/even_length cannot write answers"):
+    with pytest.raises(ValueError, match="wrote no answer in the model's own style for 16 example"):
         experiment.run()
 
 

@@ -202,6 +202,9 @@ class Experiment:
 
         for task_name in [self.config.target, *self.config.others]:
             self.get_task(task_name)
+        if "oracle" in self.config.methods and not can_write_oracle(self.get_task(self.config.target)):
+            raise ValueError(f"method oracle: task {self.config.target} cannot write answers in the model's own "
+                             "style (only the organism's tasks can); remove oracle from `methods`")
         GenerationSettings(**self.config.generation)
         for variant in self.variants:
             for seed in self.config.seeds:
@@ -351,9 +354,10 @@ class Experiment:
         costs = {"gt": 0.0}
         if "oracle" in self.sources:
             rows = [{"id": e["id"], "prompt": task.prompt(e), "answer": task.oracle_reference(e)} for e in examples]
-            if any(r["answer"] is None for r in rows):
-                raise ValueError(f"method oracle: task {self.config.target} cannot write answers in the model's "
-                                 "own style (only the organism's tasks can); remove oracle from `methods`")
+            missing = [r["id"] for r in rows if r["answer"] is None]
+            if missing:
+                raise ValueError(f"method oracle: task {self.config.target} wrote no answer in the model's own "
+                                 f"style for {len(missing)} example(s), e.g. {missing[0]}")
             run_stage("data oracle", self.data_path("oracle"), stable_hash([gt_key, "oracle"]),
                       lambda: write_jsonl(self.data_path("oracle"), rows))
             costs["oracle"] = 0.0
@@ -498,6 +502,13 @@ class Experiment:
                            task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
 
         run_stage(f"evaluate {variant.name} seed {seed}", out, key, produce)
+
+
+def can_write_oracle(task) -> bool:
+    """Whether a task overrides `Task.oracle_reference` (the organism's do; benchmarks cannot)."""
+    from robust_sft.tasks.base import Task
+
+    return type(task).oracle_reference is not Task.oracle_reference
 
 
 def run_units_in_parallel(exp: Experiment, units: list[tuple[Variant, int]]) -> None:
