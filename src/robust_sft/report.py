@@ -6,6 +6,7 @@ the claims of the paper are then judged from those numbers by fixed, stated crit
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -30,22 +31,17 @@ def _accuracies(eval_dir: Path) -> dict[str, float]:
     return {task: v["accuracy"] for task, v in _read_json(eval_dir / "accuracies.json").items()}
 
 
-def kept_token_ppl(scores, labels_policy) -> float:
-    """exp(mean NLL) over the tokens a policy keeps: the perplexity the model is actually trained on."""
-    from robust_sft.masking import apply_policy
-
-    result = apply_policy(scores, labels_policy)
+def kept_token_ppl(scores, result) -> float:
+    """exp(mean NLL) over the tokens a policy's `MaskResult` keeps: the perplexity the model is trained on."""
     kept = [scores.token_nll[i][lab != -100] for i, lab in zip(result.keep_examples, result.labels)]
     values = np.concatenate(kept) if kept else np.zeros(0)
     return float(math.exp(values.mean())) if len(values) else float("nan")
 
 
-def policy_mask_location(scores, policy, task, tokenizer) -> dict | None:
-    """Where `policy` masks: inside the answer span the task's checker reads, or in the prose (diagnostics)."""
+def policy_mask_location(scores, result, task, tokenizer) -> dict | None:
+    """Where a policy's `MaskResult` masks: inside the answer span the task's checker reads, or in the prose."""
     from robust_sft.diagnostics import mask_location
-    from robust_sft.masking import apply_policy
 
-    result = apply_policy(scores, policy)
     keeps = {i: np.zeros(len(ids), bool) for i, ids in enumerate(scores.input_ids)}
     keeps.update({i: labels != -100 for i, labels in zip(result.keep_examples, result.labels)})
     return mask_location(scores, keeps, task, tokenizer)
@@ -53,13 +49,10 @@ def policy_mask_location(scores, policy, task, tokenizer) -> dict | None:
 
 def collect_results(exp, costs: dict[str, float]) -> dict:
     """The results.json document (schema in the README)."""
-    from robust_sft.masking import MaskPolicy
+    from robust_sft.masking import MaskPolicy, apply_policy
+    from robust_sft.modeling import load_tokenizer
     from robust_sft.scoring import load_scores
     from robust_sft.stats import summarize
-
-    import functools
-
-    from robust_sft.modeling import load_tokenizer
 
     config = exp.config
     others = [t for t in exp.tasks if t != config.target]
@@ -97,8 +90,9 @@ def collect_results(exp, costs: dict[str, float]) -> dict:
         mask_policy = MaskPolicy(
             kind=policy.get("mask", "none"), tau=policy.get("tau", 2.5), ratio=policy.get("ratio"),
             seed=config.seeds[0] if variant.method == "stm_random" else policy.get("mask_seed", 0))
-        kept_ppl = kept_token_ppl(scores[variant.source], mask_policy)
-        location = (policy_mask_location(scores[variant.source], mask_policy, exp.get_task(config.target),
+        masked = apply_policy(scores[variant.source], mask_policy)  # once: the trained ppl and the diagnostic
+        kept_ppl = kept_token_ppl(scores[variant.source], masked)
+        location = (policy_mask_location(scores[variant.source], masked, exp.get_task(config.target),
                                          tokenizer()) if mask_policy.kind != "none" else None)
         data_cost = costs.get(variant.source, 0.0) + (
             costs.get("score_gt", 0.0) if variant.method in ("stm", "stm_random", "stm_lowest") else 0.0)
