@@ -10,9 +10,9 @@ from robust_sft.experiment import Experiment, ExperimentConfig, load_config, pla
 def mini_config(model_dir: str, **overrides) -> ExperimentConfig:
     options = dict(
         name="mini", model=model_dir, target="test/even_length", others=["test/nonempty", "test/has_space"],
-        methods=["gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "oracle"],
+        methods=["gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle"],
         # a random tiny model has token perplexity ~500: these taus mask part of the tokens
-        taus=[500, 1e6], control_tau=500, seeds=[0], train_limit=16, validation_limit=8, eval_limit=8,
+        taus=[500, 1e6], control_tau=500, lr_sweep={"gt": [0.5], "stm": [1, 0.5]}, seeds=[0], train_limit=16, validation_limit=8, eval_limit=8,
         eval_batch_size=16,
         train={"max_steps": 2, "num_train_epochs": 1, "per_device_train_batch_size": 8, "learning_rate": 1e-3},
         generation={"n": 4, "max_new_tokens": 8, "batch_size": 32},
@@ -26,6 +26,16 @@ def test_variants_cover_methods_and_taus():
     assert names == ["gt", "stm@2", "stm@2.5", "stm_random@2.5", "dft", "self_output"]
     with pytest.raises(ValueError, match="unknown method"):
         ExperimentConfig(methods=["magic"])
+    swept = ExperimentConfig(methods=["gt", "stm", "eaft"], taus=[2.5], train={"learning_rate": 3e-4},
+                             lr_sweep={"gt": [1 / 3, 0.1], "stm": [0.1]})
+    variants = plan_variants(swept)
+    assert [v.name for v in variants] == ["gt", "stm@2.5", "eaft", "gt_lr1e-04", "gt_lr3e-05", "stm@2.5_lr3e-05"]
+    assert dict(variants[3].train_overrides)["learning_rate"] == pytest.approx(1e-4) and variants[3].lr_scale == 1 / 3
+    assert dict(variants[5].train_overrides)["tau"] == 2.5 and dict(variants[2].train_overrides)["loss"] == "eaft"
+    with pytest.raises(ValueError, match="lr_sweep: method 'rephrase' cannot be swept"):
+        ExperimentConfig(lr_sweep={"rephrase": [0.5]})
+    with pytest.raises(ValueError, match="same learning rate twice"):
+        plan_variants(ExperimentConfig(methods=["gt"], train={"learning_rate": 3e-4}, lr_sweep={"gt": [0.1, 0.1]}))
     with pytest.raises(ValueError, match="train: unknown option"):
         ExperimentConfig(train={"learning_rat": 1})
 
@@ -57,11 +67,11 @@ def test_every_artifact_is_written(finished_run):
     log = (run_dir / "eval" / "base" / "test__even_length.jsonl").read_text().splitlines()
     assert len(log) == 8 and set(json.loads(log[0])) == {"id", "prompt", "completion", "extracted", "correct"}
     names = ["gt", "stm@500", "stm@1e+06", "self_output", "rephrase", "stm_random@500", "stm_lowest@500", "dft",
-             "oracle"]
+             "eaft", "oracle", "gt_lr5e-04", "stm@500_lr5e-04"]
     for name in names:
         assert (run_dir / "models" / name / "seed0" / "final" / "adapter_model.safetensors").exists()
         assert (run_dir / "eval" / name / "seed0" / "accuracies.json").exists()
-    for figure in ("ti_vs_bwt.png", "ppl_vs_bwt.png", "tau_sweep.png", "token_ppl_hist.png"):
+    for figure in ("ti_vs_bwt.png", "ppl_vs_bwt.png", "tau_sweep.png", "token_ppl_hist.png", "lr_control.png"):
         assert (run_dir / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
     report = (run_dir / "report.md").read_text()
     assert "Table 1" in report and "Table 2" in report and "claims" in report
@@ -87,7 +97,18 @@ def test_results_schema(finished_run):
     assert methods["stm_lowest@500"]["masked_fraction"] == methods["stm@500"]["masked_fraction"]
     assert {c["status"] for c in results["claims"]} <= {"held", "not held", "not tested"}
     assert {c["id"] for c in results["claims"]} >= {"a", "b1", "o", "c-stm@500", "c-self_output", "c-rephrase",
-                                                    "m", "d"}
+                                                    "m", "d", "f"}
+    # the learning-rate control: the swept variants train at the scaled rate and stay out of claims (a)-(e)
+    assert methods["gt_lr5e-04"]["learning_rate"] == pytest.approx(5e-4) and methods["gt_lr5e-04"]["lr_scale"] == 0.5
+    assert methods["gt"]["learning_rate"] == pytest.approx(1e-3) and methods["gt"]["lr_scale"] == 1.0
+    summary = json.loads((run_dir / "models" / "stm@500_lr5e-04" / "seed0" / "train_summary.json").read_text())
+    assert summary["config"]["learning_rate"] == pytest.approx(5e-4) and summary["config"]["tau"] == 500
+    assert methods["eaft"]["loss"] == "eaft" and methods["eaft"]["masked_fraction"] == 0
+    # sample-wise forgetting: per other task, the shares of base-right items lost and base-wrong items gained
+    for task in ("test/nonempty", "test/has_space"):
+        t = methods["gt"]["seeds"]["0"]["transitions"][task]
+        assert t["base_right"] + t["base_wrong"] == 8
+        assert math.isnan(t["right_to_wrong"]) or 0 <= t["right_to_wrong"] <= 1
     # the masked-token diagnostic counts every masked answer token of the last turn once, inside or outside the span
     location = methods["stm@500"]["mask_location"]
     assert location["examples"] == 16
@@ -112,7 +133,8 @@ def test_rerun_skips_everything_and_a_new_seed_trains_only_itself(finished_run, 
     assert trained == [str(run_dir / "models" / "dft" / "seed0")]
     assert resumed == ["latest"]  # its epoch checkpoint was kept and training resumed from it
     trained.clear()
-    results = Experiment(mini_config(tiny_model_dir, seeds=[0, 1], methods=["gt"]), run_dir, progress=False).run()
+    results = Experiment(mini_config(tiny_model_dir, seeds=[0, 1], methods=["gt"], lr_sweep={}), run_dir,
+                         progress=False).run()
     assert trained == [str(run_dir / "models" / "gt" / "seed1")]
     gt = results["methods"]["gt"]
     assert set(gt["seeds"]) == {"0", "1"}

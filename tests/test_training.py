@@ -41,6 +41,33 @@ def test_dft_loss_weights_each_token_by_its_detached_probability():
     assert torch.allclose(logits.grad[0, 0, 0], torch.tensor(-p * (1 - p) / 2), atol=1e-6)
 
 
+def test_eaft_loss_weights_each_token_by_its_normalised_top_k_entropy():
+    from robust_sft.training import normalized_top_k_entropy
+
+    # vocabulary of 3 (< k = 20): the entropy is over all three, divided by log 3
+    probs = torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]]])
+    logits = torch.log(probs)
+    labels = torch.tensor([[IGNORE_INDEX, 0, 1]])
+
+    def entropy(p):
+        return -sum(x * math.log(x) for x in p) / math.log(3)
+
+    # position 0 predicts label 0 from [0.5, 0.25, 0.25]; position 1 predicts label 1 from [0.1, 0.8, 0.1]
+    expected = (-math.log(0.5) * entropy([0.5, 0.25, 0.25]) - math.log(0.8) * entropy([0.1, 0.8, 0.1])) / 2
+    assert torch.allclose(token_loss(logits, labels, "eaft"), torch.tensor(expected), atol=1e-6)
+    # uniform prediction -> weight 1 (plain NLL); a one-hot-like prediction -> weight near 0
+    assert torch.allclose(normalized_top_k_entropy(logits[0, 2:], 20), torch.tensor([1.0]), atol=1e-6)
+    assert normalized_top_k_entropy(torch.tensor([[30.0, 0.0, 0.0]]), 20).item() < 1e-9
+    # only the top k logits count: adding many tiny logits does not change the weight
+    wide = torch.cat([torch.tensor([[2.0, 1.0, 0.0]]), torch.full((1, 50), -1e4)], dim=-1)
+    assert torch.allclose(normalized_top_k_entropy(wide, 3), normalized_top_k_entropy(wide[:, :3], 3), atol=1e-6)
+    # the weight is detached: the gradient is H * d(-log p)
+    logits.requires_grad_(True)
+    token_loss(logits, labels, "eaft").backward()
+    p = 0.5
+    assert torch.allclose(logits.grad[0, 0, 0], torch.tensor(-(1 - p) * entropy([0.5, 0.25, 0.25]) / 2), atol=1e-6)
+
+
 def test_collate_pads_right_and_preserves_labels():
     batch = collate([{"input_ids": np.array([5, 6, 7]), "labels": np.array([-100, 6, -100])},
                      {"input_ids": np.array([8]), "labels": np.array([8])}], pad_id=0)

@@ -29,7 +29,9 @@ from robust_sft.organism.world import TARGET as ORGANISM_TARGET
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "oracle")
+METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle")
+# Token-loss baselines the field ships: trained on GT, every token kept, the loss reweighted (training.token_loss).
+LOSS_METHODS = ("dft", "eaft")
 # Training sets, in report order. "oracle" is the positive control: the target's training answers written in
 # the model's own style (only tasks that can write one, e.g. the organism's), so correct and low-perplexity.
 SOURCES = ("gt", "self_output", "rephrase", "oracle")
@@ -48,6 +50,9 @@ class ExperimentConfig:
     methods: list[str] = field(default_factory=lambda: ["gt", "stm", "self_output", "rephrase"])
     taus: list[float] = field(default_factory=lambda: [2.5])  # STM sweep
     control_tau: float = 2.5  # tau whose per-example mask counts the random/lowest controls copy
+    # Learning-rate control: extra runs of these methods at train.learning_rate x each factor (stm at control_tau),
+    # e.g. {gt: [0.333, 0.1], stm: [0.333, 0.1]}. A smaller step alone forgets less; claim (f) compares them.
+    lr_sweep: dict[str, list[float]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
     train_limit: int | None = None
     validation_limit: int | None = None
@@ -74,6 +79,11 @@ class ExperimentConfig:
             raise ValueError(f"backend must be hf or vllm, not {self.backend!r}")
         if ("stm" in self.methods) and not self.taus:
             raise ValueError("method stm needs at least one tau in `taus`")
+        for method, factors in self.lr_sweep.items():
+            require(method in ("gt", "stm", *LOSS_METHODS, "oracle"),
+                    f"lr_sweep: method {method!r} cannot be swept (gt, stm, dft, eaft, oracle can)")
+            require(isinstance(factors, list) and all(isinstance(f, (int, float)) and 0 < f for f in factors),
+                    f"lr_sweep: {method} needs a list of positive factors, not {factors!r}")
         require(len(set(self.seeds)) == len(self.seeds), f"seeds must be distinct, not {self.seeds}")
         for name in ("train_limit", "validation_limit", "eval_limit", "target_eval_limit"):
             value = getattr(self, name)
@@ -110,6 +120,7 @@ class Variant:
     method: str
     source: str  # one of SOURCES
     train_overrides: tuple = ()  # (key, value) pairs for TrainConfig
+    lr_scale: float = 1.0  # factor on the config's learning rate (the learning-rate control's variants)
 
     @property
     def tau(self) -> float | None:
@@ -128,10 +139,37 @@ def plan_variants(config: ExperimentConfig) -> list[Variant]:
             kind = method.split("_")[1]
             variants.append(Variant(f"{method}@{config.control_tau:g}", method, "gt",
                                     (("mask", kind), ("tau", config.control_tau))))
-        elif method == "dft":
-            variants.append(Variant("dft", "dft", "gt", (("mask", "none"), ("loss", "dft"))))
+        elif method in LOSS_METHODS:
+            variants.append(Variant(method, method, "gt", (("mask", "none"), ("loss", method))))
         else:  # self_output, rephrase, oracle: their own training set, nothing masked
             variants.append(Variant(method, method, method, (("mask", "none"),)))
+    return variants + lr_sweep_variants(config)
+
+
+def lr_sweep_variants(config: ExperimentConfig) -> list[Variant]:
+    """The learning-rate control: each swept method again at train.learning_rate x factor, named by that rate."""
+    from robust_sft.training import TrainConfig
+
+    base_lr = float(config.train.get("learning_rate", TrainConfig.__dataclass_fields__["learning_rate"].default))
+    variants = []
+    for method, factors in config.lr_sweep.items():
+        if method == "stm":
+            name, overrides = f"stm@{config.control_tau:g}", (("mask", "threshold"), ("tau", config.control_tau))
+        elif method in LOSS_METHODS:
+            name, overrides = method, (("mask", "none"), ("loss", method))
+        else:
+            name, overrides = method, (("mask", "none"),)
+        source = "oracle" if method == "oracle" else "gt"
+        for factor in factors:
+            if factor == 1:
+                continue  # the method's own variant at the config's rate
+            lr = base_lr * factor
+            variants.append(Variant(f"{name}_lr{lr:.0e}", method, source,
+                                    overrides + (("learning_rate", lr),), lr_scale=float(factor)))
+    names = [v.name for v in variants]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"lr_sweep: factors give the same learning rate twice ({', '.join(duplicated)})")
     return variants
 
 

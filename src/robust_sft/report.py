@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robust_sft.artifacts import atomic_path, write_json, write_text
+from robust_sft.artifacts import atomic_path, read_text, write_json, write_text
 from robust_sft.metrics import backward_transfer, mean_std, target_improvement
 
 # The positive control's forgetting tolerance: its BWT may dip this many points below 0 and still count as
@@ -47,6 +47,30 @@ def policy_mask_location(scores, result, task, tokenizer) -> dict | None:
     return mask_location(scores, keeps, task, tokenizer)
 
 
+def item_correctness(eval_dir: Path, task: str) -> dict[str, bool]:
+    """Per test item of a task: whether the evaluated model got it right (from the evaluation's sample log)."""
+    from robust_sft.evaluation import task_file_name
+
+    path = eval_dir / f"{task_file_name(task)}.jsonl"
+    rows = [json.loads(line) for line in read_text(path).splitlines() if line.strip()]
+    return {row["id"]: bool(row["correct"]) for row in rows}
+
+
+def sample_transitions(before: dict[str, bool], after: dict[str, bool]) -> dict:
+    """Sample-wise forgetting: the share of items right before that are wrong after, and the reverse.
+
+    Accuracy alone hides items lost and regained; these two shares show both (NaN when a side is empty).
+    """
+    common = before.keys() & after.keys()
+    right = [i for i in common if before[i]]
+    wrong = [i for i in common if not before[i]]
+    lost = sum(not after[i] for i in right)
+    gained = sum(after[i] for i in wrong)
+    return {"right_to_wrong": lost / len(right) if right else float("nan"),
+            "wrong_to_right": gained / len(wrong) if wrong else float("nan"),
+            "base_right": len(right), "base_wrong": len(wrong)}
+
+
 def collect_results(exp, costs: dict[str, float]) -> dict:
     """The results.json document (schema in the README)."""
     from robust_sft.masking import MaskPolicy, apply_policy
@@ -58,6 +82,7 @@ def collect_results(exp, costs: dict[str, float]) -> dict:
     others = [t for t in exp.tasks if t != config.target]
     tokenizer = functools.cache(lambda: load_tokenizer(exp.base))
     base = _accuracies(exp.dir / "eval" / "base")
+    base_items = {t: item_correctness(exp.dir / "eval" / "base", t) for t in others}
     scores = {s: load_scores(exp.scores_path(s)) for s in exp.sources}
     data = {}
     for source, sc in scores.items():
@@ -85,6 +110,8 @@ def collect_results(exp, costs: dict[str, float]) -> dict:
                 "bwt": backward_transfer(base, after, others),
                 "best_checkpoint": train_summary.get("best_checkpoint"),
                 "train_loss": train_summary.get("train_loss"),
+                "transitions": {t: sample_transitions(base_items[t], item_correctness(exp.eval_dir(variant, seed), t))
+                                for t in others},
             }
         policy = {**exp.config.train, **dict(variant.train_overrides)}
         mask_policy = MaskPolicy(
@@ -101,6 +128,8 @@ def collect_results(exp, costs: dict[str, float]) -> dict:
             "source": variant.source,
             "tau": variant.tau,
             "loss": policy.get("loss", "nll"),
+            "learning_rate": policy.get("learning_rate"),
+            "lr_scale": variant.lr_scale,
             "masked_fraction": summary0["mask_report"]["masked_fraction"],
             "trained_tokens": summary0["trained_tokens"],
             "train_examples": summary0["n_train_examples"],
@@ -109,6 +138,7 @@ def collect_results(exp, costs: dict[str, float]) -> dict:
             "mask_location": location,
             "seeds": seeds,
             **_aggregate(seeds, exp.tasks),
+            "transitions": _mean_transitions(seeds, others),
         }
     results = {
         "schema": "robust-sft/results/v1",
@@ -136,12 +166,20 @@ def _aggregate(seeds: dict, tasks: list[str]) -> dict:
     return out
 
 
+def _mean_transitions(seeds: dict, others: list[str]) -> dict:
+    """Per other task, the seed means of the right->wrong and wrong->right shares."""
+    return {t: {k: float(np.mean([s["transitions"][t][k] for s in seeds.values()]))
+                for k in ("right_to_wrong", "wrong_to_right")} for t in others}
+
+
 # --------------------------------------------------------------------------------------------- claims
 
 
 def judge_claims(results: dict) -> list[dict]:
     """The paper's claims, each held / not held / not tested, with the numbers and the criterion used."""
-    data, methods = results["data"], results["methods"]
+    data, swept = results["data"], results["methods"]
+    # Claims (a)-(e) compare methods at the config's learning rate; the learning-rate control is claim (f)'s.
+    methods = {n: m for n, m in swept.items() if m.get("lr_scale", 1.0) == 1.0}
 
     def stat(name, metric):
         m = methods[name]
@@ -223,7 +261,31 @@ def judge_claims(results: dict) -> list[dict]:
         add("e", "The best tau masks roughly a fifth of the tokens", "best BWT + TI at a masked share in 10-35 %",
             0.10 <= frac <= 0.35, f"best tau {methods[best]['tau']:g} masks {100 * frac:.1f} % "
             f"(BWT {methods[best]['mean']['bwt']:+.1f}, TI {methods[best]['mean']['ti']:+.1f})")
+    add_lr_control_claim(add, swept, stm)
     return claims
+
+
+def add_lr_control_claim(add, methods: dict, stm: str | None) -> None:
+    """(f): a smaller learning rate alone also forgets less; STM must not be dominated by some GT rate."""
+    statement = "STM is not dominated by GT at a smaller learning rate (the learning-rate control)"
+    criterion = "no GT point has both a higher mean TI and a higher mean BWT than STM's best point (best TI + BWT)"
+    gt_points = [n for n, m in methods.items() if m["method"] == "gt"]
+    stm_points = [n for n, m in methods.items() if stm and m["method"] == "stm" and m["tau"] == methods[stm]["tau"]]
+    if len(gt_points) < 2 or not stm_points:
+        add("f", statement, criterion, None, "needs gt at two or more learning rates and stm (lr_sweep)")
+        return
+
+    def point(n):
+        return methods[n]["mean"]["ti"], methods[n]["mean"]["bwt"]
+
+    best = max(stm_points, key=lambda n: sum(point(n)))
+    dominating = [n for n in gt_points if point(n)[0] > point(best)[0] and point(n)[1] > point(best)[1]]
+    lr = methods[best].get("learning_rate")
+    evidence = (f"STM's best: {best}" + (f" (lr {lr:.0e})" if lr else "") + f" TI {point(best)[0]:+.1f}, "
+                f"BWT {point(best)[1]:+.1f}; " + "; ".join(f"{n}: TI {point(n)[0]:+.1f}, BWT {point(n)[1]:+.1f}"
+                                                         for n in gt_points)
+                + (f"; dominated by {', '.join(dominating)}" if dominating else ""))
+    add("f", statement, criterion, not dominating, evidence)
 
 
 def _stm_at(methods: dict, tau: float) -> str | None:
@@ -268,6 +330,15 @@ def render_markdown(results: dict) -> str:
               "| base | " + " | ".join(f"{a:.3f}" for a in base.values()) + " |"]
     for name, m in methods.items():
         lines.append(f"| {name} | " + " | ".join(f"{m['mean']['accuracies'][t]:.3f}" for t in base) + " |")
+    others = results["others"]
+    lines += ["", "## Sample-wise forgetting on the other tasks (mean over seeds)", "",
+              "Per task: % of the items the base model got right that are wrong after fine-tuning (lost) / % of the "
+              "items it got wrong that are right after (gained). Accuracy alone hides items lost and regained.", "",
+              "| method | " + " | ".join(f"{t} lost / gained" for t in others) + " |", "|---" * (len(others) + 1) + "|"]
+    for name, m in methods.items():
+        cells = [f"{100 * m['transitions'][t]['right_to_wrong']:.1f} / {100 * m['transitions'][t]['wrong_to_right']:.1f}"
+                 for t in others]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     located = {n: m["mask_location"] for n, m in methods.items() if m.get("mask_location")}
     if located:
         lines += ["", "## Where the masks fall: the answer the checker reads, or the prose around it", "",
@@ -282,8 +353,9 @@ def render_markdown(results: dict) -> str:
               "|---|---|---|---|"]
     for c in results["claims"]:
         lines.append(f"| ({c['id']}) {c['claim']} | {c['criterion']} | **{c['status']}** | {c['evidence']} |")
-    lines += ["", "Figures: `figures/ti_vs_bwt.png`, `figures/ppl_vs_bwt.png`, `figures/tau_sweep.png`, "
-              "`figures/token_ppl_hist.png`.", ""]
+    figures = ["ti_vs_bwt", "ppl_vs_bwt", "tau_sweep", "token_ppl_hist"] + (["lr_control"] if has_lr_sweep(results)
+                                                                              else [])
+    lines += ["", "Figures: " + ", ".join(f"`figures/{f}.png`" for f in figures) + ".", ""]
     return "\n".join(lines)
 
 
@@ -406,6 +478,57 @@ def plot_ti_vs_bwt(results: dict, path: Path) -> None:
     _savefig(fig, path)
 
 
+def has_lr_sweep(results: dict) -> bool:
+    return any(m.get("lr_scale", 1.0) != 1.0 for m in results["methods"].values())
+
+
+def lr_control_series(results: dict) -> dict[str, list[dict]]:
+    """Per swept method (gt, stm@tau, ...), its variants ordered by learning rate: the learning-rate control."""
+    methods = results["methods"]
+    series = {}
+    for name, m in methods.items():
+        if m.get("lr_scale", 1.0) != 1.0:
+            family = name.rsplit("_lr", 1)[0]
+            series.setdefault(family, [])
+            series[family].append({"name": name, **m})
+    for family in series:
+        if family in methods:
+            series[family].append({"name": family, **methods[family]})
+        series[family].sort(key=lambda m: m["learning_rate"] or 0)
+    return series
+
+
+def plot_lr_control(results: dict, path: Path, title: str = "") -> None:
+    """TI against BWT per (method, learning rate), seed error bars; the oracle at the config's rate for reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    labels = []
+    for family, points in lr_control_series(results).items():
+        bwt = [p["mean"]["bwt"] for p in points]
+        ti = [p["mean"]["ti"] for p in points]
+        ax.errorbar(bwt, ti, xerr=[p["std"]["bwt"] for p in points], yerr=[p["std"]["ti"] for p in points],
+                    fmt="o-", capsize=3, label=family)
+        labels += [(b, t, f"{p['learning_rate']:.0e}") for b, t, p in zip(bwt, ti, points) if p["learning_rate"]]
+    if "oracle" in results["methods"]:
+        o = results["methods"]["oracle"]
+        ax.errorbar(o["mean"]["bwt"], o["mean"]["ti"], xerr=o["std"]["bwt"], yerr=o["std"]["ti"], fmt="*",
+                    markersize=12, capsize=3, color="black", label="oracle")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("BWT on the other tasks (%)  (right = forgets less)")
+    ax.set_ylabel("TI on the target task (%)  (up = learns more)")
+    ax.set_title(title or "Learning-rate control: each point a (method, learning rate), mean ± std over seeds")
+    ax.legend(fontsize=8, loc="best")
+    ax.margins(0.12)
+    fig.tight_layout()
+    place_labels(ax, labels, fontsize=7)
+    _savefig(fig, path)
+
+
 def plot_tau_sweep(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -443,9 +566,13 @@ def write_report(exp, costs: dict[str, float]) -> dict:
 
     results = collect_results(exp, costs)
     figures = exp.dir / "figures"
-    plot_ti_vs_bwt(results, figures / "ti_vs_bwt.png")
-    plot_ppl_vs_bwt(results, figures / "ppl_vs_bwt.png")
-    plot_tau_sweep(results, figures / "tau_sweep.png")
+    at_config_rate = {**results, "methods": {n: m for n, m in results["methods"].items()
+                                             if m.get("lr_scale", 1.0) == 1.0}}
+    plot_ti_vs_bwt(at_config_rate, figures / "ti_vs_bwt.png")
+    plot_ppl_vs_bwt(at_config_rate, figures / "ppl_vs_bwt.png")
+    plot_tau_sweep(at_config_rate, figures / "tau_sweep.png")
+    if has_lr_sweep(results):
+        plot_lr_control(results, figures / "lr_control.png")
     plot_histogram({SOURCE_LABELS[s]: load_scores(exp.scores_path(s)) for s in exp.sources},
                    figures / "token_ppl_hist.png")
     write_json(exp.dir / "results.json", results)

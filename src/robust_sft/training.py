@@ -24,7 +24,8 @@ from robust_sft.masking import IGNORE_INDEX, MaskPolicy, apply_policy
 logger = logging.getLogger(__name__)
 
 FINETUNING = ("lora", "dora", "full")
-LOSSES = ("nll", "dft")
+LOSSES = ("nll", "dft", "eaft")
+EAFT_TOP_K = 20  # logits whose entropy approximates the full distribution's (as axolotl and LLaMA-Factory do)
 
 
 @dataclass
@@ -56,7 +57,11 @@ class TrainConfig:
     target_modules: str = field(
         default="all-linear", metadata={"help": "Modules to adapt: all-linear, or a comma-separated list of names."}
     )
-    loss: str = field(default="nll", metadata={"help": "nll: mean NLL over trained tokens; dft: NLL x detached p."})
+    loss: str = field(
+        default="nll",
+        metadata={"help": "nll: mean NLL over trained tokens; dft: NLL x detached p (Dynamic Fine-Tuning); eaft: NLL "
+                  "x the detached, normalised top-20 entropy of the model's prediction (Entropy-Aware Fine-Tuning)."},
+    )
     learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate (the paper: 2e-5 LoRA, 2e-6 full)."})
     num_train_epochs: float = field(default=3, metadata={"help": "Epochs."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
@@ -196,6 +201,10 @@ def token_loss(logits, labels, kind: str = "nll", num_items_in_batch=None):
 
     nll: the usual token cross-entropy. dft: cross-entropy times the token's detached probability
     (Dynamic Fine-Tuning), which down-weights tokens the model finds unlikely, a soft cousin of STM.
+    eaft: cross-entropy times the detached entropy of the model's top-k prediction divided by log k, so in
+    [0, 1] (Entropy-Aware Fine-Tuning): a confident prediction that the label contradicts (low entropy, high
+    loss) is down-weighted, an uncertain one trained fully. (axolotl's and LLaMA-Factory's EAFT use the raw
+    top-20 entropy, up to log 20 = 3.0; dividing by log k keeps the learning rate's meaning.)
     Normalised by `num_items_in_batch` when the Trainer provides it (exact under gradient accumulation).
     """
     import torch
@@ -208,10 +217,25 @@ def token_loss(logits, labels, kind: str = "nll", num_items_in_batch=None):
         per_token = -log_probs
     elif kind == "dft":
         per_token = -log_probs * log_probs.detach().exp()
+    elif kind == "eaft":
+        per_token = -log_probs * normalized_top_k_entropy(rows.detach(), EAFT_TOP_K)
     else:
         raise ValueError(f"unknown loss {kind!r}")
     denominator = num_items_in_batch if num_items_in_batch is not None else selected.sum().clamp(min=1)
     return per_token.sum() / denominator
+
+
+def normalized_top_k_entropy(logits, k: int):
+    """Entropy of the softmax over each row's k largest logits, divided by log k (1 = uniform over k)."""
+    import math
+
+    import torch
+
+    k = min(k, logits.shape[-1])
+    if k < 2:
+        return torch.zeros(logits.shape[:-1], dtype=logits.dtype, device=logits.device)
+    log_p = torch.log_softmax(torch.topk(logits, k, dim=-1).values, dim=-1)
+    return -(log_p.exp() * log_p).sum(-1) / math.log(k)
 
 
 # --------------------------------------------------------------------------------------------- model
