@@ -24,6 +24,7 @@ VERBS = {
     "run": "Run an experiment from a YAML config (cached, resumable stages; --dry_run prints the plan).",
     "demo": "Run the paper's experiment on the embedded model organism (no download needed).",
     "report": "Rebuild report.md, report.html and the figures of a run from its directory alone.",
+    "analyze": "Why does it forget? Weight-update norm and effective rank, KL to the base, loss curves vs BWT.",
     "organism": "Build the model organism's base model (`organism build`; --ship puts it in the package).",
 }
 
@@ -68,6 +69,16 @@ class ReportConfig:
     """Options of `robust-sft report RUN_DIR`."""
 
     run_dir: str = field(metadata={"help": "Directory of a run (`robust-sft run` / `demo`)."})
+
+
+@dataclass
+class AnalyzeConfig:
+    """Options of `robust-sft analyze RUN_DIR`."""
+
+    run_dir: str = field(metadata={"help": "Directory of a run (`robust-sft run` / `demo`)."})
+    kl_limit: int | None = field(
+        default=None, metadata={"help": "KL to the base on the first N GT training examples (default: all)."})
+    out: str | None = field(default=None, metadata={"help": "Where to write analysis.json (default: RUN_DIR)."})
 
 
 @dataclass
@@ -272,6 +283,19 @@ def cmd_report(argv: list[str]) -> None:
     print(f"wrote {run_dir / 'report.md'}, {run_dir / 'report.html'}  ({len(results['methods'])} methods)")
 
 
+def cmd_analyze(argv: list[str]) -> None:
+    from robust_sft.analysis import analyze_run
+
+    config = _parse(AnalyzeConfig, argv, "analyze", positional="run_dir")
+    analysis = analyze_run(config.run_dir, kl_limit=config.kl_limit, out=config.out)
+    units = sum(len(m["seeds"]) for m in analysis["methods"].values())
+    print(f"wrote {config.out or Path(config.run_dir) / 'analysis.json'} ({units} units, "
+          f"{analysis['computed_units']} computed now) and {Path(config.run_dir) / 'figures'}/")
+    for measure, c in analysis["correlations"].items():
+        rho = "n/a" if c["rho"] is None else f"{c['rho']:+.2f}"
+        print(f"  Spearman rho(BWT, {measure}) = {rho}  (n = {c['n']})")
+
+
 def cmd_mask(argv: list[str]) -> None:
     from robust_sft.masking import MaskPolicy
     from robust_sft.masked_data import write_masked
@@ -379,7 +403,7 @@ def cmd_organism(argv: list[str]) -> None:
 
 COMMANDS = {"score": cmd_score, "import-scores": cmd_import_scores, "stats": cmd_stats, "inspect": cmd_inspect,
             "mask": cmd_mask, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "run": cmd_run,
-            "demo": cmd_demo, "report": cmd_report, "organism": cmd_organism}
+            "demo": cmd_demo, "report": cmd_report, "analyze": cmd_analyze, "organism": cmd_organism}
 
 
 def _usage() -> str:

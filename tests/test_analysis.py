@@ -1,0 +1,265 @@
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import tests.fake_tasks  # noqa: F401  (registers the test tasks)
+from robust_sft.analysis import (
+    adapter_deltas,
+    analyze_run,
+    average_ranks,
+    effective_rank,
+    final_train_loss,
+    full_deltas,
+    kl_rows,
+    kl_to_base,
+    layer_index,
+    low_rank_singular_values,
+    spearman,
+    summarize_matrices,
+)
+from robust_sft.experiment import Experiment
+from tests.test_experiment import mini_config
+
+# --------------------------------------------------------------------------------------------- the maths
+
+
+def test_effective_rank_of_rank_one_orthogonal_and_zero_matrices():
+    torch.manual_seed(0)
+    rank_one = torch.randn(7, 1) @ torch.randn(1, 5)
+    assert effective_rank(torch.linalg.svdvals(rank_one)) == pytest.approx(1.0, abs=1e-5)
+    orthogonal, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))
+    assert effective_rank(torch.linalg.svdvals(orthogonal)) == pytest.approx(6.0, rel=1e-9)
+    assert effective_rank(np.zeros(4)) == 0.0
+    # two equal singular values and one of zero: exactly 2
+    assert effective_rank([3.0, 3.0, 0.0]) == pytest.approx(2.0)
+
+
+def test_low_rank_singular_values_equal_the_dense_svd():
+    torch.manual_seed(1)
+    lora_a, lora_b = torch.randn(4, 40), torch.randn(24, 4)
+    ours = low_rank_singular_values(lora_a, lora_b, 0.5)
+    dense = torch.linalg.svdvals(0.5 * lora_b.double() @ lora_a.double())
+    assert torch.allclose(ours, dense[:4], rtol=1e-10)
+    assert effective_rank(ours) == pytest.approx(effective_rank(dense), rel=1e-9)
+
+
+def test_average_ranks_share_ties_and_spearman_matches_scipy():
+    assert average_ranks([10, 20, 20, 30]).tolist() == [1, 2.5, 2.5, 4]
+    assert average_ranks([3, 1, 3, 3]).tolist() == [3, 1, 3, 3]
+    assert spearman([1, 2, 3, 4], [10, 20, 25, 100]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2], [1, 2]) is None  # too few
+    assert spearman([1, 1, 1], [1, 2, 3]) is None  # constant: undefined
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 5, 30), rng.integers(0, 5, 30)  # many ties
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+
+
+def test_kl_rows_is_zero_for_equal_logits_and_matches_a_direct_sum():
+    logits_p, logits_q = torch.tensor([[1.0, 2.0, 0.5]]), torch.tensor([[0.0, 1.0, 3.0]])
+    assert kl_rows(logits_p, logits_p).abs().max() < 1e-7
+    p, q = torch.softmax(logits_p, -1)[0], torch.softmax(logits_q, -1)[0]
+    assert kl_rows(logits_p, logits_q)[0].item() == pytest.approx(float((p * (p / q).log()).sum()), rel=1e-6)
+
+
+def test_layer_sums_are_root_sum_of_squares():
+    matrices = {"model.layers.0.a.weight": {"norm": 3.0, "effective_rank": 1.0},
+                "model.layers.0.b.weight": {"norm": 4.0, "effective_rank": 3.0},
+                "model.layers.2.a.weight": {"norm": 1.0, "effective_rank": 2.0},
+                "lm_head.weight": {"norm": 2.0, "effective_rank": 5.0}}
+    summary = summarize_matrices(matrices)
+    assert summary["delta_norm_per_layer"] == [5.0, 0.0, 1.0]
+    assert summary["delta_norm_outside_layers"] == 2.0
+    assert summary["delta_norm_total"] == pytest.approx(math.sqrt(9 + 16 + 1 + 4))
+    assert summary["effective_rank_mean"] == pytest.approx(11 / 4)
+    assert summary["effective_rank_weighted"] == pytest.approx((3 + 12 + 2 + 10) / 10)
+    assert layer_index("base.model.layers.11.mlp.up_proj.weight") == 11 and layer_index("lm_head.weight") is None
+
+
+def test_final_train_loss_is_taken_at_the_selected_step():
+    curve = [{"step": 1, "loss": 3.0}, {"step": 3, "loss": 2.0}, {"step": 6, "loss": 1.0}]
+    assert final_train_loss(curve, None) == 1.0
+    assert final_train_loss(curve, 3) == 2.0
+    assert final_train_loss([], None) is None
+
+
+# --------------------------------------------------------------------------------------------- delta-W from files
+
+
+def _base_state(model_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
+
+
+@pytest.mark.parametrize("dora", [False, True])
+def test_adapter_deltas_equal_merge_and_unload(tiny_model_dir, tmp_path, dora):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", use_dora=dora))
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name or "magnitude" in name:  # a fresh B is zero: give the update some size
+                param += 0.1 * torch.randn_like(param)
+    model.save_pretrained(tmp_path / "adapter")
+    ours = adapter_deltas(tmp_path / "adapter", tiny_model_dir)
+    merged, base = model.merge_and_unload().state_dict(), _base_state(tiny_model_dir)
+    assert len(ours) == 14  # 7 linear layers x 2 transformer layers
+    for name, entry in ours.items():
+        dense = (merged[name] - base[name]).double()
+        assert entry["norm"] == pytest.approx(dense.norm().item(), rel=1e-5), name
+        assert entry["effective_rank"] == pytest.approx(effective_rank(torch.linalg.svdvals(dense)), rel=1e-4), name
+        assert entry["shape"] == list(dense.shape)
+        if not dora:
+            assert entry["effective_rank"] <= 4 + 1e-9
+
+
+def test_full_deltas_equal_the_state_dict_difference(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for param in model.parameters():
+            param += 0.01 * torch.randn_like(param)
+    model.save_pretrained(tmp_path / "tuned")
+    ours, left_out = full_deltas(tmp_path / "tuned", tiny_model_dir)
+    tuned, base = model.state_dict(), _base_state(tiny_model_dir)
+    matrices = {k for k, v in base.items() if v.ndim == 2}
+    assert set(ours) == matrices and {"model.embed_tokens.weight", "lm_head.weight"} <= matrices
+    assert set(left_out) == set(base) - matrices  # the 1-D norm weights
+    for name, entry in ours.items():
+        dense = tuned[name] - base[name]
+        assert entry["norm"] == pytest.approx(dense.norm().item(), rel=1e-5), name
+        assert entry["effective_rank"] == pytest.approx(effective_rank(torch.linalg.svdvals(dense)), rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------- KL
+
+
+def test_kl_is_zero_for_a_fresh_adapter_and_positive_after_training(tiny_model_dir, scores_path, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from robust_sft.training import TrainConfig, train
+
+    fresh = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    fresh.save_pretrained(tmp_path / "fresh")
+    untrained = kl_to_base(tmp_path / "fresh", tiny_model_dir, scores_path, progress=False)
+    assert untrained["kl_tokens"] > 100 and untrained["kl_examples"] == 24
+    assert abs(untrained["kl_to_base"]) < 1e-6
+
+    final = train(TrainConfig(model=tiny_model_dir, data=scores_path, output_dir=str(tmp_path / "trained"),
+                              mask="none", max_steps=3, learning_rate=1e-2, per_device_train_batch_size=8,
+                              progress=False))
+    trained = kl_to_base(final, tiny_model_dir, scores_path, limit=5, progress=False)
+    assert trained["kl_examples"] == 5 and trained["kl_to_base"] > 1e-4
+    assert trained == pytest.approx(_brute_force_kl(final, tiny_model_dir, scores_path, 5))
+
+
+def _brute_force_kl(adapter, base_dir, scores_path, limit):
+    """The same mean KL from two separately loaded models' full logits, one example at a time."""
+    from robust_sft.masking import IGNORE_INDEX, MaskPolicy
+    from robust_sft.modeling import load_model
+    from robust_sft.training import load_training_data
+
+    tuned, base = load_model(base_dir, adapter=str(adapter), device="cpu"), load_model(base_dir, device="cpu")
+    data = load_training_data(scores_path, MaskPolicy(kind="none"))
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for ids, labels in list(zip(data.input_ids, data.labels))[:limit]:
+            ids = torch.as_tensor(ids)[None]
+            trained = torch.as_tensor(labels[1:] != IGNORE_INDEX)  # position t predicts token t + 1
+            p, q = tuned(input_ids=ids).logits[0, :-1][trained], base(input_ids=ids).logits[0, :-1][trained]
+            total += float(kl_rows(p, q).sum())
+            tokens += int(trained.sum())
+    return {"kl_to_base": total / tokens, "kl_tokens": tokens, "kl_examples": limit}
+
+
+# --------------------------------------------------------------------------------------------- a whole run
+
+
+class LoraAndFullExperiment(Experiment):
+    """A run whose gt variant trains a LoRA adapter and whose oracle variant fine-tunes every weight."""
+
+    def train_options(self, variant, seed):
+        options = super().train_options(variant, seed)
+        return {**options, "finetuning": "full"} if variant.name == "oracle" else options
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory, tiny_model_dir):
+    run_dir = tmp_path_factory.mktemp("run")
+    config = mini_config(tiny_model_dir, methods=["gt", "oracle"], train={
+        "max_steps": 2, "num_train_epochs": 1, "per_device_train_batch_size": 8, "learning_rate": 1e-3,
+        "logging_steps": 1})
+    LoraAndFullExperiment(config, run_dir, progress=False).run()
+    return run_dir
+
+
+def test_analyze_cli_measures_lora_and_full_units_and_a_second_call_recomputes_nothing(mixed_run, capsys):
+    from robust_sft.cli import main
+
+    assert main(["analyze", str(mixed_run)]) == 0
+    assert "rho(BWT, kl_to_base)" in capsys.readouterr().out
+    analysis = json.loads((mixed_run / "analysis.json").read_text())
+    results = json.loads((mixed_run / "results.json").read_text())
+    assert analysis["computed_units"] == 2
+    lora, full = analysis["methods"]["gt"]["seeds"]["0"], analysis["methods"]["oracle"]["seeds"]["0"]
+    assert (lora["finetuning"], full["finetuning"]) == ("lora", "full")
+    assert "lm_head.weight" in full["matrices"] and "lm_head.weight" not in lora["matrices"]
+    for row, variant in ((lora, "gt"), (full, "oracle")):
+        assert row["delta_norm_total"] > 0 and len(row["delta_norm_per_layer"]) == 2
+        assert row["kl_to_base"] > 0 and row["kl_examples"] == 16
+        assert row["effective_rank_mean"] >= 1 and row["effective_rank_weighted"] >= 1
+        assert [r["step"] for r in row["loss_curve"]] == [1, 2] and row["final_train_loss"] == row["loss_curve"][-1]["loss"]
+        assert row["bwt"] == results["methods"][variant]["seeds"]["0"]["bwt"]
+        assert row["ti"] == results["methods"][variant]["seeds"]["0"]["ti"]
+    # the final/ model the evaluation used is the one measured: its tensors against the base's
+    tuned = _base_state(str(mixed_run / "models" / "oracle" / "seed0" / "final"))
+    base = _base_state(full["base_model"])
+    name = "model.layers.1.mlp.down_proj.weight"
+    assert full["matrices"][name]["norm"] == pytest.approx((tuned[name] - base[name]).norm().item(), rel=1e-5)
+    assert set(analysis["correlations"]) == {"delta_norm_total", "effective_rank_mean", "kl_to_base",
+                                             "final_train_loss"}
+    assert all(c["n"] == 2 for c in analysis["correlations"].values())  # two units: too few for a rho
+    for figure in ("mechanism_scatter", "delta_norm_per_layer", "loss_curves"):
+        assert (mixed_run / "figures" / f"{figure}.png").stat().st_size > 1000
+
+    cached = {p: p.stat().st_mtime_ns for p in (mixed_run / "analysis").rglob("*.json")}
+    assert len(cached) == 2
+    assert main(["analyze", str(mixed_run)]) == 0
+    again = json.loads((mixed_run / "analysis.json").read_text())
+    assert again["computed_units"] == 0
+    assert {p: p.stat().st_mtime_ns for p in cached} == cached
+    assert again["methods"] == analysis["methods"]
+
+    # another KL subset is another analysis: both units again, on the first 4 examples
+    limited = analyze_run(mixed_run, kl_limit=4, progress=False, out=mixed_run / "analysis_kl4.json")
+    assert limited["computed_units"] == 2
+    assert limited["methods"]["gt"]["seeds"]["0"]["kl_examples"] == 4
+
+
+def test_a_run_without_results_still_analyses(mixed_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(mixed_run, copy, ignore=shutil.ignore_patterns("results.json", "analysis*"))
+    analysis = analyze_run(copy, kl_limit=2, progress=False)
+    rows = [row for m in analysis["methods"].values() for row in m["seeds"].values()]
+    assert len(rows) == 2 and all("bwt" not in row and "ti" not in row for row in rows)
+    assert all(row["delta_norm_total"] > 0 for row in rows)
+    assert all(c == {"rho": None, "n": 0} for c in analysis["correlations"].values())
+    assert (copy / "figures" / "mechanism_scatter.png").exists()
+
+
+def test_a_run_dir_without_models_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no models/ directory"):
+        analyze_run(tmp_path, progress=False)
