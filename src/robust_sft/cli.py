@@ -24,6 +24,7 @@ VERBS = {
     "run": "Run an experiment from a YAML config (cached, resumable stages; --dry_run prints the plan).",
     "demo": "Run the paper's experiment on the embedded model organism (no download needed).",
     "report": "Rebuild report.md, report.html and the figures of a run from its directory alone.",
+    "study": "The paper's claims across organism worlds and fine-tuning modes, with controls (configs/study/).",
     "analyze": "Why does it forget? Weight-update norm and effective rank, KL to the base, loss curves vs BWT.",
     "organism": "Build the model organism's base model (`organism build`; --ship puts it in the package).",
 }
@@ -180,6 +181,17 @@ class RunConfig:
     config: str = field(metadata={"help": "Experiment YAML (src/robust_sft/configs/demo.yaml documents every option)."})
     out: str | None = field(default=None, metadata={"help": "Run directory (default: runs/<name>)."})
     dry_run: bool = field(default=False, metadata={"help": "Validate the config and print the plan; load nothing."})
+
+
+@dataclass
+class StudyCommandConfig:
+    """Options of `robust-sft study CONFIG.yaml`."""
+
+    config: str = field(metadata={"help": "Study YAML (configs/study/study.yaml documents every option)."})
+    out: str | None = field(default=None, metadata={"help": "Study directory (default: runs/<name>); re-running resumes."})
+    docs: str | None = field(default=None, metadata={"help": "Also copy the summary, figures and each run's report, "
+                                                             "results and analysis (no models) here."})
+    dry_run: bool = field(default=False, metadata={"help": "Validate the config and print the settings; load nothing."})
 
 
 @dataclass
@@ -384,6 +396,24 @@ def cmd_run(argv: list[str]) -> None:
     print(f"results: {experiment.dir / 'results.json'}  ({len(results['methods'])} methods)")
 
 
+def cmd_study(argv: list[str]) -> None:
+    from robust_sft.study import describe_study, load_study_config, publish, run_study
+
+    config = _parse(StudyCommandConfig, argv, "study", positional="config")
+    try:
+        study_config = load_study_config(config.config)
+    except ValueError as err:
+        raise ValueError(f"{config.config}: {err}") from err
+    out = config.out or f"runs/{study_config.name}"
+    if config.dry_run:
+        print(describe_study(study_config, out))
+        return
+    run_study(study_config, out)
+    print((Path(out) / "study.md").read_text())
+    if config.docs:
+        print(f"published: {publish(out, config.docs)}")
+
+
 def cmd_demo(argv: list[str]) -> None:
     from robust_sft.demo import run_demo
 
@@ -403,7 +433,7 @@ def cmd_organism(argv: list[str]) -> None:
 
 COMMANDS = {"score": cmd_score, "import-scores": cmd_import_scores, "stats": cmd_stats, "inspect": cmd_inspect,
             "mask": cmd_mask, "train": cmd_train, "generate": cmd_generate, "evaluate": cmd_evaluate, "run": cmd_run,
-            "demo": cmd_demo, "report": cmd_report, "analyze": cmd_analyze, "organism": cmd_organism}
+            "demo": cmd_demo, "study": cmd_study, "report": cmd_report, "analyze": cmd_analyze, "organism": cmd_organism}
 
 
 def _usage() -> str:

@@ -44,6 +44,9 @@ class StudyConfig:
     # ExperimentConfig fields that turn `experiment` into the learning-rate control (world = the first world);
     # empty: no separate control run.
     lr_control: dict = field(default_factory=dict)
+    # Target training examples the mechanism analysis measures KL on (None: all). On the demo's GT model, 100 of
+    # the 400 gave KL 0.768 against 0.765 from all 400, in 1.8 s instead of 4.8 s.
+    kl_limit: int | None = 100
 
     def __post_init__(self) -> None:
         from robust_sft.config_types import coerce_fields, require
@@ -60,12 +63,19 @@ class StudyConfig:
                     f"modes.{mode}.grid: every option needs a non-empty list of values")
         for key in ("name", "organism_seed"):
             require(key not in self.experiment, f"experiment.{key} is set per setting by the study")
-        # Every setting's ExperimentConfig is built (and checked) now, before anything runs.
+        # Every setting's experiment is built (its tasks and train options checked) now, before anything runs.
         for mode in self.modes:
             for point in grid_points(self.modes[mode]):
-                ExperimentConfig(**self.setting_options(self.worlds[0], mode, point))
+                try:
+                    Experiment(ExperimentConfig(**self.setting_options(self.worlds[0], mode, point)), "-",
+                               progress=False)
+                except ValueError as err:
+                    raise ValueError(f"modes.{mode} {point_name(mode, point)}: {err}") from None
         if self.lr_control:
-            ExperimentConfig(**self.lr_control_options())
+            try:
+                Experiment(ExperimentConfig(**self.lr_control_options()), "-", progress=False)
+            except ValueError as err:
+                raise ValueError(f"lr_control: {err}") from None
 
     def setting_options(self, world: int, mode: str, chosen: dict) -> dict:
         spec = self.modes[mode]
@@ -209,9 +219,28 @@ class Study:
     # ------------------------------------------------------------------ analyze
 
     def analyze(self, run_dirs: list[str]) -> dict[str, dict]:
+        """analyze_run on every run, `experiment.workers` runs at a time (each in its own process)."""
         from robust_sft.analysis import analyze_run
 
-        return {d: analyze_run(d, progress=self.progress) for d in run_dirs}
+        workers = min(int(self.config.experiment.get("workers", 1)), len(run_dirs))
+        if workers <= 1:
+            return {d: analyze_run(d, kl_limit=self.config.kl_limit, progress=self.progress) for d in run_dirs}
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_set_threads, initargs=(threads,)) as pool:
+            analyses = pool.map(analyze_run, run_dirs, [self.config.kl_limit] * len(run_dirs),
+                                [False] * len(run_dirs))
+            return dict(zip(run_dirs, analyses))
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------------- summary
@@ -463,6 +492,31 @@ def publish(study_dir: str | Path, docs: str | Path) -> Path:
                 shutil.copy2(Path(run_dir) / item, target / item)
         shutil.copytree(Path(run_dir) / "figures", target / "figures", dirs_exist_ok=True)
     return docs
+
+
+def describe_study(config: StudyConfig, out: str | Path) -> str:
+    """The study's stages and runs, without loading any model."""
+    lines = [f"study {config.name!r} in {out}", f"  worlds {config.worlds}; modes {', '.join(config.modes)}",
+             "stages:"]
+    for mode, spec in config.modes.items():
+        points = [point_name(mode, p) for p in grid_points(spec)]
+        lines.append(f"  select    {mode}: {len(points)} oracle fine-tunes on world {config.worlds[0]} "
+                     f"({', '.join(points)}), best validation accuracy wins")
+    units = 0
+    for world in config.worlds:
+        for mode in config.modes:
+            options = config.setting_options(world, mode, grid_points(config.modes[mode])[0])
+            exp = Experiment(ExperimentConfig(**options), Path(out) / f"w{world}-{mode}", progress=False)
+            n = len(exp.variants) * len(exp.config.seeds)
+            units += n
+            lines.append(f"  run       {exp.dir}  [{len(exp.variants)} variants x {len(exp.config.seeds)} seeds]")
+    if config.lr_control:
+        exp = Experiment(ExperimentConfig(**config.lr_control_options()), Path(out) / "lr_control", progress=False)
+        lines.append(f"  run       {exp.dir}  [{', '.join(v.name for v in exp.variants)}; unless a setting is the same]")
+        units += len(exp.variants) * len(exp.config.seeds)
+    lines += ["  analyze   every run's fine-tuned models", f"  summary   {Path(out) / 'study.json'}, study.md, figures/",
+              f"about {units} fine-tunes + evaluations, plus the selection"]
+    return "\n".join(lines)
 
 
 def run_study(config: StudyConfig | str | Path, out: str | Path, progress: bool = True) -> dict:

@@ -1,0 +1,117 @@
+"""The study: selection, one run per (world, mode), the learning-rate control, the k-of-n claims table."""
+
+import json
+
+import pytest
+
+import tests.fake_tasks  # noqa: F401  (registers the test tasks)
+from robust_sft.study import StudyConfig, Study, grid_points, point_name, publish
+
+
+def mini_study(model_dir: str, **overrides) -> StudyConfig:
+    experiment = dict(
+        model=model_dir, target="test/even_length", others=["test/nonempty", "test/has_space"],
+        methods=["gt", "stm", "oracle", "eaft"], taus=[500], control_tau=500, lr_sweep={"gt": [0.5], "stm": [0.5]},
+        seeds=[0], train_limit=16, validation_limit=8, eval_limit=8, eval_batch_size=16,
+        train={"max_steps": 2, "num_train_epochs": 1, "per_device_train_batch_size": 8, "logging_steps": 1},
+    )
+    options = dict(
+        name="mini", worlds=[0, 1], experiment=experiment,
+        modes={"lora": {"train": {"finetuning": "lora"}, "grid": {"lora_r": [4], "learning_rate": ["1e-3"]}},
+               "full": {"train": {"finetuning": "full"}, "grid": {"learning_rate": [1e-4, 3e-4]}}},
+        selection_validation_limit=8,
+        # the demo-style control: the same options as world 0's LoRA setting, so that run is reused
+        lr_control={"train": {"finetuning": "lora", "lora_r": 4, "lora_alpha": 8, "learning_rate": 1e-3}},
+    )
+    return StudyConfig(**{**options, **overrides})
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory, tiny_model_dir):
+    out = tmp_path_factory.mktemp("study")
+    summary = Study(mini_study(tiny_model_dir), out, progress=False).run()
+    return out, summary
+
+
+def test_grid_points_type_values_and_tie_lora_alpha_to_the_rank():
+    points = grid_points({"grid": {"lora_r": [4, 16], "learning_rate": ["1e-4", 3e-4]}})
+    assert points == [{"lora_r": 4, "learning_rate": 1e-4, "lora_alpha": 8},
+                      {"lora_r": 4, "learning_rate": 3e-4, "lora_alpha": 8},
+                      {"lora_r": 16, "learning_rate": 1e-4, "lora_alpha": 32},
+                      {"lora_r": 16, "learning_rate": 3e-4, "lora_alpha": 32}]
+    assert point_name("lora", points[1]) == "lora-r4-lr3e-04"
+    assert grid_points({"grid": {"learning_rate": [1e-5]}}) == [{"learning_rate": 1e-5}]
+    with pytest.raises(ValueError, match=r"unknown train option\(s\) \['lora_rank'\]"):
+        grid_points({"grid": {"lora_rank": [4]}})
+
+
+def test_study_config_errors_are_caught_before_anything_runs(tiny_model_dir):
+    with pytest.raises(ValueError, match="experiment.name is set per setting"):
+        mini_study(tiny_model_dir, experiment={"name": "x"})
+    with pytest.raises(ValueError, match="worlds must be distinct"):
+        mini_study(tiny_model_dir, worlds=[0, 0])
+    with pytest.raises(ValueError, match=r"modes.lora: unknown key\(s\) \['grids'\]"):
+        mini_study(tiny_model_dir, modes={"lora": {"grids": {}}})
+    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+        mini_study(tiny_model_dir, modes={"full": {"train": {"finetuning": "full"}, "grid": {"learning_rate": [-1]}}})
+
+
+def test_selection_takes_the_oracles_best_validation_accuracy(finished_study):
+    out, summary = finished_study
+    for mode, entry in summary["modes"].items():
+        trials = entry["selection"]["trials"]
+        best = max(t["validation_accuracy"] for t in trials)
+        first_best = next(t for t in trials if t["validation_accuracy"] == best)  # ties: the earlier grid point
+        assert entry["chosen"] == first_best["options"]
+        for t in trials:  # the accuracy is the selection run's own best-epoch metric
+            trained = json.loads((out / "select" / "models" / t["name"] / "seed0" / "train_summary.json").read_text())
+            assert trained["best_metric"] == t["validation_accuracy"]
+            assert trained["config"]["finetuning"] == mode
+    # every setting of a mode trains with the chosen options
+    for name in ("w0-full", "w1-full"):
+        config = json.loads((out / name / "config.json").read_text())
+        assert config["train"]["learning_rate"] == summary["modes"]["full"]["chosen"]["learning_rate"]
+        assert config["train"]["finetuning"] == "full"
+
+
+def test_every_setting_is_a_run_and_claims_are_counted_k_of_n(finished_study):
+    out, summary = finished_study
+    assert list(summary["settings"]) == ["w0-lora", "w0-full", "w1-lora", "w1-full"]
+    per_setting = {name: json.loads((out / name / "results.json").read_text()) for name in summary["settings"]}
+    for row in summary["claims"]:
+        statuses = {name: next(c["status"] for c in r["claims"] if c["id"] == row["id"])
+                    for name, r in per_setting.items()}
+        assert {name: s["status"] for name, s in row["settings"].items()} == statuses
+        assert row["held"] == list(statuses.values()).count("held")
+        assert row["tested"] == sum(s != "not tested" for s in statuses.values())
+    assert {"a", "b1", "o", "f"} <= {row["id"] for row in summary["claims"]}
+    # the lr control's options equal world 0's LoRA setting: that run is the control, not a second one
+    assert summary["lr_control"]["same_as"] == "w0-lora" and not (out / "lr_control").exists()
+    assert {"gt", "gt_lr5e-04", "stm@500", "stm@500_lr5e-04", "oracle"} <= set(summary["lr_control"]["points"])
+    # EAFT is a method of every setting, with sample-wise forgetting
+    for name in summary["settings"]:
+        eaft = summary["methods"]["eaft"][name]
+        assert eaft["lost"] is None or 0 <= eaft["lost"] <= 1
+    # mechanism: every fine-tuned model of every setting is one point (6 variants x 1 seed x 4 settings)
+    assert summary["mechanism"]["units"] == 24
+    assert summary["mechanism"]["correlations"]["delta_norm_total"]["n"] == 24
+    assert summary["mechanism"]["by_mode"]["full"]["delta_norm_total"]["n"] == 12
+    for figure in ("claims", "lr_control", "lr_control_by_setting", "mechanism_scatter", "mechanism_scatter_lora"):
+        assert (out / "figures" / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
+    text = (out / "study.md").read_text()
+    assert "held in k of n" in text and "| (f)" in text and "Sample-wise forgetting" in text
+
+
+def test_a_rerun_trains_nothing_and_publish_copies_no_models(finished_study, tiny_model_dir, tmp_path, monkeypatch):
+    import robust_sft.training as training
+
+    out, summary = finished_study
+    trained = []
+    monkeypatch.setattr(training, "train", lambda config, **kw: trained.append(config.output_dir))
+    again = Study(mini_study(tiny_model_dir), out, progress=False).run()
+    assert trained == []
+    assert again["claims"] == summary["claims"]
+    docs = publish(out, tmp_path / "docs")
+    assert (docs / "study.md").exists() and (docs / "w1-full" / "results.json").exists()
+    assert (docs / "w1-full" / "analysis.json").exists() and (docs / "figures" / "claims.png").exists()
+    assert not list(docs.rglob("*.safetensors"))
