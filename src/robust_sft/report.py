@@ -299,6 +299,10 @@ def _stm_at(methods: dict, tau: float) -> str | None:
 # --------------------------------------------------------------------------------------------- report.md
 
 
+def _percent(share: float) -> str:
+    return "-" if math.isnan(share) else f"{100 * share:.1f}"
+
+
 def _pm(mean: float, std: float, fmt: str = "+.1f") -> str:
     return f"{mean:{fmt}} ± {std:{fmt.lstrip('+')}}"
 
@@ -333,10 +337,11 @@ def render_markdown(results: dict) -> str:
     others = results["others"]
     lines += ["", "## Sample-wise forgetting on the other tasks (mean over seeds)", "",
               "Per task: % of the items the base model got right that are wrong after fine-tuning (lost) / % of the "
-              "items it got wrong that are right after (gained). Accuracy alone hides items lost and regained.", "",
+              "items it got wrong that are right after (gained); - where the base model got none right (or none "
+              "wrong). Accuracy alone hides items lost and regained.", "",
               "| method | " + " | ".join(f"{t} lost / gained" for t in others) + " |", "|---" * (len(others) + 1) + "|"]
     for name, m in methods.items():
-        cells = [f"{100 * m['transitions'][t]['right_to_wrong']:.1f} / {100 * m['transitions'][t]['wrong_to_right']:.1f}"
+        cells = [f"{_percent(m['transitions'][t]['right_to_wrong'])} / {_percent(m['transitions'][t]['wrong_to_right'])}"
                  for t in others]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     located = {n: m["mask_location"] for n, m in methods.items() if m.get("mask_location")}
