@@ -39,6 +39,8 @@ class StudyConfig:
     experiment: dict = field(default_factory=dict)
     # mode name -> {"train": fixed TrainConfig options, "grid": {option: [values]} searched by the oracle}
     modes: dict = field(default_factory=dict)
+    # Worlds whose settings run experiment.lr_sweep (None: every world); the others run without it.
+    lr_sweep_worlds: list[int] | None = None
     selection_seed: int = 0
     selection_validation_limit: int | None = 200  # more validation prompts than the runs' best-epoch choice uses
     # ExperimentConfig fields that turn `experiment` into the learning-rate control (world = the first world);
@@ -80,7 +82,10 @@ class StudyConfig:
     def setting_options(self, world: int, mode: str, chosen: dict) -> dict:
         spec = self.modes[mode]
         train = {**self.experiment.get("train", {}), **spec.get("train", {}), **chosen}
-        return {**self.experiment, "name": f"w{world}-{mode}", "organism_seed": world, "train": train}
+        options = {**self.experiment, "name": f"w{world}-{mode}", "organism_seed": world, "train": train}
+        if self.lr_sweep_worlds is not None and world not in self.lr_sweep_worlds:
+            options["lr_sweep"] = {}
+        return options
 
     def lr_control_options(self) -> dict:
         train = {**self.experiment.get("train", {}), **self.lr_control.get("train", {})}
@@ -140,7 +145,7 @@ class Study:
         start = time.perf_counter()
         chosen = {mode: self.select(mode) for mode in self.config.modes}
         timings["select"] = time.perf_counter() - start
-        runs = {}
+        runs, control = {}, None
         for world in self.config.worlds:
             for mode in self.config.modes:
                 name = f"w{world}-{mode}"
@@ -149,12 +154,13 @@ class Study:
                 self.run_setting(name, options)
                 runs[name] = {"world": world, "mode": mode, "dir": str(self.dir / name)}
                 timings[name] = time.perf_counter() - start
-        control = self.lr_control_run(runs)
-        if control:
-            start = time.perf_counter()
-            if control["dir"] == str(self.dir / "lr_control"):
-                self.run_setting("lr_control", self.config.lr_control_options())
-            timings["lr_control"] = time.perf_counter() - start
+            if world == self.config.worlds[0]:  # the control right after its world: the other worlds come last
+                control = self.lr_control_run(runs)
+                if control:
+                    start = time.perf_counter()
+                    if control["dir"] == str(self.dir / "lr_control"):
+                        self.run_setting("lr_control", self.config.lr_control_options())
+                    timings["lr_control"] = time.perf_counter() - start
         start = time.perf_counter()
         analyses = self.analyze([r["dir"] for r in runs.values()] + ([control["dir"]] if control else []))
         timings["analyze"] = time.perf_counter() - start
