@@ -209,7 +209,7 @@ def judge_claims(results: dict) -> list[dict]:
         g_bwt, g_sd = stat("gt", "bwt")
         add("b1", "GT fine-tuning degrades the other tasks", "mean BWT < 0 by more than its seed std",
             g_bwt < 0 and g_bwt + g_sd < 0, f"GT BWT {g_bwt:+.1f} ± {g_sd:.1f} %")
-        for name in [n for n in ("self_output", stm) if n and n in methods]:
+        for name in [n for n in ("self_output", stm, "dft", "eaft") if n and n in methods]:
             m_bwt, m_sd = stat(name, "bwt")
             add(f"b-{name}", f"{name} degrades the other tasks much less than GT",
                 "BWT(method) - BWT(GT) > std(method) + std(GT)",
@@ -223,7 +223,7 @@ def judge_claims(results: dict) -> list[dict]:
             "without forgetting", f"TI(oracle) > its seed std, and BWT(oracle) >= -{ORACLE_BWT_TOLERANCE:g} %",
             o_ti - o_sd > 0 and o_bwt >= -ORACLE_BWT_TOLERANCE,
             f"oracle TI {o_ti:+.1f} ± {o_sd:.1f} %, BWT {o_bwt:+.1f} ± {o_bsd:.1f} %")
-    for name in [n for n in (stm, "self_output", "rephrase") if n and n in methods]:
+    for name in [n for n in (stm, "self_output", "rephrase", "dft", "eaft") if n and n in methods]:
         m_ti, m_sd = stat(name, "ti")
         share = (f"; {100 * m_ti / oracle_ti:.0f} % of the oracle's gain ({oracle_ti:+.1f} %)"
                  if oracle_ti and oracle_ti > 0 else "; no oracle gain to compare with")
