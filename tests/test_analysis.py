@@ -110,7 +110,8 @@ def test_adapter_deltas_equal_merge_and_unload(tiny_model_dir, tmp_path, dora):
             if "lora_B" in name or "magnitude" in name:  # a fresh B is zero: give the update some size
                 param += 0.1 * torch.randn_like(param)
     model.save_pretrained(tmp_path / "adapter")
-    ours = adapter_deltas(tmp_path / "adapter", tiny_model_dir)
+    ours, left_out = adapter_deltas(tmp_path / "adapter", tiny_model_dir)
+    assert left_out == []
     merged, base = model.merge_and_unload().state_dict(), _base_state(tiny_model_dir)
     assert len(ours) == 14  # 7 linear layers x 2 transformer layers
     for name, entry in ours.items():

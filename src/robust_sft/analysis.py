@@ -190,8 +190,9 @@ def _matrix_entry(norm: float, singular_values, shape) -> dict:
     return {"norm": float(norm), "effective_rank": effective_rank(singular_values), "shape": list(shape)}
 
 
-def adapter_deltas(adapter_dir: str | Path, base_dir: str | Path) -> dict[str, dict]:
-    """{matrix name: {norm, effective_rank, shape}} of a LoRA/DoRA adapter's merged update.
+def adapter_deltas(adapter_dir: str | Path, base_dir: str | Path) -> tuple[dict[str, dict], list[str]]:
+    """{matrix name: {norm, effective_rank, shape}} of a LoRA/DoRA adapter's merged update, and the names of the
+    adapter's other tensors, left out (e.g. modules_to_save copies, LoRA on embeddings).
 
     LoRA: from the adapter's factors only (the r x r core gives both norm and singular values). DoRA: the
     merged update depends on the base matrix, read alone from the base model's files.
@@ -232,7 +233,8 @@ def adapter_deltas(adapter_dir: str | Path, base_dir: str | Path) -> dict[str, d
                 singular_values = low_rank_singular_values(lora_a, lora_b, scaling)
                 # ||delta||_F = sqrt(sum s^2): the core has all of the product's singular values.
                 out[f"{name}.weight"] = _matrix_entry(torch.linalg.norm(singular_values), singular_values, shape)
-    return out
+    used = {f"{m}.{part}" for m in modules for part in ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector")}
+    return out, sorted(set(tensors) - used)
 
 
 def full_deltas(finetuned_dir: str | Path, base_dir: str | Path) -> tuple[dict[str, dict], list[str]]:
@@ -368,8 +370,7 @@ def analyze_unit(model_dir: str | Path, scores_path: str | Path, kl_limit: int |
     config = summary["config"]
     base, final = config["model"], model_dir / "final"
     if (final / "adapter_config.json").exists():
-        matrices = adapter_deltas(final, base)
-        left_out: list[str] = []
+        matrices, left_out = adapter_deltas(final, base)
         compared = "the adapted linear layers (merged LoRA/DoRA update)"
     else:
         matrices, left_out = full_deltas(final, base)
@@ -398,8 +399,10 @@ def find_units(run_dir: Path) -> tuple[list[tuple[str, int, Path]], list[dict]]:
     from robust_sft.experiment import ExperimentConfig, plan_variants
 
     order: list[str] = []
-    if (run_dir / "config.json").exists():
+    try:
         order = [v.name for v in plan_variants(ExperimentConfig(**json.loads((run_dir / "config.json").read_text())))]
+    except (OSError, ValueError, TypeError) as err:  # no or an older config: units in name order then
+        logger.info("%s/config.json unreadable (%s): units in name order", run_dir, err)
     units, skipped = [], []
     for seed_dir in sorted((run_dir / "models").glob("*/seed*")):
         if not seed_dir.name[4:].isdigit():
