@@ -264,3 +264,8 @@ def test_a_run_without_results_still_analyses(mixed_run, tmp_path):
 def test_a_run_dir_without_models_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no models/ directory"):
         analyze_run(tmp_path, progress=False)
+
+
+def test_a_base_model_that_is_not_on_disk_is_a_clear_error(tiny_model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a directory nor a model in the Hugging Face cache"):
+        full_deltas(tiny_model_dir, tmp_path / "missing")

@@ -149,12 +149,25 @@ def summarize_matrices(matrices: dict[str, dict]) -> dict:
 # --------------------------------------------------------------------------------------------- tensors on disk
 
 
+def local_model_dir(name_or_path: str | Path) -> Path:
+    """The directory of a model's files: the path itself, or the Hub cache's snapshot of a model name (offline)."""
+    if Path(name_or_path).is_dir():
+        return Path(name_or_path)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(name_or_path), local_files_only=True))
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"{name_or_path}: neither a directory nor a model in the Hugging Face cache "
+                                f"({type(err).__name__})") from None
+
+
 @contextlib.contextmanager
 def open_weights(model_dir: str | Path):
     """A name -> tensor reader over a model's safetensors (one file or sharded); loads one tensor per call."""
     from safetensors import safe_open
 
-    model_dir = Path(model_dir)
+    model_dir = local_model_dir(model_dir)
     index = model_dir / "model.safetensors.index.json"
     if index.exists():
         weight_map = json.loads(index.read_text())["weight_map"]
@@ -272,6 +285,15 @@ def _decoder_and_head(model):
     return base.get_decoder(), base.get_output_embeddings()
 
 
+def _predicting_features(model, fast: bool, ids, attention, positions):
+    """Per position, what predicts the next token: the last hidden state (fast) or the model's logits."""
+    mask = None if bool(attention.all()) else attention  # no padding: attention's fast causal path
+    if fast:
+        decoder = _decoder_and_head(model)[0]
+        return decoder(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+    return model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+
+
 def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | Path, limit: int | None = None,
                progress: bool = True) -> dict:
     """Mean KL(p_finetuned || p_base) over the answer tokens GT training trains on (the first `limit` examples).
@@ -284,7 +306,7 @@ def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | P
 
     from robust_sft.masking import IGNORE_INDEX, MaskPolicy
     from robust_sft.modeling import load_model, load_tokenizer
-    from robust_sft.scoring import logit_postprocessor, pad_batch, plan_batches
+    from robust_sft.scoring import TokenScorer, logit_postprocessor, pad_batch, plan_batches
     from robust_sft.training import load_training_data
 
     final_dir = Path(final_dir)
@@ -297,9 +319,10 @@ def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | P
     else:
         states = [(load_model(str(final_dir), dtype="float32", device="cpu"), contextlib.nullcontext),
                   (load_model(str(base_dir), dtype="float32", device="cpu"), contextlib.nullcontext)]
+    # Decoder + LM head at the answer positions only, when that reproduces the model's logits (checked once).
+    fast = TokenScorer(states[0][0]).fast
     post = logit_postprocessor(states[0][0].config)
-    vocab = _decoder_and_head(states[0][0])[1].weight.shape[0]
-    rows_per_chunk = max(1, KL_CHUNK_BYTES // (4 * vocab))
+    rows_per_chunk = max(1, KL_CHUNK_BYTES // (4 * states[0][0].config.get_text_config().vocab_size))
     total, tokens = 0.0, 0
     batches = plan_batches([len(x) for x in input_ids], KL_BATCH_TOKENS, 64)
     with torch.no_grad():
@@ -309,18 +332,16 @@ def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | P
                 tokenizer.pad_token_id)
             trained[:, 0] = False  # the first token has no context (never trained either)
             rows, cols = trained.nonzero(as_tuple=True)
-            hidden = []
+            features = []
             for model, context in states:
                 with context():
-                    decoder, _ = _decoder_and_head(model)
-                    h = decoder(input_ids=ids, attention_mask=None if bool(attention.all()) else attention,
-                                position_ids=positions).last_hidden_state
-                    hidden.append(h[rows, cols - 1])  # the position that predicts each trained token
+                    features.append(_predicting_features(model, fast, ids, attention, positions)[rows, cols - 1])
             for start in range(0, len(rows), rows_per_chunk):
                 logits = []
-                for (model, context), h in zip(states, hidden):
+                for (model, context), f in zip(states, features):
                     with context():
-                        logits.append(post(_decoder_and_head(model)[1](h[start : start + rows_per_chunk])))
+                        chunk = f[start : start + rows_per_chunk]
+                        logits.append(post(_decoder_and_head(model)[1](chunk)) if fast else chunk)
                 total += float(kl_rows(*logits).sum())
             tokens += len(rows)
     return {"kl_to_base": total / tokens if tokens else None, "kl_tokens": tokens, "kl_examples": len(input_ids)}
