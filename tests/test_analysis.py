@@ -22,6 +22,7 @@ from robust_sft.analysis import (
     summarize_matrices,
 )
 from robust_sft.experiment import Experiment
+from robust_sft.scoring import TokenScorer
 from tests.test_experiment import mini_config
 
 # --------------------------------------------------------------------------------------------- the maths
@@ -146,7 +147,8 @@ def test_full_deltas_equal_the_state_dict_difference(tiny_model_dir, tmp_path):
 # --------------------------------------------------------------------------------------------- KL
 
 
-def test_kl_is_zero_for_a_fresh_adapter_and_positive_after_training(tiny_model_dir, scores_path, tmp_path):
+def test_kl_is_zero_for_a_fresh_adapter_and_positive_after_training(tiny_model_dir, scores_path, tmp_path,
+                                                                    monkeypatch):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -165,6 +167,9 @@ def test_kl_is_zero_for_a_fresh_adapter_and_positive_after_training(tiny_model_d
     trained = kl_to_base(final, tiny_model_dir, scores_path, limit=5, progress=False)
     assert trained["kl_examples"] == 5 and trained["kl_to_base"] > 1e-4
     assert trained == pytest.approx(_brute_force_kl(final, tiny_model_dir, scores_path, 5))
+    # a model whose logits are not decoder + LM head gets the same numbers from its full logits
+    monkeypatch.setattr(TokenScorer, "_fast_path_matches_model", lambda self: False)
+    assert kl_to_base(final, tiny_model_dir, scores_path, limit=5, progress=False) == pytest.approx(trained)
 
 
 def _brute_force_kl(adapter, base_dir, scores_path, limit):
@@ -259,6 +264,18 @@ def test_a_run_without_results_still_analyses(mixed_run, tmp_path):
     assert all(row["delta_norm_total"] > 0 for row in rows)
     assert all(c == {"rho": None, "n": 0} for c in analysis["correlations"].values())
     assert (copy / "figures" / "mechanism_scatter.png").exists()
+
+
+def test_a_broken_unit_is_named_and_the_units_before_it_stay_cached(mixed_run, tmp_path, capsys):
+    from robust_sft.cli import main
+
+    copy = tmp_path / "run"
+    shutil.copytree(mixed_run, copy, ignore=shutil.ignore_patterns("analysis*"))
+    (copy / "models" / "oracle" / "seed0" / "final" / "model.safetensors").unlink()
+    assert main(["analyze", str(copy), "--kl_limit", "2"]) == 1
+    error = capsys.readouterr().err
+    assert "analyze oracle seed 0" in error and "model.safetensors" in error
+    assert (copy / "analysis" / "gt" / "seed0.json").exists() and not (copy / "analysis.json").exists()
 
 
 def test_a_run_dir_without_models_is_a_clear_error(tmp_path):

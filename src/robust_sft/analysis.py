@@ -401,6 +401,7 @@ def analyze_unit(model_dir: str | Path, scores_path: str | Path, kl_limit: int |
     return {
         "finetuning": config.get("finetuning"),
         "base_model": base,
+        "training_data": config.get("data"),
         "matrices_compared": compared,
         "tensors_left_out": left_out,
         **summarize_matrices(matrices),
@@ -475,12 +476,16 @@ def analyze_run(run_dir: str | Path, kl_limit: int | None = None, progress: bool
             row = cached["row"]
         else:
             logger.info("[analyze] %s seed %d", variant, seed)
-            row = analyze_unit(model_dir, scores_path, kl_limit, progress)
+            try:
+                row = analyze_unit(model_dir, scores_path, kl_limit, progress)
+            except (OSError, ValueError, KeyError) as err:  # the units measured so far stay cached
+                raise ValueError(f"analyze {variant} seed {seed} ({model_dir}): {err}") from err
             write_json(cache, {"key": key, "row": row})
             computed += 1
         outcome = methods.get(variant, {}).get("seeds", {}).get(str(seed), {})
         extra = {k: outcome[k] for k in ("ti", "bwt", "target_accuracy") if k in outcome}
-        entry = analysed.setdefault(variant, {"source": methods.get(variant, {}).get("source"), "seeds": {}})
+        source = methods.get(variant, {}).get("source") or Path(row.get("training_data") or "").stem or None
+        entry = analysed.setdefault(variant, {"source": source, "seeds": {}})
         entry["seeds"][str(seed)] = {**row, **extra}
     analysis = {
         "schema": "robust-sft/analysis/v1",
@@ -545,6 +550,12 @@ def _colours(units: list[dict]) -> dict[str, str]:
     return {label: f"C{i % 10}" for i, label in enumerate(labels)}
 
 
+def _legend_outside(fig, ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+
+
 def plot_mechanism(units: list[dict], path: str | Path, rhos: dict | None = None) -> Path:
     """One panel per measure: x = the measure, y = BWT, a colour per label; rho and n in each title."""
     plt = _pyplot()
@@ -562,18 +573,19 @@ def plot_mechanism(units: list[dict], path: str | Path, rhos: dict | None = None
                      else f"rho: n/a, n = {rhos[measure]['n']}", fontsize=9)
         ax.set_xlabel(MEASURE_LABELS[measure], fontsize=8)
         ax.axhline(0, color="grey", linewidth=0.5)
-    axes[0][0].set_ylabel("BWT (other tasks, after - before)")
-    if axes[0][-1].get_legend_handles_labels()[0]:
-        axes[0][-1].legend(fontsize=7, loc="best")
+    axes[0][0].set_ylabel("BWT (other tasks, relative change %)")
+    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="center right", fontsize=7)
     fig.suptitle("Which change of the model goes with forgetting?")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9 if handles else 1, 1))
     return _save(fig, path)
 
 
 def plot_layer_norms(units: list[dict], path: str | Path) -> Path:
     """||delta W|| per layer, mean over the seeds of each label, a line per label."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     for label, colour in _colours(units).items():
         curves = [u["delta_norm_per_layer"] for u in units if u["label"] == label and u.get("delta_norm_per_layer")]
         if curves:
@@ -581,30 +593,27 @@ def plot_layer_norms(units: list[dict], path: str | Path) -> Path:
             mean = np.mean([c + [0.0] * (width - len(c)) for c in curves], axis=0)
             ax.plot(range(width), mean, marker="o", color=colour, label=f"{label} (n={len(curves)})")
     ax.set_xlabel("layer")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("||delta W|| of the layer (Frobenius)")
     ax.set_title("Where the fine-tune changed the weights")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    _legend_outside(fig, ax)
     return _save(fig, path)
 
 
 def plot_loss_curves(units: list[dict], path: str | Path) -> Path:
     """Training loss against step, mean over the seeds of each label (at the steps all of them logged)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     for label, colour in _colours(units).items():
         curves = [{row["step"]: row["loss"] for row in u.get("loss_curve") or []} for u in units if u["label"] == label]
         curves = [c for c in curves if c]
         if not curves:
             continue
         steps = sorted(set.intersection(*(set(c) for c in curves)))
-        ax.plot(steps, [np.mean([c[s] for c in curves]) for s in steps], color=colour,
+        ax.plot(steps, [np.mean([c[s] for c in curves]) for s in steps], color=colour, marker=".",
                 label=f"{label} (mean of {len(curves)} seed{'s' if len(curves) > 1 else ''})")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title("Training loss")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    _legend_outside(fig, ax)
     return _save(fig, path)
