@@ -249,6 +249,11 @@ def test_analyze_cli_measures_lora_and_full_units_and_a_second_call_recomputes_n
     assert {p: p.stat().st_mtime_ns for p in cached} == cached
     assert again["methods"] == analysis["methods"]
 
+    # a damaged cache file is measured again, alone
+    (mixed_run / "analysis" / "gt" / "seed0.json").write_text("{")
+    repaired = analyze_run(mixed_run, progress=False)
+    assert repaired["computed_units"] == 1 and repaired["methods"] == analysis["methods"]
+
     # another KL subset is another analysis: both units again, on the first 4 examples
     limited = analyze_run(mixed_run, kl_limit=4, progress=False, out=mixed_run / "analysis_kl4.json")
     assert limited["computed_units"] == 2

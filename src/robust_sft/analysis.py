@@ -448,6 +448,15 @@ def unit_key(model_dir: Path, scores_path: Path, kl_limit: int | None) -> str:
     return stable_hash([ANALYSIS_VERSION, (model_dir / "stage_key.json").read_text(), scores_id, kl_limit])
 
 
+def cached_row(cache: Path, key: str) -> dict | None:
+    """A unit's stored measures when they were made for `key`; an unreadable file counts as none."""
+    try:
+        stored = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return None
+    return stored.get("row") if isinstance(stored, dict) and stored.get("key") == key else None
+
+
 def analyze_run(run_dir: str | Path, kl_limit: int | None = None, progress: bool = True,
                 out: str | Path | None = None) -> dict:
     """`robust-sft analyze RUN_DIR`: measures of every unit (cached in RUN_DIR/analysis/), their correlations
@@ -471,10 +480,8 @@ def analyze_run(run_dir: str | Path, kl_limit: int | None = None, progress: bool
     for variant, seed, model_dir in tqdm(units, desc="analyze", disable=not progress):
         cache = run_dir / "analysis" / variant / f"seed{seed}.json"
         key = unit_key(model_dir, scores_path, kl_limit)
-        cached = json.loads(cache.read_text()) if cache.exists() else {}
-        if cached.get("key") == key:
-            row = cached["row"]
-        else:
+        row = cached_row(cache, key)
+        if row is None:
             logger.info("[analyze] %s seed %d", variant, seed)
             try:
                 row = analyze_unit(model_dir, scores_path, kl_limit, progress)
