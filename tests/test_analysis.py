@@ -22,6 +22,7 @@ from robust_sft.analysis import (
     summarize_matrices,
 )
 from robust_sft.experiment import Experiment
+from robust_sft.scoring import TokenScorer
 from tests.test_experiment import mini_config
 
 # --------------------------------------------------------------------------------------------- the maths
@@ -110,7 +111,8 @@ def test_adapter_deltas_equal_merge_and_unload(tiny_model_dir, tmp_path, dora):
             if "lora_B" in name or "magnitude" in name:  # a fresh B is zero: give the update some size
                 param += 0.1 * torch.randn_like(param)
     model.save_pretrained(tmp_path / "adapter")
-    ours = adapter_deltas(tmp_path / "adapter", tiny_model_dir)
+    ours, left_out = adapter_deltas(tmp_path / "adapter", tiny_model_dir)
+    assert left_out == []
     merged, base = model.merge_and_unload().state_dict(), _base_state(tiny_model_dir)
     assert len(ours) == 14  # 7 linear layers x 2 transformer layers
     for name, entry in ours.items():
@@ -145,7 +147,8 @@ def test_full_deltas_equal_the_state_dict_difference(tiny_model_dir, tmp_path):
 # --------------------------------------------------------------------------------------------- KL
 
 
-def test_kl_is_zero_for_a_fresh_adapter_and_positive_after_training(tiny_model_dir, scores_path, tmp_path):
+def test_kl_is_zero_for_a_fresh_adapter_and_positive_after_training(tiny_model_dir, scores_path, tmp_path,
+                                                                    monkeypatch):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -164,6 +167,9 @@ def test_kl_is_zero_for_a_fresh_adapter_and_positive_after_training(tiny_model_d
     trained = kl_to_base(final, tiny_model_dir, scores_path, limit=5, progress=False)
     assert trained["kl_examples"] == 5 and trained["kl_to_base"] > 1e-4
     assert trained == pytest.approx(_brute_force_kl(final, tiny_model_dir, scores_path, 5))
+    # a model whose logits are not decoder + LM head gets the same numbers from its full logits
+    monkeypatch.setattr(TokenScorer, "_fast_path_matches_model", lambda self: False)
+    assert kl_to_base(final, tiny_model_dir, scores_path, limit=5, progress=False) == pytest.approx(trained)
 
 
 def _brute_force_kl(adapter, base_dir, scores_path, limit):
@@ -243,6 +249,11 @@ def test_analyze_cli_measures_lora_and_full_units_and_a_second_call_recomputes_n
     assert {p: p.stat().st_mtime_ns for p in cached} == cached
     assert again["methods"] == analysis["methods"]
 
+    # a damaged cache file is measured again, alone
+    (mixed_run / "analysis" / "gt" / "seed0.json").write_text("{")
+    repaired = analyze_run(mixed_run, progress=False)
+    assert repaired["computed_units"] == 1 and repaired["methods"] == analysis["methods"]
+
     # another KL subset is another analysis: both units again, on the first 4 examples
     limited = analyze_run(mixed_run, kl_limit=4, progress=False, out=mixed_run / "analysis_kl4.json")
     assert limited["computed_units"] == 2
@@ -260,6 +271,23 @@ def test_a_run_without_results_still_analyses(mixed_run, tmp_path):
     assert (copy / "figures" / "mechanism_scatter.png").exists()
 
 
+def test_a_broken_unit_is_named_and_the_units_before_it_stay_cached(mixed_run, tmp_path, capsys):
+    from robust_sft.cli import main
+
+    copy = tmp_path / "run"
+    shutil.copytree(mixed_run, copy, ignore=shutil.ignore_patterns("analysis*"))
+    (copy / "models" / "oracle" / "seed0" / "final" / "model.safetensors").unlink()
+    assert main(["analyze", str(copy), "--kl_limit", "2"]) == 1
+    error = capsys.readouterr().err
+    assert "analyze oracle seed 0" in error and "model.safetensors" in error
+    assert (copy / "analysis" / "gt" / "seed0.json").exists() and not (copy / "analysis.json").exists()
+
+
 def test_a_run_dir_without_models_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no models/ directory"):
         analyze_run(tmp_path, progress=False)
+
+
+def test_a_base_model_that_is_not_on_disk_is_a_clear_error(tiny_model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a directory nor a model in the Hugging Face cache"):
+        full_deltas(tiny_model_dir, tmp_path / "missing")

@@ -149,12 +149,25 @@ def summarize_matrices(matrices: dict[str, dict]) -> dict:
 # --------------------------------------------------------------------------------------------- tensors on disk
 
 
+def local_model_dir(name_or_path: str | Path) -> Path:
+    """The directory of a model's files: the path itself, or the Hub cache's snapshot of a model name (offline)."""
+    if Path(name_or_path).is_dir():
+        return Path(name_or_path)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(name_or_path), local_files_only=True))
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"{name_or_path}: neither a directory nor a model in the Hugging Face cache "
+                                f"({type(err).__name__})") from None
+
+
 @contextlib.contextmanager
 def open_weights(model_dir: str | Path):
     """A name -> tensor reader over a model's safetensors (one file or sharded); loads one tensor per call."""
     from safetensors import safe_open
 
-    model_dir = Path(model_dir)
+    model_dir = local_model_dir(model_dir)
     index = model_dir / "model.safetensors.index.json"
     if index.exists():
         weight_map = json.loads(index.read_text())["weight_map"]
@@ -190,8 +203,9 @@ def _matrix_entry(norm: float, singular_values, shape) -> dict:
     return {"norm": float(norm), "effective_rank": effective_rank(singular_values), "shape": list(shape)}
 
 
-def adapter_deltas(adapter_dir: str | Path, base_dir: str | Path) -> dict[str, dict]:
-    """{matrix name: {norm, effective_rank, shape}} of a LoRA/DoRA adapter's merged update.
+def adapter_deltas(adapter_dir: str | Path, base_dir: str | Path) -> tuple[dict[str, dict], list[str]]:
+    """{matrix name: {norm, effective_rank, shape}} of a LoRA/DoRA adapter's merged update, and the names of the
+    adapter's other tensors, left out (e.g. modules_to_save copies, LoRA on embeddings).
 
     LoRA: from the adapter's factors only (the r x r core gives both norm and singular values). DoRA: the
     merged update depends on the base matrix, read alone from the base model's files.
@@ -232,7 +246,8 @@ def adapter_deltas(adapter_dir: str | Path, base_dir: str | Path) -> dict[str, d
                 singular_values = low_rank_singular_values(lora_a, lora_b, scaling)
                 # ||delta||_F = sqrt(sum s^2): the core has all of the product's singular values.
                 out[f"{name}.weight"] = _matrix_entry(torch.linalg.norm(singular_values), singular_values, shape)
-    return out
+    used = {f"{m}.{part}" for m in modules for part in ("lora_A.weight", "lora_B.weight", "lora_magnitude_vector")}
+    return out, sorted(set(tensors) - used)
 
 
 def full_deltas(finetuned_dir: str | Path, base_dir: str | Path) -> tuple[dict[str, dict], list[str]]:
@@ -270,6 +285,15 @@ def _decoder_and_head(model):
     return base.get_decoder(), base.get_output_embeddings()
 
 
+def _predicting_features(model, fast: bool, ids, attention, positions):
+    """Per position, what predicts the next token: the last hidden state (fast) or the model's logits."""
+    mask = None if bool(attention.all()) else attention  # no padding: attention's fast causal path
+    if fast:
+        decoder = _decoder_and_head(model)[0]
+        return decoder(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+    return model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+
+
 def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | Path, limit: int | None = None,
                progress: bool = True) -> dict:
     """Mean KL(p_finetuned || p_base) over the answer tokens GT training trains on (the first `limit` examples).
@@ -282,7 +306,7 @@ def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | P
 
     from robust_sft.masking import IGNORE_INDEX, MaskPolicy
     from robust_sft.modeling import load_model, load_tokenizer
-    from robust_sft.scoring import logit_postprocessor, pad_batch, plan_batches
+    from robust_sft.scoring import TokenScorer, logit_postprocessor, pad_batch, plan_batches
     from robust_sft.training import load_training_data
 
     final_dir = Path(final_dir)
@@ -295,9 +319,10 @@ def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | P
     else:
         states = [(load_model(str(final_dir), dtype="float32", device="cpu"), contextlib.nullcontext),
                   (load_model(str(base_dir), dtype="float32", device="cpu"), contextlib.nullcontext)]
+    # Decoder + LM head at the answer positions only, when that reproduces the model's logits (checked once).
+    fast = TokenScorer(states[0][0]).fast
     post = logit_postprocessor(states[0][0].config)
-    vocab = _decoder_and_head(states[0][0])[1].weight.shape[0]
-    rows_per_chunk = max(1, KL_CHUNK_BYTES // (4 * vocab))
+    rows_per_chunk = max(1, KL_CHUNK_BYTES // (4 * states[0][0].config.get_text_config().vocab_size))
     total, tokens = 0.0, 0
     batches = plan_batches([len(x) for x in input_ids], KL_BATCH_TOKENS, 64)
     with torch.no_grad():
@@ -307,18 +332,16 @@ def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | P
                 tokenizer.pad_token_id)
             trained[:, 0] = False  # the first token has no context (never trained either)
             rows, cols = trained.nonzero(as_tuple=True)
-            hidden = []
+            features = []
             for model, context in states:
                 with context():
-                    decoder, _ = _decoder_and_head(model)
-                    h = decoder(input_ids=ids, attention_mask=None if bool(attention.all()) else attention,
-                                position_ids=positions).last_hidden_state
-                    hidden.append(h[rows, cols - 1])  # the position that predicts each trained token
+                    features.append(_predicting_features(model, fast, ids, attention, positions)[rows, cols - 1])
             for start in range(0, len(rows), rows_per_chunk):
                 logits = []
-                for (model, context), h in zip(states, hidden):
+                for (model, context), f in zip(states, features):
                     with context():
-                        logits.append(post(_decoder_and_head(model)[1](h[start : start + rows_per_chunk])))
+                        chunk = f[start : start + rows_per_chunk]
+                        logits.append(post(_decoder_and_head(model)[1](chunk)) if fast else chunk)
                 total += float(kl_rows(*logits).sum())
             tokens += len(rows)
     return {"kl_to_base": total / tokens if tokens else None, "kl_tokens": tokens, "kl_examples": len(input_ids)}
@@ -368,8 +391,7 @@ def analyze_unit(model_dir: str | Path, scores_path: str | Path, kl_limit: int |
     config = summary["config"]
     base, final = config["model"], model_dir / "final"
     if (final / "adapter_config.json").exists():
-        matrices = adapter_deltas(final, base)
-        left_out: list[str] = []
+        matrices, left_out = adapter_deltas(final, base)
         compared = "the adapted linear layers (merged LoRA/DoRA update)"
     else:
         matrices, left_out = full_deltas(final, base)
@@ -379,6 +401,7 @@ def analyze_unit(model_dir: str | Path, scores_path: str | Path, kl_limit: int |
     return {
         "finetuning": config.get("finetuning"),
         "base_model": base,
+        "training_data": config.get("data"),
         "matrices_compared": compared,
         "tensors_left_out": left_out,
         **summarize_matrices(matrices),
@@ -398,8 +421,10 @@ def find_units(run_dir: Path) -> tuple[list[tuple[str, int, Path]], list[dict]]:
     from robust_sft.experiment import ExperimentConfig, plan_variants
 
     order: list[str] = []
-    if (run_dir / "config.json").exists():
+    try:
         order = [v.name for v in plan_variants(ExperimentConfig(**json.loads((run_dir / "config.json").read_text())))]
+    except (OSError, ValueError, TypeError) as err:  # no or an older config: units in name order then
+        logger.info("%s/config.json unreadable (%s): units in name order", run_dir, err)
     units, skipped = [], []
     for seed_dir in sorted((run_dir / "models").glob("*/seed*")):
         if not seed_dir.name[4:].isdigit():
@@ -421,6 +446,15 @@ def unit_key(model_dir: Path, scores_path: Path, kl_limit: int | None) -> str:
     scores_id = scores_key.read_text() if scores_key.exists() else [scores_path.stat().st_size,
                                                                      scores_path.stat().st_mtime_ns]
     return stable_hash([ANALYSIS_VERSION, (model_dir / "stage_key.json").read_text(), scores_id, kl_limit])
+
+
+def cached_row(cache: Path, key: str) -> dict | None:
+    """A unit's stored measures when they were made for `key`; an unreadable file counts as none."""
+    try:
+        stored = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return None
+    return stored.get("row") if isinstance(stored, dict) and stored.get("key") == key else None
 
 
 def analyze_run(run_dir: str | Path, kl_limit: int | None = None, progress: bool = True,
@@ -446,17 +480,19 @@ def analyze_run(run_dir: str | Path, kl_limit: int | None = None, progress: bool
     for variant, seed, model_dir in tqdm(units, desc="analyze", disable=not progress):
         cache = run_dir / "analysis" / variant / f"seed{seed}.json"
         key = unit_key(model_dir, scores_path, kl_limit)
-        cached = json.loads(cache.read_text()) if cache.exists() else {}
-        if cached.get("key") == key:
-            row = cached["row"]
-        else:
+        row = cached_row(cache, key)
+        if row is None:
             logger.info("[analyze] %s seed %d", variant, seed)
-            row = analyze_unit(model_dir, scores_path, kl_limit, progress)
+            try:
+                row = analyze_unit(model_dir, scores_path, kl_limit, progress)
+            except (OSError, ValueError, KeyError) as err:  # the units measured so far stay cached
+                raise ValueError(f"analyze {variant} seed {seed} ({model_dir}): {err}") from err
             write_json(cache, {"key": key, "row": row})
             computed += 1
         outcome = methods.get(variant, {}).get("seeds", {}).get(str(seed), {})
         extra = {k: outcome[k] for k in ("ti", "bwt", "target_accuracy") if k in outcome}
-        entry = analysed.setdefault(variant, {"source": methods.get(variant, {}).get("source"), "seeds": {}})
+        source = methods.get(variant, {}).get("source") or Path(row.get("training_data") or "").stem or None
+        entry = analysed.setdefault(variant, {"source": source, "seeds": {}})
         entry["seeds"][str(seed)] = {**row, **extra}
     analysis = {
         "schema": "robust-sft/analysis/v1",
@@ -521,6 +557,12 @@ def _colours(units: list[dict]) -> dict[str, str]:
     return {label: f"C{i % 10}" for i, label in enumerate(labels)}
 
 
+def _legend_outside(fig, ax) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+
+
 def plot_mechanism(units: list[dict], path: str | Path, rhos: dict | None = None) -> Path:
     """One panel per measure: x = the measure, y = BWT, a colour per label; rho and n in each title."""
     plt = _pyplot()
@@ -538,18 +580,19 @@ def plot_mechanism(units: list[dict], path: str | Path, rhos: dict | None = None
                      else f"rho: n/a, n = {rhos[measure]['n']}", fontsize=9)
         ax.set_xlabel(MEASURE_LABELS[measure], fontsize=8)
         ax.axhline(0, color="grey", linewidth=0.5)
-    axes[0][0].set_ylabel("BWT (other tasks, after - before)")
-    if axes[0][-1].get_legend_handles_labels()[0]:
-        axes[0][-1].legend(fontsize=7, loc="best")
+    axes[0][0].set_ylabel("BWT (other tasks, relative change %)")
+    handles = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="center right", fontsize=7)
     fig.suptitle("Which change of the model goes with forgetting?")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9 if handles else 1, 1))
     return _save(fig, path)
 
 
 def plot_layer_norms(units: list[dict], path: str | Path) -> Path:
     """||delta W|| per layer, mean over the seeds of each label, a line per label."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     for label, colour in _colours(units).items():
         curves = [u["delta_norm_per_layer"] for u in units if u["label"] == label and u.get("delta_norm_per_layer")]
         if curves:
@@ -557,30 +600,27 @@ def plot_layer_norms(units: list[dict], path: str | Path) -> Path:
             mean = np.mean([c + [0.0] * (width - len(c)) for c in curves], axis=0)
             ax.plot(range(width), mean, marker="o", color=colour, label=f"{label} (n={len(curves)})")
     ax.set_xlabel("layer")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("||delta W|| of the layer (Frobenius)")
     ax.set_title("Where the fine-tune changed the weights")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    _legend_outside(fig, ax)
     return _save(fig, path)
 
 
 def plot_loss_curves(units: list[dict], path: str | Path) -> Path:
     """Training loss against step, mean over the seeds of each label (at the steps all of them logged)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
     for label, colour in _colours(units).items():
         curves = [{row["step"]: row["loss"] for row in u.get("loss_curve") or []} for u in units if u["label"] == label]
         curves = [c for c in curves if c]
         if not curves:
             continue
         steps = sorted(set.intersection(*(set(c) for c in curves)))
-        ax.plot(steps, [np.mean([c[s] for c in curves]) for s in steps], color=colour,
+        ax.plot(steps, [np.mean([c[s] for c in curves]) for s in steps], color=colour, marker=".",
                 label=f"{label} (mean of {len(curves)} seed{'s' if len(curves) > 1 else ''})")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title("Training loss")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    _legend_outside(fig, ax)
     return _save(fig, path)
