@@ -205,7 +205,7 @@ class LoraAndFullExperiment(Experiment):
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory, tiny_model_dir):
     run_dir = tmp_path_factory.mktemp("run")
-    config = mini_config(tiny_model_dir, methods=["gt", "oracle"], train={
+    config = mini_config(tiny_model_dir, methods=["gt", "oracle"], lr_sweep={}, train={
         "max_steps": 2, "num_train_epochs": 1, "per_device_train_batch_size": 8, "learning_rate": 1e-3,
         "logging_steps": 1})
     LoraAndFullExperiment(config, run_dir, progress=False).run()
