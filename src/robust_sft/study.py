@@ -404,7 +404,8 @@ def render_study(summary: dict) -> str:
         for measure, c in mech["correlations"].items():
             lines.append(f"| {measure} | {cell(c)} | " + " | ".join(cell(mech["by_mode"][m][measure]) for m in modes)
                          + " |")
-    lines += ["", "## Time", "", "| stage | minutes |", "|---|---|"]
+    lines += ["", "## Time", "", "Wall-clock minutes of the call that wrote this summary, per stage; a stage it found done "
+              "(cached by an earlier call) costs next to nothing here.", "", "| stage | minutes |", "|---|---|"]
     lines += [f"| {stage} | {seconds / 60:.1f} |" for stage, seconds in summary["seconds"].items()]
     lines += ["", "Figures: `figures/claims.png`, `figures/lr_control.png`, `figures/lr_control_by_setting.png`, "
               "`figures/mechanism_scatter.png` (+ one per mode); each setting's report, analysis and figures are in its "
