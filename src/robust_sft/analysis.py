@@ -553,8 +553,13 @@ def _save(fig, path: Path) -> Path:
 
 
 def _colours(units: list[dict]) -> dict[str, str]:
+    import matplotlib
+
     labels = list(dict.fromkeys(u["label"] for u in units))
-    return {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    if len(labels) <= 10:
+        return {label: f"C{i}" for i, label in enumerate(labels)}
+    palette = matplotlib.colormaps["tab20"].colors  # more labels than the default cycle: no colour twice
+    return {label: matplotlib.colors.to_hex(palette[i % 20]) for i, label in enumerate(labels)}
 
 
 def _legend_outside(fig, ax) -> None:
