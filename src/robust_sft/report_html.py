@@ -17,7 +17,12 @@ from robust_sft.artifacts import write_text
 FIGURES = {"ti_vs_bwt.png": "Target gain (TI) against forgetting (BWT), per method",
            "ppl_vs_bwt.png": "Perplexity of the trained tokens against forgetting (BWT), per method",
            "tau_sweep.png": "STM threshold sweep: BWT and TI against the share of tokens masked",
-           "token_ppl_hist.png": "Answer-token perplexity of each training set under the base model"}
+           "token_ppl_hist.png": "Answer-token perplexity of each training set under the base model",
+           "lr_control.png": "Learning-rate control: TI against BWT per (method, learning rate)",
+           # written by `robust-sft analyze RUN_DIR`: embedded when the report is built after it
+           "mechanism_scatter.png": "Forgetting (BWT) against each mechanism measure, every fine-tuned model",
+           "delta_norm_per_layer.png": "Norm of the weight update per layer, per method",
+           "loss_curves.png": "Training-loss curves, per method"}
 
 STYLE = """body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#1d1d1f;max-width:1100px;
 margin:0 auto;padding:18px 26px 40px}h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;
