@@ -235,18 +235,15 @@ class Study:
         import os
         from concurrent.futures import ProcessPoolExecutor
 
+        from robust_sft.experiment import _worker_init
+
         threads = max(1, len(os.sched_getaffinity(0)) // workers)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_set_threads, initargs=(threads,)) as pool:
+                                 initializer=_worker_init, initargs=(threads, [])) as pool:
             analyses = pool.map(analyze_run, run_dirs, [self.config.kl_limit] * len(run_dirs),
                                 [False] * len(run_dirs))
             return dict(zip(run_dirs, analyses))
 
-
-def _set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------------- summary
@@ -488,7 +485,7 @@ def publish(study_dir: str | Path, docs: str | Path) -> Path:
         shutil.copy2(study_dir / name, docs / name)
     shutil.copytree(study_dir / "figures", docs / "figures", dirs_exist_ok=True)
     summary = json.loads((study_dir / "study.json").read_text())
-    runs = {**{n: s["dir"] for n, s in summary["settings"].items()}}
+    runs = {n: s["dir"] for n, s in summary["settings"].items()}
     if summary.get("lr_control") and not summary["lr_control"]["same_as"]:
         runs["lr_control"] = str(study_dir / "lr_control")
     for name, run_dir in runs.items():
