@@ -1,0 +1,91 @@
+"""Rebuild an organism world under several CPU kernel / thread settings and tabulate its base accuracies.
+
+Another CPU model runs other float kernels (ATen's vectorised loops, MKL's GEMMs, oneDNN's primitives); these
+environment variables make this CPU run the ones another would, so a world's sensitivity to them can be measured
+on one machine:
+
+    python scripts/organism_kernels.py --seed 0 --out runs/kernels            # all six settings
+    python scripts/organism_kernels.py --seed 0 --out runs/kernels --settings default:1 avx2:2
+
+Each setting builds into its own cache folder under --out (a finished build is reused), then the table of
+per-task base accuracies, and their spread, is printed and written to --out/kernels_seed<K>.{json,md}.
+One-thread settings run two at a time on a two-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# ATen capability -> the MKL / oneDNN instruction caps of a CPU of that generation.
+KERNELS = {
+    "default": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+               "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+}
+ALL_SETTINGS = ["default:1", "default:2", "avx2:1", "avx2:2", "avx512:1", "avx512:2"]
+
+BUILD = """
+import json, sys
+from dataclasses import replace
+import torch
+from robust_sft.organism.base_model import OrganismConfig, build_base_model
+seed, threads, cache = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+path = build_base_model(cache_dir=cache, config=replace(OrganismConfig(seed=seed), threads=threads), progress=False)
+report = json.loads((path / "base_eval.json").read_text())
+report["capability"] = torch.backends.cpu.get_cpu_capability()
+(path / "base_eval.json").write_text(json.dumps(report, indent=2))
+print(path)
+"""
+
+
+def build(seed: int, setting: str, out: Path) -> dict:
+    kernel, threads = setting.split(":")
+    env = {**os.environ, **KERNELS[kernel], "OMP_NUM_THREADS": threads}
+    cache = out / f"seed{seed}-{kernel}-t{threads}"
+    done = subprocess.run([sys.executable, "-c", BUILD, str(seed), threads, str(cache)], env=env, check=True,
+                          capture_output=True, text=True)
+    report = json.loads((Path(done.stdout.strip().splitlines()[-1]) / "base_eval.json").read_text())
+    return {"setting": setting, **report}
+
+
+def table(rows: list[dict]) -> str:
+    tasks = list(rows[0]["accuracy"])
+    lines = ["| setting | ATen kernel | " + " | ".join(tasks) + " | build s |",
+             "|---" * (len(tasks) + 3) + "|"]
+    for r in rows:
+        lines.append(f"| {r['setting']} | {r.get('capability', '?')} | "
+                     + " | ".join(f"{r['accuracy'][t]:.3f}" for t in tasks) + f" | {r['build_seconds']:.0f} |")
+    spread = [max(r["accuracy"][t] for r in rows) - min(r["accuracy"][t] for r in rows) for t in tasks]
+    lines.append("| spread (max - min) | | " + " | ".join(f"{s:.3f}" for s in spread) + " | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0, help="organism world")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--settings", nargs="+", default=ALL_SETTINGS, help="KERNEL:THREADS, kernel in "
+                        + ", ".join(KERNELS))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    one = [s for s in args.settings if s.endswith(":1")]
+    rest = [s for s in args.settings if s not in one]
+    with ThreadPoolExecutor(max(1, (os.cpu_count() or 2) // 1)) as pool:  # one-thread builds side by side
+        rows = list(pool.map(lambda s: build(args.seed, s, args.out), one))
+    rows += [build(args.seed, s, args.out) for s in rest]
+    rows.sort(key=lambda r: args.settings.index(r["setting"]))
+    text = table(rows)
+    print(text)
+    (args.out / f"kernels_seed{args.seed}.md").write_text(text + "\n")
+    (args.out / f"kernels_seed{args.seed}.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
