@@ -35,9 +35,11 @@ BUILD = """
 import json, sys
 from dataclasses import replace
 import torch
-from robust_sft.organism.base_model import OrganismConfig, build_base_model
-seed, threads, cache = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-path = build_base_model(cache_dir=cache, config=replace(OrganismConfig(seed=seed), threads=threads), progress=False)
+from robust_sft.organism.base_model import OrganismConfig
+from robust_sft.organism.store import build_base_model
+seed, threads, cache, overrides = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+config = replace(OrganismConfig(seed=seed), threads=threads, **overrides)
+path = build_base_model(cache_dir=cache, config=config, progress=False)
 report = json.loads((path / "base_eval.json").read_text())
 report["capability"] = torch.backends.cpu.get_cpu_capability()
 (path / "base_eval.json").write_text(json.dumps(report, indent=2))
@@ -45,11 +47,12 @@ print(path)
 """
 
 
-def build(seed: int, setting: str, out: Path) -> dict:
+def build(seed: int, setting: str, out: Path, overrides: dict) -> dict:
     kernel, threads = setting.split(":")
     env = {**os.environ, **KERNELS[kernel], "OMP_NUM_THREADS": threads}
-    cache = out / f"seed{seed}-{kernel}-t{threads}"
-    done = subprocess.run([sys.executable, "-c", BUILD, str(seed), threads, str(cache)], env=env, check=True,
+    cache = out / f"seed{seed}-{kernel}-t{threads}"  # one folder per setting; the key names the design
+    done = subprocess.run([sys.executable, "-c", BUILD, str(seed), threads, str(cache),
+                           json.dumps(overrides)], env=env, check=True,
                           capture_output=True, text=True)
     report = json.loads((Path(done.stdout.strip().splitlines()[-1]) / "base_eval.json").read_text())
     return {"setting": setting, **report}
@@ -73,18 +76,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--settings", nargs="+", default=ALL_SETTINGS, help="KERNEL:THREADS, kernel in "
                         + ", ".join(KERNELS))
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="OrganismConfig fields to change (a design probe; the shipped definition is the default)")
     args = parser.parse_args()
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     args.out.mkdir(parents=True, exist_ok=True)
     one = [s for s in args.settings if s.endswith(":1")]
     rest = [s for s in args.settings if s not in one]
     with ThreadPoolExecutor(max(1, (os.cpu_count() or 2) // 1)) as pool:  # one-thread builds side by side
-        rows = list(pool.map(lambda s: build(args.seed, s, args.out), one))
-    rows += [build(args.seed, s, args.out) for s in rest]
+        rows = list(pool.map(lambda s: build(args.seed, s, args.out, overrides), one))
+    rows += [build(args.seed, s, args.out, overrides) for s in rest]
     rows.sort(key=lambda r: args.settings.index(r["setting"]))
     text = table(rows)
     print(text)
-    (args.out / f"kernels_seed{args.seed}.md").write_text(text + "\n")
-    (args.out / f"kernels_seed{args.seed}.json").write_text(json.dumps(rows, indent=2))
+    name = f"kernels_seed{args.seed}" + "".join(f"_{k}{v}" for k, v in overrides.items())
+    (args.out / f"{name}.md").write_text(text + "\n")
+    (args.out / f"{name}.json").write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from robust_sft.organism import world
-from robust_sft.organism.base_model import OrganismConfig, build_base_model, cache_key, definition_sources
+from robust_sft.organism.base_model import OrganismConfig, cache_key, definition_sources
+from robust_sft.organism.store import SHIPPED_WORLDS, build_base_model, shipped_dir, shipped_key
 from robust_sft.organism.tokenizer import build_tokenizer
 from robust_sft.tasks import Task, TaskError, get_task, list_tasks
 
@@ -159,58 +160,104 @@ def test_build_base_model_tiny_caches_and_loads(tmp_path, monkeypatch):
 
 
 # --- the shipped base model -------------------------------------------------------------------------
-def test_shipped_organism_was_built_from_this_definition():
-    from robust_sft.organism.base_model import shipped_dir, shipped_key
-
-    assert shipped_key(0) is not None, "no organism shipped: run `robust-sft organism build --ship`"
-    assert shipped_key(0) == cache_key(OrganismConfig(seed=0), definition_sources()), (
-        "the shipped organism is stale (the world, tokenizer or builder changed since it was built): "
-        "run `robust-sft organism build --ship` and commit src/robust_sft/organism/shipped/")
-    assert (shipped_dir(0) / "model.safetensors").stat().st_size < 8 * 2**20  # a few MB inside the package
+@pytest.mark.parametrize("seed", SHIPPED_WORLDS)
+def test_shipped_organism_was_built_from_this_definition(seed):
+    assert shipped_key(seed) is not None, f"world {seed} not shipped: run `robust-sft organism build --seed {seed} --ship`"
+    assert shipped_key(seed) == cache_key(OrganismConfig(seed=seed), definition_sources()), (
+        f"the shipped organism of world {seed} is stale (the world, tokenizer or builder changed since it was "
+        f"built): run `robust-sft organism build --seed {seed} --ship` and commit src/robust_sft/organism/shipped/")
+    assert (shipped_dir(seed) / "model.safetensors").stat().st_size < 8 * 2**20  # a few MB inside the package
 
 
 def test_the_runner_uses_the_shipped_organism(monkeypatch):
-    from robust_sft.organism import base_model
+    from robust_sft.organism import store
 
-    monkeypatch.setattr(base_model, "build_base_model", lambda **kw: pytest.fail("must not build"))
-    assert base_model.base_model_path(0) == base_model.shipped_dir(0)
+    monkeypatch.setattr(store, "build_base_model", lambda **kw: pytest.fail("must not build"))
+    assert store.base_model_path(0) == store.shipped_dir(0)
 
 
 def test_a_stale_shipped_organism_is_not_used(monkeypatch, tmp_path):
-    from robust_sft.organism import base_model
+    from robust_sft.organism import store
 
-    monkeypatch.setattr(base_model, "shipped_key", lambda seed: "0000000000000000")
-    monkeypatch.setattr(base_model, "build_base_model", lambda **kw: tmp_path / "built")
-    assert base_model.base_model_path(0) == tmp_path / "built"
+    monkeypatch.setattr(store, "shipped_key", lambda seed: "0000000000000000")
+    monkeypatch.setattr(store, "build_base_model", lambda **kw: tmp_path / "built")
+    assert store.base_model_path(0) == tmp_path / "built"
 
 
-def test_shipped_organism_reproduces_its_recorded_accuracies():
+@pytest.mark.parametrize("seed", SHIPPED_WORLDS)
+def test_shipped_organism_reproduces_its_recorded_accuracies(seed):
     """Greedy evaluation of the shipped weights gives the accuracies recorded at build time (same test sets)."""
     from robust_sft.evaluation import evaluate_tasks
     from robust_sft.modeling import load_model, load_tokenizer
-    from robust_sft.organism.base_model import shipped_dir
 
-    report = json.loads((shipped_dir(0) / "base_eval.json").read_text())
-    model, tok = load_model(str(shipped_dir(0))), load_tokenizer(str(shipped_dir(0)))
+    report = json.loads((shipped_dir(seed) / "base_eval.json").read_text())
+    model, tok = load_model(str(shipped_dir(seed))), load_tokenizer(str(shipped_dir(seed)))
     accuracies = evaluate_tasks(model, tok, list(world.TASKS), limit=report["config"]["eval_limit"], batch_size=100,
-                                progress=False, task_kwargs={t: {"seed": 0} for t in world.TASKS})
+                                progress=False, task_kwargs={t: {"seed": seed} for t in world.TASKS})
     for task, accuracy in report["accuracy"].items():
         # float kernels differ between CPUs; a near-tie may flip a greedy token on another machine
         assert accuracies[task] == pytest.approx(accuracy, abs=0.03), task
 
 
-@pytest.mark.slow
-def test_a_rebuild_here_reaches_the_shipped_accuracies(tmp_path):
-    """`robust-sft organism build` from scratch (several minutes): close to what ships, whatever this CPU is."""
-    from robust_sft.organism.base_model import shipped_dir
+# The organism's design criteria (docs/organism.md, "Criteria of a build"): what any build of world 0, on any
+# CPU, must reach, and how far from the shipped build it may land. The tolerance is set from the spread measured
+# over kernel and thread settings (scripts/organism_kernels.py), with room for test-pool sampling.
+TARGET_BASE_RANGE = (0.15, 0.45)  # the target is partly solved: room to learn, and correct self-outputs exist
+NON_TARGET_MIN = 0.90  # every other skill is learned (so forgetting shows), not sitting on a slope
+REBUILD_TOLERANCE = 0.08
 
+
+def kernel_setting() -> str:
+    """What decides the float kernels here: the CPU, ATen's capability, the BLAS caps and the thread count."""
+    import os
+    import platform
+
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    caps = {k: os.environ[k] for k in ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+            if k in os.environ}
+    return (f"CPU {cpu!r}, ATen kernel {torch.backends.cpu.get_cpu_capability()}, "
+            f"{OrganismConfig().threads} build threads, caps {caps or 'none'}")
+
+
+def build_criteria_failures(accuracy: dict[str, float], shipped: dict[str, float]) -> list[str]:
+    """Each way a build's base accuracies miss the design criteria or land too far from the shipped build."""
+    low, high = TARGET_BASE_RANGE
+    failures = []
+    if not low <= accuracy[world.TARGET] <= high:
+        failures.append(f"target {world.TARGET} {accuracy[world.TARGET]:.3f} outside [{low}, {high}]")
+    failures += [f"{task} {accuracy[task]:.3f} < {NON_TARGET_MIN}" for task in world.NON_TARGET
+                 if accuracy[task] < NON_TARGET_MIN]
+    failures += [f"{task} {accuracy[task]:.3f} vs shipped {value:.3f} (tolerance {REBUILD_TOLERANCE})"
+                 for task, value in shipped.items() if abs(accuracy[task] - value) > REBUILD_TOLERANCE]
+    return failures
+
+
+def test_the_shipped_worlds_meet_the_design_criteria():
+    for seed in SHIPPED_WORLDS:
+        report = json.loads((shipped_dir(seed) / "base_eval.json").read_text())
+        failures = build_criteria_failures(report["accuracy"], report["accuracy"])
+        assert not failures, f"world {seed}: " + "; ".join(failures)
+
+
+def test_build_criteria_catch_each_kind_of_miss():
+    shipped = {t: 0.3 if t == world.TARGET else 0.97 for t in world.TASKS}
+    assert build_criteria_failures(shipped, shipped) == []
+    add = next(t for t in world.NON_TARGET)
+    missed = build_criteria_failures({**shipped, add: 0.7}, shipped)
+    assert len(missed) == 2 and all(add in m for m in missed)  # under the floor, and too far from shipped
+    assert len(build_criteria_failures({**shipped, world.TARGET: 0.6}, shipped)) == 2  # no room left, and far
+    low = {**shipped, world.TARGET: 0.1}  # too low, even where the shipped build agrees
+    assert build_criteria_failures(low, low) == [f"target {world.TARGET} 0.100 outside [0.15, 0.45]"]
+
+
+@pytest.mark.slow
+def test_a_rebuild_here_meets_the_design_and_lands_near_the_shipped_build(tmp_path):
+    """`robust-sft organism build` of world 0 from scratch (several minutes), whatever this CPU's kernels are."""
     shipped = json.loads((shipped_dir(0) / "base_eval.json").read_text())
     rebuilt = json.loads((build_base_model(cache_dir=tmp_path, seed=0, progress=False) / "base_eval.json").read_text())
     assert rebuilt["key"] == shipped["key"]
-    for task, accuracy in shipped["accuracy"].items():
-        assert rebuilt["accuracy"][task] == pytest.approx(accuracy, abs=REBUILD_TOLERANCE), task
-
-
-# Another CPU's float kernels make another pretraining trajectory; this much per-task accuracy difference
-# is allowed (on this machine kind a rebuild is bit-identical).
-REBUILD_TOLERANCE = 0.10
+    failures = build_criteria_failures(rebuilt["accuracy"], shipped["accuracy"])
+    assert not failures, f"a rebuild under {kernel_setting()}: " + "; ".join(failures)

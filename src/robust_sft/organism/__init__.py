@@ -10,7 +10,7 @@ from robust_sft.organism.world import NON_TARGET, TARGET, TASKS
 
 def build_base_model(*args, **kwargs):
     # Imported lazily: torch/transformers are not needed to use the world's tasks.
-    from robust_sft.organism.base_model import build_base_model as build
+    from robust_sft.organism.store import build_base_model as build
 
     return build(*args, **kwargs)
 
