@@ -64,6 +64,17 @@ def test_examples_deterministic_unique_and_splits_disjoint(name):
     assert get_task(name, seed=1).load("test", limit=20) != task.load("test", limit=20)
 
 
+@pytest.mark.parametrize("name", ["organism/add", "organism/reverse", "organism/facts"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_fact_asked_outside_pretraining_is_taught_there_in_other_words(name, seed):
+    task = get_task(name, seed=seed)
+    taught = {task._key(e) for e in task.load("pretrain", limit=10_000)}
+    for split in ("train", "validation", "test"):
+        for example in task.load(split, limit=10_000):
+            key = task._key(example)
+            other_words = [k for k in task._fact_keys(key) if k != key]
+            assert len(other_words) >= 2 and any(k in taught for k in other_words), (split, key)
+
 def test_load_rejects_unknown_split_and_respects_limit():
     task = get_task("organism/sort")
     with pytest.raises(TaskError):
