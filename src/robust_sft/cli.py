@@ -397,7 +397,7 @@ def cmd_run(argv: list[str]) -> None:
 
 
 def cmd_study(argv: list[str]) -> None:
-    from robust_sft.study import describe_study, load_study_config, publish, run_study
+    from robust_sft.study import check_publish_target, describe_study, load_study_config, publish, run_study
 
     config = _parse(StudyCommandConfig, argv, "study", positional="config")
     try:
@@ -408,6 +408,8 @@ def cmd_study(argv: list[str]) -> None:
     if config.dry_run:
         print(describe_study(study_config, out))
         return
+    if config.docs:
+        check_publish_target(config.docs)  # now, not after the study's hours of work
     run_study(study_config, out)
     print((Path(out) / "study.md").read_text())
     if config.docs:
@@ -461,9 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    from robust_sft.artifacts import WriteError
+
     try:
         COMMANDS[verb](rest)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:  # bad data/options, a missing optional package
+    except (ValueError, FileNotFoundError, RuntimeError, WriteError) as err:  # bad data/options/outputs, a missing package
         print(f"robust-sft {verb}: error: {err}", file=sys.stderr)
         return 1
     return 0

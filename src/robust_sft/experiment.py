@@ -18,13 +18,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from robust_sft.artifacts import write_json, write_jsonl
+from robust_sft.artifacts import (
+    LOCK_NAME,
+    WriteError,
+    check_own_dir,
+    dir_lock,
+    remove_dir,
+    write_json,
+    write_jsonl,
+)
 from robust_sft.organism.world import TARGET as ORGANISM_TARGET
 
 logger = logging.getLogger(__name__)
@@ -210,7 +217,7 @@ def run_stage(name: str, artifact: Path, key: str, produce: Callable[[], None]) 
         pending = _pending_file(artifact)
         same_inputs = pending.exists() and json.loads(pending.read_text()).get("key") == key
         if not same_inputs:
-            shutil.rmtree(artifact)
+            remove_dir(artifact, _pending_file(artifact).name)  # only a directory a stage made
     if artifact.suffix == "":
         artifact.mkdir(parents=True, exist_ok=True)
         write_json(_pending_file(artifact), {"key": key})
@@ -339,9 +346,14 @@ class Experiment:
     # ------------------------------------------------------------------ stages
 
     def run(self) -> dict:
+        """Every stage, holding the run directory's lock: a second run on it stops at once, saying so."""
+        check_run_dir(self.dir)
+        with dir_lock(self.dir / LOCK_NAME, f"run directory {self.dir}"):
+            return self._run()
+
+    def _run(self) -> dict:
         from robust_sft.report import write_report
 
-        self.dir.mkdir(parents=True, exist_ok=True)
         write_json(self.dir / "config.json", asdict(self.config))
         self.resolve_base()
         costs = self.prepare_data()
@@ -362,9 +374,12 @@ class Experiment:
         self.tasks = [self.config.target, *self.other_tasks()]
 
     def run_unit(self, variant: Variant, seed: int) -> None:
-        """One fine-tuning run and its evaluation: independent of every other unit once data is scored."""
-        self.train_variant(variant, seed)
-        self.evaluate_variant(variant, seed)
+        """One fine-tuning run and its evaluation: independent of every other unit once data is scored.
+
+        Each unit holds its own lock, so no two processes ever train into the same model directory."""
+        with dir_lock(self.dir / "locks" / f"{variant.name}-seed{seed}.lock", f"{variant.name} seed {seed}"):
+            self.train_variant(variant, seed)
+            self.evaluate_variant(variant, seed)
 
     def eval_limits(self) -> dict[str, int | None]:
         """Test examples per task: the target may get more (its TI is the noisier measure)."""
@@ -540,6 +555,19 @@ class Experiment:
                            task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
 
         run_stage(f"evaluate {variant.name} seed {seed}", out, key, produce)
+
+
+def check_run_dir(path: Path) -> None:
+    """A run writes only into a new or empty directory, or one of its own (whose config.json is a run's)."""
+    check_own_dir(path, "config.json", "run directory")
+    config = path / "config.json"
+    try:
+        ours = not config.exists() or {"name", "methods", "target"} <= set(json.loads(config.read_text()))
+    except (ValueError, TypeError):  # not JSON, or JSON that is no mapping
+        ours = False
+    if not ours:
+        raise WriteError(f"{path}: not a run directory (its config.json is not a run's); refusing to write into it: "
+                         "choose a new or empty directory")
 
 
 def can_write_oracle(task) -> bool:

@@ -16,13 +16,20 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from robust_sft.artifacts import library_versions, read_parquet, write_json, write_parquet
+from robust_sft.artifacts import (
+    check_output_file,
+    check_replaceable,
+    library_versions,
+    read_parquet,
+    remove_dir,
+    write_json,
+    write_parquet,
+)
 from robust_sft.data import (
     DataFormat,
     ErrorLog,
@@ -38,6 +45,7 @@ SCORES_FORMAT = "robust-sft/scores/v1"
 # Bytes allowed for one float32 chunk of head logits (rows x vocab); bounds peak memory for huge vocabularies.
 HEAD_CHUNK_BYTES = 256 * 2**20
 DEFAULT_MAX_LENGTH = 4096
+PARTS_MARKER = "manifest.json"  # the shard directory's own file: only a directory holding it is ever removed
 
 
 class TokenizerMismatchError(ValueError):
@@ -383,7 +391,7 @@ def score(config: ScoreConfig) -> Path:
 
     from robust_sft.modeling import context_length, load_model, load_tokenizer
 
-    out = Path(config.out)
+    out = check_output_file(config.out)  # before any work: a bad --out fails now, not after scoring
     # cpu=True makes processes started by `accelerate launch` without a GPU join one gloo group; without it
     # each believes it is alone and scores every shard.
     state = PartialState(cpu=runs_on_cpu(config.device))
@@ -447,7 +455,7 @@ def score(config: ScoreConfig) -> Path:
             "versions": library_versions(),
         }
         write_parquet(out, table, metadata)
-        shutil.rmtree(parts, ignore_errors=True)
+        remove_dir(parts, PARTS_MARKER)
     state.wait_for_everyone()
     return out
 
@@ -464,14 +472,19 @@ def _shard_path(parts: Path, k: int) -> Path:
 
 
 def _prepare_parts_dir(parts: Path, fingerprint: str, state) -> None:
-    """Create the shard directory, or check that the one left by a killed run was for the same inputs."""
-    manifest = parts / "manifest.json"
+    """Create the shard directory, or check that the one left by a killed run was for the same inputs.
+
+    A directory of that name without our manifest is not ours: it is refused, never written into or removed.
+    """
+    manifest = parts / PARTS_MARKER
     if state.is_main_process:
+        if parts.exists() and not manifest.exists():
+            check_replaceable(parts, PARTS_MARKER)  # raises: the directory is not one `score` made
         if manifest.exists():
             previous = json.loads(manifest.read_text()).get("inputs_fingerprint")
             if previous != fingerprint:
                 logger.warning("%s holds shards of different inputs; starting over", parts)
-                shutil.rmtree(parts)
+                remove_dir(parts, PARTS_MARKER)
         if not manifest.exists():
             parts.mkdir(parents=True, exist_ok=True)
             write_json(manifest, {"inputs_fingerprint": fingerprint})

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from robust_sft.artifacts import read_text, write_json, write_text
+from robust_sft.artifacts import LOCK_NAME, check_own_dir, dir_lock, read_text, write_json, write_text
 from robust_sft.experiment import Experiment, ExperimentConfig, Variant, stable_hash
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,12 @@ class Study:
         self.progress = progress
 
     def run(self) -> dict:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Every stage, holding the study directory's lock (a second study on it stops at once, saying so)."""
+        check_own_dir(self.dir, "study_config.json", "study directory")
+        with dir_lock(self.dir / LOCK_NAME, f"study directory {self.dir}"):
+            return self._run()
+
+    def _run(self) -> dict:
         write_json(self.dir / "study_config.json", asdict(self.config))
         timings = {}
         start = time.perf_counter()
@@ -477,9 +482,15 @@ def plot_lr_control_grid(results_by_setting: dict[str, dict], path: Path) -> Non
 # --------------------------------------------------------------------------------------------- publish
 
 
+def check_publish_target(docs: str | Path) -> None:
+    """`publish` overwrites files of its own names in `docs`: only into a new, empty or published directory."""
+    check_own_dir(docs, "study.json", "published study")
+
+
 def publish(study_dir: str | Path, docs: str | Path) -> Path:
     """Copy the study's summary, figures and each run's report + results (no models) into `docs`."""
     study_dir, docs = Path(study_dir), Path(docs)
+    check_publish_target(docs)
     docs.mkdir(parents=True, exist_ok=True)
     for name in ("study.json", "study.md", "study_config.json"):
         shutil.copy2(study_dir / name, docs / name)
