@@ -132,3 +132,82 @@ def test_a_unit_is_locked_while_it_trains(tiny_model_dir, tmp_path):
     with dir_lock(tmp_path / "locks" / "gt-seed0.lock", "another worker"):
         with pytest.raises(RuntimeError, match="gt seed 0 is in use"):
             experiment.run_unit(variant, 0)
+
+
+# --------------------------------------------------------------------------------------------- score files
+
+
+def _tampered(scores_path, tmp_path, change, metadata=None):
+    """A copy of the session's score file with one column of one example changed by `change(column, row)`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(scores_path)
+    columns = {name: table.column(name).to_pylist() for name in table.column_names}
+    change(columns)
+    out = tmp_path / "tampered.parquet"
+    types = {name: table.schema.field(name).type for name in table.column_names}
+    tampered = pa.table({name: pa.array(values, types[name]) for name, values in columns.items()})
+    meta = dict(table.schema.metadata)
+    if metadata is not None:
+        meta[b"robust_sft"] = json.dumps({**json.loads(meta[b"robust_sft"]), **metadata}).encode()
+    pq.write_table(tampered.replace_schema_metadata(meta), out)
+    return str(out)
+
+
+def _set(name, row, value):
+    def change(columns):
+        columns[name][row] = value
+    return change
+
+
+def _first_answer(scores_path) -> int:
+    from robust_sft.scoring import load_scores
+
+    return int(load_scores(scores_path).answer_mask[3].argmax())
+
+
+@pytest.mark.parametrize("case, message", [
+    ("mask_len1", "one entry per token"),
+    ("nll_len1", "one entry per token"),
+    ("negative", "NLL -"),
+    ("nan", "NLL nan"),
+    ("huge_id", "outside the vocabulary"),
+    ("too_long", "more than the file's max_length 1024"),
+    ("duplicate", "duplicate id"),
+    ("empty", "holds no example"),
+])
+def test_every_reader_refuses_a_bad_score_file_naming_file_and_example(scores_path, tmp_path, capsys, case, message):
+    answer = _first_answer(scores_path)
+
+    def nll_at(value):
+        def change(columns):
+            columns["token_nll"][3][answer + 1] = value
+        return change
+
+    def too_long(columns):
+        columns["input_ids"][3] = columns["input_ids"][3] * 300
+        columns["answer_mask"][3] = columns["answer_mask"][3] * 300
+        columns["token_nll"][3] = columns["token_nll"][3] * 300
+
+    def empty(columns):
+        for values in columns.values():
+            values.clear()
+
+    def duplicate(columns):
+        columns["id"][3] = columns["id"][2]
+
+    def huge_id(columns):
+        columns["input_ids"][3][answer] = 2**31 - 1
+
+    changes = {"mask_len1": _set("answer_mask", 3, [True]), "nll_len1": _set("token_nll", 3, [1.0]),
+               "negative": nll_at(-1.5), "nan": nll_at(float("nan")), "huge_id": huge_id, "too_long": too_long,
+               "duplicate": duplicate, "empty": empty}
+    bad = _tampered(scores_path, tmp_path, changes[case], metadata={"max_length": 1024})
+    for verb in (["stats", bad], ["mask", bad, "--out", str(tmp_path / "m.parquet")],
+                 ["inspect", bad, "--out", str(tmp_path / "i.html")]):
+        assert main(verb) == 1, verb
+        err = capsys.readouterr().err
+        assert message in err and bad in err, (verb, err)
+        assert case in ("empty", "duplicate") or "row 3" in err, err
+    assert not (tmp_path / "m.parquet").exists() and not (tmp_path / "i.html").exists()

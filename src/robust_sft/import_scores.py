@@ -113,6 +113,7 @@ def import_scores(config: ImportScoresConfig) -> Path:
         "model": config.tokenizer,
         "adapter": None,
         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+        "vocab_size": len(tokenizer),
         "data": str(config.data),
         "n_examples": len(tokenized),
         "n_skipped": len(errors.skipped),

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from robust_sft.artifacts import write_text
-from robust_sft.scoring import Scores, load_scores, sequence_perplexity
+from robust_sft.scoring import Scores, check_token_ids, load_scores, sequence_perplexity
 
 # NLL quantisation: one byte per token, 1/16 nat per step, centred on log(tau) so that
 # "code > CODE_TAU" is exactly "ppl > tau" (the tokens STM masks) for the page's tau.
@@ -296,6 +296,9 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
     if not tau > 1:
         raise ValueError(f"tau must be > 1 (a perplexity), not {tau}")
     tokenizer = _resolve_tokenizer(named, tokenizer)
+    for name, scores in named.items():  # every id decodes with this tokenizer (a stray id would size a table)
+        check_token_ids(np.concatenate(scores.input_ids) if len(scores) else np.zeros(0, np.int64), len(tokenizer),
+                        name)
 
     # Rows: the union of example ids, in first-seen order; each file points its examples at a row.
     row_of, row_ids, prompts = {}, [], []
