@@ -211,3 +211,34 @@ def test_every_reader_refuses_a_bad_score_file_naming_file_and_example(scores_pa
         assert message in err and bad in err, (verb, err)
         assert case in ("empty", "duplicate") or "row 3" in err, err
     assert not (tmp_path / "m.parquet").exists() and not (tmp_path / "i.html").exists()
+
+
+# --------------------------------------------------------------------------------------------- zero base
+
+
+def test_a_zero_base_accuracy_and_a_failing_figure_lose_no_results(tiny_model_dir, tmp_path, monkeypatch):
+    import math
+
+    from robust_sft import report
+    from robust_sft.experiment import Experiment
+    from tests.test_experiment import mini_config
+
+    run_dir = tmp_path / "run"
+    Experiment(mini_config(tiny_model_dir, methods=["gt"], lr_sweep={}), run_dir, progress=False).run()
+    base_file = run_dir / "eval" / "base" / "accuracies.json"
+    base = json.loads(base_file.read_text())
+    base["test/nonempty"]["accuracy"] = 0.0
+    base_file.write_text(json.dumps(base))
+    for name in ("results.json", "report.md", "report.html"):
+        (run_dir / name).unlink()
+
+    def broken(results, path):
+        raise ValueError("Data has no positive values, and therefore cannot be log-scaled.")
+
+    monkeypatch.setattr(report, "plot_ppl_vs_bwt", broken)
+    results = report.rebuild_report(run_dir)
+    assert math.isfinite(results["methods"]["gt"]["mean"]["bwt"])
+    assert results["percentage_point_tasks"] == ["test/nonempty"]
+    assert json.loads((run_dir / "results.json").read_text())["methods"]["gt"]["mean"]["bwt"] == results["methods"]["gt"]["mean"]["bwt"]
+    assert "`test/nonempty`: a relative change is undefined there" in (run_dir / "report.md").read_text()
+    assert (run_dir / "report.html").exists() and (run_dir / "figures" / "ti_vs_bwt.png").exists()
