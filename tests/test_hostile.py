@@ -242,3 +242,23 @@ def test_a_zero_base_accuracy_and_a_failing_figure_lose_no_results(tiny_model_di
     assert json.loads((run_dir / "results.json").read_text())["methods"]["gt"]["mean"]["bwt"] == results["methods"]["gt"]["mean"]["bwt"]
     assert "`test/nonempty`: a relative change is undefined there" in (run_dir / "report.md").read_text()
     assert (run_dir / "report.html").exists() and (run_dir / "figures" / "ti_vs_bwt.png").exists()
+
+
+# --------------------------------------------------------------------------------------------- odd text
+
+
+def test_a_lone_surrogate_names_the_example_and_skip_skips_it(tiny_model_dir, tmp_path, capsys):
+    from robust_sft.scoring import load_scores
+    from tests.conftest import make_rows
+
+    rows = make_rows(4)
+    rows[2]["answer"] += " \ud800"
+    data = tmp_path / "sft.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))  # json.dumps writes it as the escape \ud800
+    out = tmp_path / "s.parquet"
+    base = ["score", "--model", tiny_model_dir, "--data", str(data), "--out", str(out), "--progress", "false"]
+    assert main(base) == 1
+    err = capsys.readouterr().err
+    assert f"{data}:3 (id=ex2)" in err and "lone surrogate" in err and "Traceback" not in err
+    assert main([*base, "--on_error", "skip"]) == 0
+    assert load_scores(out).ids == ["ex0", "ex1", "ex3"]
