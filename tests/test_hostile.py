@@ -262,3 +262,36 @@ def test_a_lone_surrogate_names_the_example_and_skip_skips_it(tiny_model_dir, tm
     assert f"{data}:3 (id=ex2)" in err and "lone surrogate" in err and "Traceback" not in err
     assert main([*base, "--on_error", "skip"]) == 0
     assert load_scores(out).ids == ["ex0", "ex1", "ex3"]
+
+
+# --------------------------------------------------------------------------------------------- unwritable outputs
+
+
+def test_score_refuses_an_output_it_cannot_write_before_any_work(tiny_model_dir, sft_jsonl, tmp_path, monkeypatch,
+                                                                   capsys):
+    import robust_sft.modeling
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(robust_sft.modeling, "load_model", no_model)
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for out in (tmp_path, a_file / "s.parquet"):  # an existing directory; a place no directory can be made
+        assert main(["score", "--model", tiny_model_dir, "--data", sft_jsonl, "--out", str(out)]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"robust-sft score: error: {out}: "), err
+
+
+def test_a_full_disk_names_the_output_and_leaves_no_temporary_file(scores_path, tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(src))
+
+    monkeypatch.setattr(os, "replace", full)
+    out = tmp_path / "m.parquet"
+    assert main(["mask", scores_path, "--mask", "none", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{out}: cannot write (No space left on device)" in err and ".tmp" not in err
+    assert list(tmp_path.iterdir()) == []

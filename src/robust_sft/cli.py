@@ -260,10 +260,13 @@ def cmd_import_scores(argv: list[str]) -> None:
 
 
 def cmd_stats(argv: list[str]) -> None:
+    from robust_sft.artifacts import check_output_file
     from robust_sft.scoring import load_scores
     from robust_sft.stats import format_table, plot_histogram, summarize
 
     config = _parse(StatsConfig, argv, "stats", positional="scores")
+    if config.histogram:
+        check_output_file(config.histogram)
     named = {}
     for item in config.scores:
         name, _, path = item.rpartition("=") if "=" in item else (Path(item).stem, "", item)
@@ -328,12 +331,13 @@ def cmd_train(argv: list[str]) -> None:
 
 
 def cmd_generate(argv: list[str]) -> None:
-    from robust_sft.artifacts import write_json, write_jsonl
+    from robust_sft.artifacts import check_output_file, write_json, write_jsonl
     from robust_sft.modeling import load_model, load_tokenizer
     from robust_sft.synthesis import rephrase, self_output, vllm_sampler
     from robust_sft.tasks import get_task
 
     config = _parse(GenerateConfig, argv, "generate")
+    check_output_file(config.out)  # before the model generates anything
     task = get_task(config.task)
     examples = task.load(config.split, limit=config.limit, path=config.task_path)
     settings = config.settings()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robust_sft.artifacts import write_text
+from robust_sft.artifacts import check_output_file, write_text
 from robust_sft.scoring import Scores, check_token_ids, load_scores, sequence_perplexity
 
 # NLL quantisation: one byte per token, 1/16 nat per step, centred on log(tau) so that
@@ -427,6 +427,7 @@ def write_inspect(scores: dict[str, str | Path | Scores], out: str | Path, tau: 
     evidence: a results.json (path or dict) whose methods relate trained-token perplexity to BWT.
     page_size: examples per page of the heat-map (default: about PAGE_TOKENS tokens a page).
     """
+    check_output_file(out)  # before any work
     named = {name: s if isinstance(s, Scores) else load_scores(s) for name, s in scores.items()}
     if isinstance(evidence, (str, Path)):
         evidence = json.loads(Path(evidence).read_text())
