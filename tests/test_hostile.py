@@ -295,3 +295,30 @@ def test_a_full_disk_names_the_output_and_leaves_no_temporary_file(scores_path, 
     err = capsys.readouterr().err
     assert f"{out}: cannot write (No space left on device)" in err and ".tmp" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------- names and values
+
+
+@pytest.mark.parametrize("config, message", [
+    ("name: ../../elsewhere\n", "name '../../elsewhere' becomes a directory name"),
+    ("name: ..\n", "name '..' becomes a directory name"),
+    ("seeds: 1\n", "seeds: expected a list, got 1 (seeds: [1] is the single seed 1; three seeds are [0, 1, 2])"),
+])
+def test_run_config_names_and_seeds_are_checked(tmp_path, capsys, config, message):
+    path = tmp_path / "c.yaml"
+    path.write_text("target: organism/add\nmethods: [gt]\n" + config)
+    assert main(["run", str(path), "--dry_run"]) == 1
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]
+
+
+def test_study_mode_names_stay_inside_the_study(tmp_path):
+    from robust_sft.config_types import ConfigError
+    from robust_sft.study import StudyConfig
+
+    experiment = {"methods": ["gt"], "seeds": [0]}
+    with pytest.raises(ConfigError, match="mode 'x/../../../../elsewhere' becomes a directory name"):
+        StudyConfig(worlds=[0], experiment=experiment, modes={"x/../../../../elsewhere": {"train": {}}})
+    with pytest.raises(ConfigError, match=r"worlds: expected a list, got 3 \(worlds: \[1\] is world 1 alone"):
+        StudyConfig(worlds=3, experiment=experiment, modes={"lora": {"train": {}}})

@@ -60,7 +60,8 @@ class ExperimentConfig:
     # Learning-rate control: extra runs of these methods at train.learning_rate x each factor (stm at control_tau),
     # e.g. {gt: [0.333, 0.1], stm: [0.333, 0.1]}. A smaller step alone forgets less; claim (f) compares them.
     lr_sweep: dict[str, list[float]] = field(default_factory=dict)
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={
+        "list_only": "seeds: [1] is the single seed 1; three seeds are [0, 1, 2]"})
     train_limit: int | None = None
     validation_limit: int | None = None
     eval_limit: int | None = None  # test examples per task
@@ -74,9 +75,10 @@ class ExperimentConfig:
     generation: dict = field(default_factory=dict)  # synthesis.GenerationSettings fields
 
     def __post_init__(self) -> None:
-        from robust_sft.config_types import check_options, coerce_fields, require
+        from robust_sft.config_types import check_options, coerce_fields, require, require_path_name
 
-        coerce_fields(self)  # YAML's `2e-5` and `1e1` are strings; `seeds: 1` is a list of one
+        coerce_fields(self)  # YAML's `2e-5` and `1e1` are strings
+        require_path_name(self.name, "name")  # the default run directory is runs/<name>
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
@@ -128,6 +130,11 @@ class Variant:
     source: str  # one of SOURCES
     train_overrides: tuple = ()  # (key, value) pairs for TrainConfig
     lr_scale: float = 1.0  # factor on the config's learning rate (the learning-rate control's variants)
+
+    def __post_init__(self) -> None:
+        from robust_sft.config_types import require_path_name
+
+        require_path_name(self.name, "variant")  # models/<name>/ and eval/<name>/
 
     @property
     def tau(self) -> float | None:
