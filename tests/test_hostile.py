@@ -322,3 +322,23 @@ def test_study_mode_names_stay_inside_the_study(tmp_path):
         StudyConfig(worlds=[0], experiment=experiment, modes={"x/../../../../elsewhere": {"train": {}}})
     with pytest.raises(ConfigError, match=r"worlds: expected a list, got 3 \(worlds: \[1\] is world 1 alone"):
         StudyConfig(worlds=3, experiment=experiment, modes={"lora": {"train": {}}})
+
+
+@pytest.mark.parametrize("taus", ["nan", "0", "-1", "1"])
+def test_stats_refuses_a_threshold_that_is_no_perplexity(scores_path, capsys, taus):
+    assert main(["stats", scores_path, "--taus", "2.5", taus]) == 1
+    err = capsys.readouterr()
+    assert "taus must be perplexity thresholds greater than 1" in err.err and err.out == ""
+
+
+def test_inspect_refuses_an_infinite_tau_and_keeps_a_hostile_title_in_the_title(scores_path, tmp_path, capsys):
+    from tests.test_inspect import page_json
+
+    assert main(["inspect", scores_path, "--tau", "inf", "--out", str(tmp_path / "inf.html")]) == 1
+    assert "tau must be a finite perplexity > 1" in capsys.readouterr().err
+    out = tmp_path / "i.html"
+    title = "__DATA__ </title><script>alert(1)</script> __TITLE__"
+    assert main(["inspect", scores_path, "--title", title, "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "<title>__DATA__ &lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt; __TITLE__</title>" in page
+    assert page_json(out)["title"] == title and page.count('"file_tokens"') == 1  # the data once, in its script

@@ -42,6 +42,11 @@ class StatsConfig:
     histogram: str | None = field(default=None, metadata={"help": "Write a PNG histogram of token perplexity here."})
     json: bool = field(default=False, metadata={"help": "Print JSON instead of a Markdown table."})
 
+    def __post_init__(self) -> None:
+        from robust_sft.stats import check_taus
+
+        check_taus(self.taus)
+
 
 @dataclass
 class InspectConfig:

@@ -17,6 +17,7 @@ import base64
 import html
 import json
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -293,8 +294,8 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
     """Everything the page shows, as one JSON-serialisable document."""
     if not named:
         raise ValueError("inspect needs at least one score file")
-    if not tau > 1:
-        raise ValueError(f"tau must be > 1 (a perplexity), not {tau}")
+    if not (tau > 1 and math.isfinite(tau)):  # the page's colours are centred on log(tau)
+        raise ValueError(f"tau must be a finite perplexity > 1, not {tau}")
     tokenizer = _resolve_tokenizer(named, tokenizer)
     for name, scores in named.items():  # every id decodes with this tokenizer (a stray id would size a table)
         check_token_ids(np.concatenate(scores.input_ids) if len(scores) else np.zeros(0, np.int64), len(tokenizer),
@@ -411,8 +412,9 @@ def _clean(obj):
 
 def render_page(data: dict) -> str:
     template = (resources.files("robust_sft") / "templates" / "inspect.html").read_text(encoding="utf-8")
-    return (template.replace("__TITLE__", html.escape(data["title"]))
-            .replace("__DATA__", _json_for_script(_clean(data))))
+    # One pass: a title (or any data) that contains a placeholder's name is never substituted again.
+    values = {"__TITLE__": html.escape(data["title"]), "__DATA__": _json_for_script(_clean(data))}
+    return re.sub("__TITLE__|__DATA__", lambda m: values[m.group(0)], template)
 
 
 def write_inspect(scores: dict[str, str | Path | Scores], out: str | Path, tau: float = 2.5, tokenizer=None,
