@@ -18,13 +18,13 @@ def test_mask_never_replaces_a_directory_it_did_not_write(scores_path, tmp_path,
     results = tmp_path / "results"
     (results / "sub").mkdir(parents=True)
     (results / "thesis.txt").write_text("years of work")
-    assert main(["mask", scores_path, "--out", str(results)]) == 1
+    assert main(["mask", scores_path, "--mask", "none", "--out", str(results)]) == 1
     assert "not written by robust-sft" in capsys.readouterr().err
     assert (results / "thesis.txt").read_text() == "years of work" and (results / "sub").is_dir()
 
     monkeypatch.chdir(results)
     for out in (".", "..", str(results)):
-        assert main(["mask", scores_path, "--out", out]) == 1
+        assert main(["mask", scores_path, "--mask", "none", "--out", out]) == 1
         assert "refusing" in capsys.readouterr().err
     assert sorted(p.name for p in results.iterdir()) == ["sub", "thesis.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
