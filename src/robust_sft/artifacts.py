@@ -162,15 +162,6 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def check_output_dir(path: str | os.PathLike) -> Path:
-    """Refuse, before any work, an output directory that cannot be made or written in."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise WriteError(f"{path}: exists and is not a directory")
-    _check_writable_dir(path, path)
-    return path
-
-
 def _check_writable_dir(directory: Path, output: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
