@@ -335,7 +335,7 @@ def test_inspect_refuses_an_infinite_tau_and_keeps_a_hostile_title_in_the_title(
     from tests.test_inspect import page_json
 
     assert main(["inspect", scores_path, "--tau", "inf", "--out", str(tmp_path / "inf.html")]) == 1
-    assert "tau must be a finite perplexity > 1" in capsys.readouterr().err
+    assert "tau must be > 1 and finite" in capsys.readouterr().err
     out = tmp_path / "i.html"
     title = "__DATA__ </title><script>alert(1)</script> __TITLE__"
     assert main(["inspect", scores_path, "--title", title, "--out", str(out)]) == 0

@@ -295,7 +295,7 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
     if not named:
         raise ValueError("inspect needs at least one score file")
     if not (tau > 1 and math.isfinite(tau)):  # the page's colours are centred on log(tau)
-        raise ValueError(f"tau must be a finite perplexity > 1, not {tau}")
+        raise ValueError(f"tau must be > 1 and finite (a perplexity), not {tau}")
     tokenizer = _resolve_tokenizer(named, tokenizer)
     for name, scores in named.items():  # every id decodes with this tokenizer (a stray id would size a table)
         check_token_ids(np.concatenate(scores.input_ids) if len(scores) else np.zeros(0, np.int64), len(tokenizer),
