@@ -119,3 +119,40 @@ def test_page_in_headless_chromium(browser, scores_path, tmp_path):
     assert screenshot.read_bytes()[:4] == b"\x89PNG" and screenshot.stat().st_size > 20_000
     assert errors == []
     page.close()
+
+
+HOSTILE_TOKENS = ['"onmouseover="window.__pwned=1" x="', "<img src=x onerror=window.__pwned=2>", "it's \"quoted\" & <b>"]
+
+
+def test_hostile_tokens_render_as_text(browser, scores_path, tmp_path):
+    """A tokenizer may add any token: its text must stay text, in the chips' attributes and in the heat-map."""
+    from robust_sft.data import tokenizer_fingerprint
+    from robust_sft.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    tokenizer.add_tokens(HOSTILE_TOKENS)
+    hostile = tokenizer.convert_tokens_to_ids(HOSTILE_TOKENS)
+    gt = load_scores(scores_path)
+    input_ids, token_nll = [ids.copy() for ids in gt.input_ids], [n.copy() for n in gt.token_nll]
+    for i in range(len(gt)):  # the first answer tokens of every example become the hostile ones, all surprising
+        start = int(np.flatnonzero(gt.answer_mask[i])[0]) + 1
+        input_ids[i][start:start + 3] = hostile
+        token_nll[i][start:start + 3] = 20.0
+    scores = Scores(ids=gt.ids, input_ids=input_ids, answer_mask=gt.answer_mask, token_nll=token_nll,
+                    messages=gt.messages, metadata={**gt.metadata, "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer)})
+    out = write_inspect({"GT": scores}, tmp_path / "inspect.html", tau=1e6, tokenizer=tokenizer, page_size=5)
+    errors = []
+    page = open_page(browser, out, errors)
+    chips = page.locator("#tops .chip")
+    assert sorted(chips.nth(k).get_attribute("data-token") for k in range(3)) == sorted(HOSTILE_TOKENS)
+    for k in range(3):
+        chips.nth(k).hover()
+    page.hover(".ex:first-child .tok span >> nth=1")
+    assert page.evaluate("window.__pwned") is None
+    assert page.evaluate("document.querySelectorAll('[onmouseover], [onerror], img').length") == 0
+    assert all(t in page.inner_text("#rows") for t in HOSTILE_TOKENS[1:])
+    chips.first.click()
+    assert page.input_value("#search") == chips.first.get_attribute("data-token")
+    page.wait_for_function("document.querySelectorAll('.ex').length > 0")
+    assert errors == []
+    page.close()

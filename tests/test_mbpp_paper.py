@@ -72,7 +72,6 @@ def test_whitespace_is_kept_unless_normalising_is_asked(tmp_path):
     "import sys\nsys.exit(0)",
     "import os\nos._exit(0)",
     "exit()",
-    "if __name__ == '__main__':\n    import sys\n    sys.exit(0)",
     "raise SystemExit",
 ])
 def test_a_program_that_exits_before_its_asserts_fails(tmp_path, exit_call):
@@ -82,6 +81,19 @@ def test_a_program_that_exits_before_its_asserts_fails(tmp_path, exit_call):
     assert not task.check(example, wrong)
     assert not task.check(example, block(f"def sq(xs):\n    return sum(x * x for x in xs)\n{exit_call}"))
     assert task.check(example, GOOD)
+
+
+@pytest.mark.parametrize("main_block", [
+    "if __name__ == '__main__':\n    print(sq([1]))\n    import sys\n    sys.exit(0)",
+    "if __name__ == \"__main__\":\n    import os\n    os._exit(0)",
+])
+def test_a_main_block_does_not_run_as_in_evalplus(tmp_path, main_block):
+    (example,) = load_rows(tmp_path, [SQUARES])
+    task = get_task("mbpp", timeout=5)
+    assert task.check(example, block(f"def sq(xs):\n    return sum(x * x for x in xs)\n{main_block}"))
+    assert not task.check(example, block(f"def sq(xs):\n    return 42\n{main_block}"))
+    future = "from __future__ import annotations\nimport dataclasses, pickle\n@dataclasses.dataclass\nclass P:\n    x: int\n"
+    assert task.check(example, block(future + "pickle.dumps(P(1))\ndef sq(xs):\n    return sum(x * x for x in xs)"))
 
 
 def test_a_solution_that_exits_when_called_fails(tmp_path):

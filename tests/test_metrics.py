@@ -2,13 +2,20 @@ import math
 
 import pytest
 
-from robust_sft.metrics import backward_transfer, mean_std, relative_change, target_improvement
+from robust_sft.metrics import backward_transfer, mean_std, relative_change, target_improvement, zero_base_tasks
 
 
 def test_relative_change_in_percent():
     assert relative_change(0.5, 0.6) == pytest.approx(20.0)
     assert relative_change(0.8, 0.4) == pytest.approx(-50.0)
-    assert math.isnan(relative_change(0.0, 0.3))
+
+
+def test_a_zero_base_counts_percentage_points():
+    assert relative_change(0.0, 0.3) == pytest.approx(30.0)
+    assert relative_change(0.0, 0.0) == 0.0
+    before, after = {"target": 0.5, "a": 0.0, "b": 0.5}, {"target": 0.5, "a": 0.1, "b": 0.25}
+    assert backward_transfer(before, after, ["a", "b"]) == pytest.approx((10.0 - 50.0) / 2)
+    assert zero_base_tasks(before) == ["a"]
 
 
 def test_ti_and_bwt_follow_the_paper_definitions():

@@ -251,7 +251,7 @@ def re_search(pattern: str, text: str) -> bool:
 def test_run_config_values_are_typed(tmp_path):
     from robust_sft.experiment import Experiment, load_config
 
-    config = load_config(_yaml(tmp_path, "target: organism/add\nmethods: [gt, stm]\nseeds: 1\n"
+    config = load_config(_yaml(tmp_path, "target: organism/add\nmethods: [gt, stm]\nseeds: [1]\n"
                                          "taus: [2.5, 1e1]\ntrain: {learning_rate: 1e-3, lora_r: '4'}\n"))
     assert config.seeds == [1] and config.taus == [2.5, 10.0]
     assert config.train == {"learning_rate": 1e-3, "lora_r": 4}

@@ -11,6 +11,7 @@ import codecs
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,8 +23,11 @@ METADATA_KEY = b"robust_sft"
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success rename it onto `path`, on error remove it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    except OSError as err:
+        raise WriteError(f"{path}: cannot write there ({err.strerror or err})") from None
     # mkstemp makes the file 0600; give it the mode a plain open() would, so the umask decides who reads it.
     os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
@@ -31,6 +35,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except WriteError:
+        raise
+    except OSError as err:  # e.g. a full disk: name the output, not the temporary file (which is removed)
+        raise WriteError(f"{path}: cannot write ({err.strerror or err}); nothing was replaced") from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -136,3 +144,109 @@ def library_versions() -> dict[str, str]:
         with contextlib.suppress(md.PackageNotFoundError):
             versions[name] = md.version(name)
     return versions
+
+
+# --------------------------------------------------------------------------------------------- user paths
+
+
+class WriteError(OSError):
+    """An output that cannot be written (read-only place, full disk, a directory in the way); names the output."""
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Refuse, before any work, an output file that cannot be written: one clear line naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(f"{path}: is a directory; give a file name for this output")
+    _check_writable_dir(path.parent, path)
+    return path
+
+
+def _check_writable_dir(directory: Path, output: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".robust-sft-probe.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise WriteError(f"{output}: cannot write there ({err.strerror or err})") from None
+
+
+def check_replaceable(path: str | os.PathLike, marker: str) -> Path:
+    """Refuse to replace `path` unless it is absent or a directory this package wrote (it holds `marker`).
+
+    Nothing the user owns is removed: `.`, `..`, the current directory, its parents and the home directory are
+    refused outright, and any other existing path must carry the marker file the command itself writes.
+    """
+    path = Path(path)
+    resolved = path.resolve()
+    cwd = Path.cwd().resolve()
+    if path.name in ("", ".", "..") or resolved == cwd or resolved in cwd.parents or resolved == Path.home().resolve():
+        raise WriteError(f"{path}: refusing to write over this directory; name a new directory for the output")
+    if not path.exists() and not path.is_symlink():
+        return path
+    if path.is_symlink() or not path.is_dir() or not (path / marker).is_file():
+        raise WriteError(f"{path}: exists and was not written by robust-sft (no {marker} in it); refusing to "
+                         "replace it: remove it yourself or choose another output")
+    return path
+
+
+def replace_dir(new: str | os.PathLike, out: str | os.PathLike, marker: str) -> None:
+    """Move the finished directory `new` onto `out` by renames; an existing `out` must pass `check_replaceable`."""
+    new, out = Path(new), check_replaceable(out, marker)
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+    os.rename(out, old / "previous")  # out is free for the new directory; a crash here loses nothing
+    os.rename(new, out)
+    shutil.rmtree(old)
+
+
+LOCK_NAME = ".robust-sft.lock"
+
+
+def check_own_dir(path: str | os.PathLike, marker: str, what: str) -> Path:
+    """Refuse to write a `what` into an existing directory that is neither empty nor one it wrote (holds `marker`)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise WriteError(f"{path}: exists and is not a directory")
+    if path.is_dir() and not (path / marker).exists() and any(p.name != LOCK_NAME for p in path.iterdir()):
+        raise WriteError(f"{path}: not empty and not a {what} (no {marker} in it); refusing to write into it: "
+                         "choose a new or empty directory")
+    return path
+
+
+def remove_dir(path: str | os.PathLike, marker: str) -> None:
+    """Remove a directory this package wrote (it holds `marker`); refuse anything else."""
+    path = check_replaceable(path, marker)
+    if path.exists():
+        shutil.rmtree(path)
+
+
+@contextlib.contextmanager
+def dir_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on a directory's lock file, or stop at once saying another process holds it.
+
+    The lock is an flock on `path` (released by the kernel when the process dies, so no stale lock is left).
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RuntimeError(f"{what} is in use by {holder} (lock {path}); wait for it to finish, or choose "
+                               "another output directory") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -42,6 +42,11 @@ class StatsConfig:
     histogram: str | None = field(default=None, metadata={"help": "Write a PNG histogram of token perplexity here."})
     json: bool = field(default=False, metadata={"help": "Print JSON instead of a Markdown table."})
 
+    def __post_init__(self) -> None:
+        from robust_sft.stats import check_taus
+
+        check_taus(self.taus)
+
 
 @dataclass
 class InspectConfig:
@@ -260,10 +265,13 @@ def cmd_import_scores(argv: list[str]) -> None:
 
 
 def cmd_stats(argv: list[str]) -> None:
+    from robust_sft.artifacts import check_output_file
     from robust_sft.scoring import load_scores
     from robust_sft.stats import format_table, plot_histogram, summarize
 
     config = _parse(StatsConfig, argv, "stats", positional="scores")
+    if config.histogram:
+        check_output_file(config.histogram)
     named = {}
     for item in config.scores:
         name, _, path = item.rpartition("=") if "=" in item else (Path(item).stem, "", item)
@@ -328,12 +336,13 @@ def cmd_train(argv: list[str]) -> None:
 
 
 def cmd_generate(argv: list[str]) -> None:
-    from robust_sft.artifacts import write_json, write_jsonl
+    from robust_sft.artifacts import check_output_file, write_json, write_jsonl
     from robust_sft.modeling import load_model, load_tokenizer
     from robust_sft.synthesis import rephrase, self_output, vllm_sampler
     from robust_sft.tasks import get_task
 
     config = _parse(GenerateConfig, argv, "generate")
+    check_output_file(config.out)  # before the model generates anything
     task = get_task(config.task)
     examples = task.load(config.split, limit=config.limit, path=config.task_path)
     settings = config.settings()
@@ -397,7 +406,7 @@ def cmd_run(argv: list[str]) -> None:
 
 
 def cmd_study(argv: list[str]) -> None:
-    from robust_sft.study import describe_study, load_study_config, publish, run_study
+    from robust_sft.study import check_publish_target, describe_study, load_study_config, publish, run_study
 
     config = _parse(StudyCommandConfig, argv, "study", positional="config")
     try:
@@ -408,6 +417,8 @@ def cmd_study(argv: list[str]) -> None:
     if config.dry_run:
         print(describe_study(study_config, out))
         return
+    if config.docs:
+        check_publish_target(config.docs)  # now, not after the study's hours of work
     run_study(study_config, out)
     print((Path(out) / "study.md").read_text())
     if config.docs:
@@ -461,9 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    from robust_sft.artifacts import WriteError
+
     try:
         COMMANDS[verb](rest)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:  # bad data/options, a missing optional package
+    except (ValueError, FileNotFoundError, RuntimeError, WriteError) as err:  # bad data/options/outputs, a missing package
         print(f"robust-sft {verb}: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -85,10 +85,18 @@ def convert(value: Any, annotation: Any) -> Any:
     return value
 
 
+def _require_list_if_ambiguous(f: dataclasses.Field, value: Any) -> None:
+    """A field marked `list_only` takes no lone value: `seeds: 3` may mean seed 3 or three seeds, so say which."""
+    hint = f.metadata.get("list_only")
+    if hint and not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{f.name}: expected a list, got {value!r} ({hint})")
+
+
 def coerce_fields(instance) -> None:
     """Convert every field of a dataclass instance to its annotated type, in place (call in __post_init__)."""
     hints = typing.get_type_hints(type(instance))
     for f in dataclasses.fields(instance):
+        _require_list_if_ambiguous(f, getattr(instance, f.name))
         try:
             value = convert(getattr(instance, f.name), hints[f.name])
         except ValueError as err:
@@ -101,12 +109,17 @@ def check_options(cls, options: Mapping, where: str, exclude: tuple[str, ...] = 
     if not isinstance(options, Mapping):
         raise ConfigError(f"{where}: expected a mapping of options, got {type(options).__name__}")
     hints = typing.get_type_hints(cls)
-    known = sorted(f.name for f in dataclasses.fields(cls) if f.name not in exclude)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    known = sorted(name for name in fields if name not in exclude)
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown option(s) {unknown}; known: {known}")
     converted = {}
     for key, value in options.items():
+        try:
+            _require_list_if_ambiguous(fields[key], value)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
         try:
             converted[key] = convert(value, hints[key])
         except ValueError as err:
@@ -129,6 +142,13 @@ def require(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless `condition`: the range checks of __post_init__ methods."""
     if not condition:
         raise ConfigError(message)
+
+
+def require_path_name(name: Any, what: str) -> None:
+    """A name that becomes one part of a path (a run, a study mode): never a separator, `.`/`..` or hidden."""
+    require(isinstance(name, str) and bool(name) and not name.startswith(".") and "/" not in name
+            and "\\" not in name and "\0" not in name,
+            f"{what} {name!r} becomes a directory name: it must be a plain name (no '/', '\\', leading '.' or NUL)")
 
 
 def is_finite_number(value: Any) -> bool:

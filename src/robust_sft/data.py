@@ -200,7 +200,19 @@ def row_to_example(row: Any, location: str, fmt: DataFormat, index: int) -> Exam
     else:
         messages = _prompt_answer_to_messages(row, fmt, where)
     _validate_conversation(messages, where)
+    _check_unicode(example_id, "the id", where)
+    for i, m in enumerate(messages):
+        _check_unicode(m["content"], f"message {i}", where)
     return Example(id=example_id, messages=messages)
+
+
+def _check_unicode(text: str, what: str, where: str) -> None:
+    """JSON may hold a lone surrogate ("\\ud800"): valid JSON, not text; no tokenizer or file can take it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise DataError(f"{where}: {what} holds a lone surrogate (U+{ord(text[err.start]):04X} at character "
+                        f"{err.start}), which is not valid Unicode text") from None
 
 
 def _prompt_answer_to_messages(row: dict, fmt: DataFormat, where: str) -> list[dict[str, str]]:

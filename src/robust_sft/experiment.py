@@ -18,13 +18,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from robust_sft.artifacts import write_json, write_jsonl
+from robust_sft.artifacts import (
+    LOCK_NAME,
+    WriteError,
+    check_own_dir,
+    dir_lock,
+    remove_dir,
+    write_json,
+    write_jsonl,
+)
 from robust_sft.organism.world import TARGET as ORGANISM_TARGET
 
 logger = logging.getLogger(__name__)
@@ -53,7 +60,8 @@ class ExperimentConfig:
     # Learning-rate control: extra runs of these methods at train.learning_rate x each factor (stm at control_tau),
     # e.g. {gt: [0.333, 0.1], stm: [0.333, 0.1]}. A smaller step alone forgets less; claim (f) compares them.
     lr_sweep: dict[str, list[float]] = field(default_factory=dict)
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={
+        "list_only": "seeds: [1] is the single seed 1; three seeds are [0, 1, 2]"})
     train_limit: int | None = None
     validation_limit: int | None = None
     eval_limit: int | None = None  # test examples per task
@@ -67,9 +75,10 @@ class ExperimentConfig:
     generation: dict = field(default_factory=dict)  # synthesis.GenerationSettings fields
 
     def __post_init__(self) -> None:
-        from robust_sft.config_types import check_options, coerce_fields, require
+        from robust_sft.config_types import check_options, coerce_fields, require, require_path_name
 
-        coerce_fields(self)  # YAML's `2e-5` and `1e1` are strings; `seeds: 1` is a list of one
+        coerce_fields(self)  # YAML's `2e-5` and `1e1` are strings
+        require_path_name(self.name, "name")  # the default run directory is runs/<name>
         unknown = sorted(set(self.methods) - set(METHODS))
         if unknown:
             raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
@@ -121,6 +130,11 @@ class Variant:
     source: str  # one of SOURCES
     train_overrides: tuple = ()  # (key, value) pairs for TrainConfig
     lr_scale: float = 1.0  # factor on the config's learning rate (the learning-rate control's variants)
+
+    def __post_init__(self) -> None:
+        from robust_sft.config_types import require_path_name
+
+        require_path_name(self.name, "variant")  # models/<name>/ and eval/<name>/
 
     @property
     def tau(self) -> float | None:
@@ -210,7 +224,7 @@ def run_stage(name: str, artifact: Path, key: str, produce: Callable[[], None]) 
         pending = _pending_file(artifact)
         same_inputs = pending.exists() and json.loads(pending.read_text()).get("key") == key
         if not same_inputs:
-            shutil.rmtree(artifact)
+            remove_dir(artifact, _pending_file(artifact).name)  # only a directory a stage made
     if artifact.suffix == "":
         artifact.mkdir(parents=True, exist_ok=True)
         write_json(_pending_file(artifact), {"key": key})
@@ -339,9 +353,14 @@ class Experiment:
     # ------------------------------------------------------------------ stages
 
     def run(self) -> dict:
+        """Every stage, holding the run directory's lock: a second run on it stops at once, saying so."""
+        check_run_dir(self.dir)
+        with dir_lock(self.dir / LOCK_NAME, f"run directory {self.dir}"):
+            return self._run()
+
+    def _run(self) -> dict:
         from robust_sft.report import write_report
 
-        self.dir.mkdir(parents=True, exist_ok=True)
         write_json(self.dir / "config.json", asdict(self.config))
         self.resolve_base()
         costs = self.prepare_data()
@@ -362,9 +381,12 @@ class Experiment:
         self.tasks = [self.config.target, *self.other_tasks()]
 
     def run_unit(self, variant: Variant, seed: int) -> None:
-        """One fine-tuning run and its evaluation: independent of every other unit once data is scored."""
-        self.train_variant(variant, seed)
-        self.evaluate_variant(variant, seed)
+        """One fine-tuning run and its evaluation: independent of every other unit once data is scored.
+
+        Each unit holds its own lock, so no two processes ever train into the same model directory."""
+        with dir_lock(self.dir / "locks" / f"{variant.name}-seed{seed}.lock", f"{variant.name} seed {seed}"):
+            self.train_variant(variant, seed)
+            self.evaluate_variant(variant, seed)
 
     def eval_limits(self) -> dict[str, int | None]:
         """Test examples per task: the target may get more (its TI is the noisier measure)."""
@@ -540,6 +562,19 @@ class Experiment:
                            task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
 
         run_stage(f"evaluate {variant.name} seed {seed}", out, key, produce)
+
+
+def check_run_dir(path: Path) -> None:
+    """A run writes only into a new or empty directory, or one of its own (whose config.json is a run's)."""
+    check_own_dir(path, "config.json", "run directory")
+    config = path / "config.json"
+    try:
+        ours = not config.exists() or {"name", "methods", "target"} <= set(json.loads(config.read_text()))
+    except (ValueError, TypeError):  # not JSON, or JSON that is no mapping
+        ours = False
+    if not ours:
+        raise WriteError(f"{path}: not a run directory (its config.json is not a run's); refusing to write into it: "
+                         "choose a new or empty directory")
 
 
 def can_write_oracle(task) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robust_sft.artifacts import library_versions, write_parquet
+from robust_sft.artifacts import check_output_file, library_versions, write_parquet
 from robust_sft.data import (
     DataError,
     DataFormat,
@@ -85,6 +85,7 @@ def import_scores(config: ImportScoresConfig) -> Path:
         raise ValueError(f"kind must be one of {KINDS}, not {config.kind!r}")
     if config.on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {config.on_error!r}")
+    check_output_file(config.out)  # before any work
     tokenizer = load_tokenizer(config.tokenizer)
     fmt, errors = config.data_format(), ErrorLog()
     tokenized, token_nll, seen = [], [], set()
@@ -113,6 +114,7 @@ def import_scores(config: ImportScoresConfig) -> Path:
         "model": config.tokenizer,
         "adapter": None,
         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+        "vocab_size": len(tokenizer),
         "data": str(config.data),
         "n_examples": len(tokenized),
         "n_skipped": len(errors.skipped),

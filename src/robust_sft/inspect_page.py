@@ -17,14 +17,15 @@ import base64
 import html
 import json
 import math
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from robust_sft.artifacts import write_text
-from robust_sft.scoring import Scores, load_scores, sequence_perplexity
+from robust_sft.artifacts import check_output_file, write_text
+from robust_sft.scoring import Scores, check_token_ids, load_scores, sequence_perplexity
 
 # NLL quantisation: one byte per token, 1/16 nat per step, centred on log(tau) so that
 # "code > CODE_TAU" is exactly "ppl > tau" (the tokens STM masks) for the page's tau.
@@ -293,9 +294,12 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
     """Everything the page shows, as one JSON-serialisable document."""
     if not named:
         raise ValueError("inspect needs at least one score file")
-    if not tau > 1:
-        raise ValueError(f"tau must be > 1 (a perplexity), not {tau}")
+    if not (tau > 1 and math.isfinite(tau)):  # the page's colours are centred on log(tau)
+        raise ValueError(f"tau must be > 1 and finite (a perplexity), not {tau}")
     tokenizer = _resolve_tokenizer(named, tokenizer)
+    for name, scores in named.items():  # every id decodes with this tokenizer (a stray id would size a table)
+        check_token_ids(np.concatenate(scores.input_ids) if len(scores) else np.zeros(0, np.int64), len(tokenizer),
+                        name)
 
     # Rows: the union of example ids, in first-seen order; each file points its examples at a row.
     row_of, row_ids, prompts = {}, [], []
@@ -408,8 +412,9 @@ def _clean(obj):
 
 def render_page(data: dict) -> str:
     template = (resources.files("robust_sft") / "templates" / "inspect.html").read_text(encoding="utf-8")
-    return (template.replace("__TITLE__", html.escape(data["title"]))
-            .replace("__DATA__", _json_for_script(_clean(data))))
+    # One pass: a title (or any data) that contains a placeholder's name is never substituted again.
+    values = {"__TITLE__": html.escape(data["title"]), "__DATA__": _json_for_script(_clean(data))}
+    return re.sub("__TITLE__|__DATA__", lambda m: values[m.group(0)], template)
 
 
 def write_inspect(scores: dict[str, str | Path | Scores], out: str | Path, tau: float = 2.5, tokenizer=None,
@@ -424,6 +429,7 @@ def write_inspect(scores: dict[str, str | Path | Scores], out: str | Path, tau: 
     evidence: a results.json (path or dict) whose methods relate trained-token perplexity to BWT.
     page_size: examples per page of the heat-map (default: about PAGE_TOKENS tokens a page).
     """
+    check_output_file(out)  # before any work
     named = {name: s if isinstance(s, Scores) else load_scores(s) for name, s in scores.items()}
     if isinstance(evidence, (str, Path)):
         evidence = json.loads(Path(evidence).read_text())

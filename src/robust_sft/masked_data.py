@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robust_sft.artifacts import library_versions, write_parquet
+from robust_sft.artifacts import check_output_file, check_replaceable, library_versions, replace_dir, write_parquet
 from robust_sft.masking import MaskPolicy, apply_policy
 from robust_sft.scoring import load_scores
+
+# Written into every save_to_disk output: the mark that lets a later `mask --out` replace that directory.
+MARKER = "robust_sft.json"
 
 
 def masked_table(scores, result, keep_id: bool = False):
@@ -31,7 +34,15 @@ def masked_table(scores, result, keep_id: bool = False):
 def write_masked(
     scores_path: str, out: str, policy: MaskPolicy, *, dpf_scores: str | None = None, keep_id: bool = False
 ) -> dict:
-    """Apply `policy` to a score file and write the masked dataset (.parquet file or save_to_disk dir)."""
+    """Apply `policy` to a score file and write the masked dataset (.parquet file or save_to_disk dir).
+
+    A directory output replaces only a directory an earlier `mask` wrote (it holds MARKER); anything else is refused.
+    """
+    as_parquet = str(out).endswith(".parquet")
+    if as_parquet:
+        check_output_file(out)
+    else:
+        check_replaceable(out, MARKER)
     scores = load_scores(scores_path)
     after = load_scores(dpf_scores) if dpf_scores else None
     result = apply_policy(scores, policy, after)
@@ -47,7 +58,7 @@ def write_masked(
         "mask_report": result.report,
         "versions": library_versions(),
     }
-    if str(out).endswith(".parquet"):
+    if as_parquet:
         write_parquet(out, table, metadata)
     else:
         _save_to_disk(table, Path(out), metadata)
@@ -66,9 +77,7 @@ def _save_to_disk(table, out: Path, metadata: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         dataset.save_to_disk(str(tmp / "data"))
-        (tmp / "data" / "robust_sft.json").write_text(json.dumps(metadata, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        (tmp / "data").rename(out)
+        (tmp / "data" / MARKER).write_text(json.dumps(metadata, indent=2))
+        replace_dir(tmp / "data", out, MARKER)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

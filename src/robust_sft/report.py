@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 from pathlib import Path
 
 import numpy as np
 
 from robust_sft.artifacts import atomic_path, read_text, write_json, write_text
-from robust_sft.metrics import backward_transfer, mean_std, target_improvement
+from robust_sft.metrics import backward_transfer, mean_std, target_improvement, zero_base_tasks
+
+logger = logging.getLogger(__name__)
 
 # The positive control's forgetting tolerance: its BWT may dip this many points below 0 and still count as
 # "no forgetting" (test-set noise on the other tasks is about this size).
@@ -148,6 +151,7 @@ def collect_results(exp, costs: dict[str, float]) -> dict:
         "others": others,
         "seeds": config.seeds,
         "base": {"accuracies": base},
+        "percentage_point_tasks": zero_base_tasks(base),  # base accuracy 0: TI/BWT terms in points
         "data": data,
         "methods": methods,
     }
@@ -328,7 +332,11 @@ def render_markdown(results: dict) -> str:
         lines.append(f"| {name} | {100 * m['masked_fraction']:.1f} | {_pm(mean['target_accuracy'], std['target_accuracy'], '.3f')} | "
                      f"{_pm(mean['ti'], std['ti'])} | {_pm(mean['bwt'], std['bwt'])} | {m['data_cost_seconds']:.0f} |")
     lines += ["", "Mean ± sample standard deviation over seeds. Data cost: seconds to make the training set beyond "
-              "the raw GT (generation + verification for Self-Output and Rephrase, scoring for the STM variants).", "",
+              "the raw GT (generation + verification for Self-Output and Rephrase, scoring for the STM variants).", ""]
+    if results.get("percentage_point_tasks"):
+        lines += [f"Base accuracy 0 on {', '.join(f'`{t}`' for t in results['percentage_point_tasks'])}: a relative "
+                  "change is undefined there, so those tasks count their change in percentage points in TI/BWT.", ""]
+    lines += [
               "## Per-task accuracy after fine-tuning (mean over seeds)", "",
               "| method | " + " | ".join(base) + " |", "|---" * (len(base) + 1) + "|",
               "| base | " + " | ".join(f"{a:.3f}" for a in base.values()) + " |"]
@@ -570,22 +578,34 @@ def write_report(exp, costs: dict[str, float]) -> dict:
     from robust_sft.stats import plot_histogram
 
     results = collect_results(exp, costs)
+    write_json(exp.dir / "results.json", results)  # first: a figure that fails must not lose the results
     figures = exp.dir / "figures"
     at_config_rate = {**results, "methods": {n: m for n, m in results["methods"].items()
                                              if m.get("lr_scale", 1.0) == 1.0}}
-    plot_ti_vs_bwt(at_config_rate, figures / "ti_vs_bwt.png")
-    plot_ppl_vs_bwt(at_config_rate, figures / "ppl_vs_bwt.png")
-    plot_tau_sweep(at_config_rate, figures / "tau_sweep.png")
+    _figure(plot_ti_vs_bwt, at_config_rate, figures / "ti_vs_bwt.png")
+    _figure(plot_ppl_vs_bwt, at_config_rate, figures / "ppl_vs_bwt.png")
+    _figure(plot_tau_sweep, at_config_rate, figures / "tau_sweep.png")
     if has_lr_sweep(results):
-        plot_lr_control(results, figures / "lr_control.png")
-    plot_histogram({SOURCE_LABELS[s]: load_scores(exp.scores_path(s)) for s in exp.sources},
-                   figures / "token_ppl_hist.png")
-    write_json(exp.dir / "results.json", results)
+        _figure(plot_lr_control, results, figures / "lr_control.png")
+    _figure(plot_histogram, {SOURCE_LABELS[s]: load_scores(exp.scores_path(s)) for s in exp.sources},
+            figures / "token_ppl_hist.png")
     markdown = render_markdown(results)
     write_text(exp.dir / "report.md", markdown)
     views = write_inspect_pages(exp, results)
     write_report_html(exp.dir, results, markdown, views)
     return results
+
+
+def _figure(plot, data, path: Path) -> None:
+    """Draw one figure; a figure that cannot be drawn is logged and left out, never the report with it."""
+    try:
+        plot(data, path)
+    except Exception as err:  # noqa: BLE001  (matplotlib raises many kinds; the numbers are already saved)
+        logger.warning("figure %s not drawn (%s: %s); results.json and the report are written without it",
+                       path.name, type(err).__name__, err)
+        import matplotlib.pyplot as plt
+
+        plt.close("all")
 
 
 # --------------------------------------------------------------------------------------------- from a run dir

@@ -16,13 +16,20 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from robust_sft.artifacts import library_versions, read_parquet, write_json, write_parquet
+from robust_sft.artifacts import (
+    check_output_file,
+    check_replaceable,
+    library_versions,
+    read_parquet,
+    remove_dir,
+    write_json,
+    write_parquet,
+)
 from robust_sft.data import (
     DataFormat,
     ErrorLog,
@@ -38,6 +45,7 @@ SCORES_FORMAT = "robust-sft/scores/v1"
 # Bytes allowed for one float32 chunk of head logits (rows x vocab); bounds peak memory for huge vocabularies.
 HEAD_CHUNK_BYTES = 256 * 2**20
 DEFAULT_MAX_LENGTH = 4096
+PARTS_MARKER = "manifest.json"  # the shard directory's own file: only a directory holding it is ever removed
 
 
 class TokenizerMismatchError(ValueError):
@@ -327,7 +335,8 @@ def _list_column(table, name: str, dtype) -> list[np.ndarray]:
 
 
 def load_scores(path: str | Path, tokenizer=None) -> Scores:
-    """Read a score file; with `tokenizer`, refuse it unless it is the tokenizer that made the ids."""
+    """Read and validate a score file (`validate_scores`); with `tokenizer`, refuse it unless it is the tokenizer
+    that made the ids."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such score file")
@@ -338,14 +347,66 @@ def load_scores(path: str | Path, tokenizer=None) -> Scores:
     if tokenizer is not None:
         check_tokenizer_matches(metadata, tokenizer, str(path))
     messages = table.column("messages").to_pylist() if "messages" in table.column_names else [None] * len(table)
-    return Scores(
+    scores = Scores(
         ids=table.column("id").to_pylist(),
         input_ids=_list_column(table, "input_ids", np.int64),
         answer_mask=_list_column(table, "answer_mask", bool),
         token_nll=_list_column(table, "token_nll", np.float32),
-        messages=[json.loads(m) if m else [] for m in messages],
+        messages=_messages(messages, path),
         metadata=metadata,
     )
+    validate_scores(scores, str(path), len(tokenizer) if tokenizer is not None else metadata.get("vocab_size"))
+    return scores
+
+
+def _messages(column: list, path: Path) -> list[list[dict]]:
+    try:
+        return [json.loads(m) if m else [] for m in column]
+    except ValueError as err:
+        raise ValueError(f"{path}: the messages column holds malformed JSON ({err})") from None
+
+
+# A scored NLL is log-sum-exp minus a logit, >= 0 up to float32 rounding; anything below this is not an NLL.
+NLL_FLOOR = -1e-4
+
+
+def validate_scores(scores: Scores, where: str, vocab_size: int | None = None) -> None:
+    """Refuse a score file no writer of ours would make; ValueError naming the file and the example.
+
+    Every reader trusts what this checks: one non-empty list per example of equal lengths (within the recorded
+    max_length), unique ids, token ids in [0, vocab_size) when the vocabulary is known, and a finite NLL >= 0 on
+    every answer token after the first position (which has no context and so no score).
+    """
+    if len(scores) == 0:
+        raise ValueError(f"{where}: the score file holds no example")
+    max_length = scores.metadata.get("max_length")
+    seen = {}
+    for i, example_id in enumerate(scores.ids):
+        at = f"{where}: example {example_id!r} (row {i})"
+        if example_id is None or example_id in seen:
+            raise ValueError(f"{at}: " + ("no id" if example_id is None else f"duplicate id (first at row {seen[example_id]})"))
+        seen[example_id] = i
+        n = len(scores.input_ids[i])
+        if n == 0 or len(scores.answer_mask[i]) != n or len(scores.token_nll[i]) != n:
+            raise ValueError(f"{at}: input_ids, answer_mask and token_nll must have one entry per token; they have "
+                             f"{n}, {len(scores.answer_mask[i])} and {len(scores.token_nll[i])}")
+        if max_length and n > max_length:
+            raise ValueError(f"{at}: {n} tokens, more than the file's max_length {max_length}")
+        check_token_ids(scores.input_ids[i], vocab_size, at)
+        answer = scores.answer_mask[i].copy()
+        answer[0] = False
+        bad = np.flatnonzero(answer & ~(np.isfinite(scores.token_nll[i]) & (scores.token_nll[i] >= NLL_FLOOR)))
+        if len(bad):
+            raise ValueError(f"{at}: answer token {bad[0]} has NLL {float(scores.token_nll[i][bad[0]])!r} "
+                             "(an NLL must be finite and >= 0)")
+
+
+def check_token_ids(ids: np.ndarray, vocab_size: int | None, where: str) -> None:
+    """Token ids must lie in [0, vocab_size) (only >= 0 when the vocabulary is unknown)."""
+    low, high = (int(ids.min()), int(ids.max())) if len(ids) else (0, 0)
+    if low < 0 or (vocab_size is not None and high >= vocab_size):
+        raise ValueError(f"{where}: token id {low if low < 0 else high} is outside the vocabulary "
+                         f"(0 to {vocab_size - 1 if vocab_size else 'its size'})")
 
 
 def check_tokenizer_matches(metadata: dict, tokenizer, where: str) -> None:
@@ -383,7 +444,7 @@ def score(config: ScoreConfig) -> Path:
 
     from robust_sft.modeling import context_length, load_model, load_tokenizer
 
-    out = Path(config.out)
+    out = check_output_file(config.out)  # before any work: a bad --out fails now, not after scoring
     # cpu=True makes processes started by `accelerate launch` without a GPU join one gloo group; without it
     # each believes it is alone and scores every shard.
     state = PartialState(cpu=runs_on_cpu(config.device))
@@ -437,6 +498,7 @@ def score(config: ScoreConfig) -> Path:
             "adapter": config.adapter,
             "tokenizer_fingerprint": tok_fp,
             "max_length": config.max_length,
+            "vocab_size": len(tokenizer),
             "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "data": str(config.data),
             "n_examples": len(tokenized),
@@ -447,7 +509,7 @@ def score(config: ScoreConfig) -> Path:
             "versions": library_versions(),
         }
         write_parquet(out, table, metadata)
-        shutil.rmtree(parts, ignore_errors=True)
+        remove_dir(parts, PARTS_MARKER)
     state.wait_for_everyone()
     return out
 
@@ -464,14 +526,19 @@ def _shard_path(parts: Path, k: int) -> Path:
 
 
 def _prepare_parts_dir(parts: Path, fingerprint: str, state) -> None:
-    """Create the shard directory, or check that the one left by a killed run was for the same inputs."""
-    manifest = parts / "manifest.json"
+    """Create the shard directory, or check that the one left by a killed run was for the same inputs.
+
+    A directory of that name without our manifest is not ours: it is refused, never written into or removed.
+    """
+    manifest = parts / PARTS_MARKER
     if state.is_main_process:
+        if parts.exists() and not manifest.exists():
+            check_replaceable(parts, PARTS_MARKER)  # raises: the directory is not one `score` made
         if manifest.exists():
             previous = json.loads(manifest.read_text()).get("inputs_fingerprint")
             if previous != fingerprint:
                 logger.warning("%s holds shards of different inputs; starting over", parts)
-                shutil.rmtree(parts)
+                remove_dir(parts, PARTS_MARKER)
         if not manifest.exists():
             parts.mkdir(parents=True, exist_ok=True)
             write_json(manifest, {"inputs_fingerprint": fingerprint})

@@ -18,8 +18,16 @@ def fraction_above(token_nll: np.ndarray, tau: float) -> float:
     return float(np.mean(token_nll > math.log(tau))) if len(token_nll) else float("nan")
 
 
+def check_taus(taus) -> None:
+    """Thresholds are perplexities > 1 (every token has perplexity >= 1); NaN, 0 or -1 would print nonsense."""
+    bad = [t for t in taus if not t > 1]
+    if bad:
+        raise ValueError(f"taus must be perplexity thresholds greater than 1, not {bad[0]}")
+
+
 def summarize(scores: Scores, taus=DEFAULT_TAUS) -> dict:
     """Examples, answer tokens, sequence perplexity (mean/variance over examples), % above each tau, quantiles."""
+    check_taus(taus)
     per_example = [scores.answer_nll(i) for i in range(len(scores))]
     tokens = np.concatenate(per_example) if per_example else np.zeros(0, np.float32)
     seq_ppl = np.array([sequence_perplexity(n) for n in per_example if len(n)])

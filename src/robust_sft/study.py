@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from robust_sft.artifacts import read_text, write_json, write_text
+from robust_sft.artifacts import LOCK_NAME, check_own_dir, dir_lock, read_text, write_json, write_text
 from robust_sft.experiment import Experiment, ExperimentConfig, Variant, stable_hash
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,8 @@ class StudyConfig:
     """A study: one experiment definition run in several organism worlds and fine-tuning modes."""
 
     name: str = "study"
-    worlds: list[int] = field(default_factory=lambda: [0, 1, 2])  # organism seeds; the first one selects
+    worlds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={  # organism seeds; the first selects
+        "list_only": "worlds: [1] is world 1 alone; three worlds are [0, 1, 2]"})
     # ExperimentConfig fields shared by every setting (organism_seed and name are set per setting).
     experiment: dict = field(default_factory=dict)
     # mode name -> {"train": fixed TrainConfig options, "grid": {option: [values]} searched by the oracle}
@@ -51,13 +52,15 @@ class StudyConfig:
     kl_limit: int | None = 100
 
     def __post_init__(self) -> None:
-        from robust_sft.config_types import coerce_fields, require
+        from robust_sft.config_types import coerce_fields, require, require_path_name
 
         coerce_fields(self)
+        require_path_name(self.name, "name")  # the default study directory is runs/<name>
         require(bool(self.worlds) and len(set(self.worlds)) == len(self.worlds),
                 f"worlds must be distinct organism seeds, not {self.worlds}")
         require(bool(self.modes), "modes must name at least one fine-tuning mode")
         for mode, spec in self.modes.items():
+            require_path_name(mode, "mode")  # its runs are w<world>-<mode>/
             unknown = set(spec) - {"train", "grid"}
             require(not unknown, f"modes.{mode}: unknown key(s) {sorted(unknown)} (train, grid)")
             grid = spec.get("grid", {})
@@ -68,6 +71,7 @@ class StudyConfig:
         # Every setting's experiment is built (its tasks and train options checked) now, before anything runs.
         for mode in self.modes:
             for point in grid_points(self.modes[mode]):
+                require_path_name(point_name(mode, point), f"modes.{mode} grid point")  # select/models/<point>/
                 try:
                     Experiment(ExperimentConfig(**self.setting_options(self.worlds[0], mode, point)), "-",
                                progress=False)
@@ -139,7 +143,12 @@ class Study:
         self.progress = progress
 
     def run(self) -> dict:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Every stage, holding the study directory's lock (a second study on it stops at once, saying so)."""
+        check_own_dir(self.dir, "study_config.json", "study directory")
+        with dir_lock(self.dir / LOCK_NAME, f"study directory {self.dir}"):
+            return self._run()
+
+    def _run(self) -> dict:
         write_json(self.dir / "study_config.json", asdict(self.config))
         timings = {}
         start = time.perf_counter()
@@ -477,9 +486,15 @@ def plot_lr_control_grid(results_by_setting: dict[str, dict], path: Path) -> Non
 # --------------------------------------------------------------------------------------------- publish
 
 
+def check_publish_target(docs: str | Path) -> None:
+    """`publish` overwrites files of its own names in `docs`: only into a new, empty or published directory."""
+    check_own_dir(docs, "study.json", "published study")
+
+
 def publish(study_dir: str | Path, docs: str | Path) -> Path:
     """Copy the study's summary, figures and each run's report + results (no models) into `docs`."""
     study_dir, docs = Path(study_dir), Path(docs)
+    check_publish_target(docs)
     docs.mkdir(parents=True, exist_ok=True)
     for name in ("study.json", "study.md", "study_config.json"):
         shutil.copy2(study_dir / name, docs / name)

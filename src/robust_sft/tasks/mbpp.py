@@ -8,7 +8,8 @@ strips the code instead, for users who want it.
 A completion's program is the first ```python block. It passes when, in the sandbox, the solution, then the
 example's setup code (which may use the solution's names, e.g. a `Node` class), then every assert and, for
 MBPP+, every extended test ran: the program prints a random per-run token only after the last test, and a run
-that exits early (`sys.exit(0)`, `os._exit(0)`, `exit()`) never prints it.
+that exits early (`sys.exit(0)`, `os._exit(0)`, `exit()`) never prints it. As in EvalPlus and human-eval, the
+solution's `if __name__ == "__main__":` block does not run.
 
 Rows in either Hub schema are accepted: the original ("text", "test_setup_code") and MBPP+/sanitized
 ("prompt", "test_imports"). MBPP+'s extended tests run when the row has them, in either form:
@@ -146,6 +147,18 @@ def _plus_program(plus: dict) -> str:
     )
 
 
+# The program runs as EvalPlus and human-eval run it: as a module, not as the main program, so the solution's
+# `if __name__ == "__main__":` block (a demo, often ending in sys.exit) does not run; code at its top level
+# still does, so a solution that exits before the tests still fails. The module is registered in sys.modules
+# (pickle and dataclasses look classes up there), and the solution stays first (its `from __future__` imports).
+_AS_MODULE = (
+    "_robust_sft_source = {source!r}\n"  # its own line: a traceback quotes the short exec line, not the source
+    "import sys as _robust_sft_sys, types as _robust_sft_types\n"
+    "_robust_sft_module = _robust_sft_sys.modules['solution'] = _robust_sft_types.ModuleType('solution')\n"
+    "exec(compile(_robust_sft_source, 'solution.py', 'exec'), _robust_sft_module.__dict__)\n"
+)
+
+
 @register_task("mbpp")
 class MBPP(DatasetTask):
     name = "mbpp"
@@ -206,7 +219,7 @@ class MBPP(DatasetTask):
         if example.get("plus"):
             parts.append(_plus_program(example["plus"]))
         parts.append(f"__import__('os').write(1, b'\\n' + {token.encode()!r} + b'\\n')")
-        return "\n\n".join(part for part in parts if part)
+        return _AS_MODULE.format(source="\n\n".join(part for part in parts if part))
 
     def check(self, example: dict, completion: str) -> bool:
         return self.check_many([example], [completion])[0]
