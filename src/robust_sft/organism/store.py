@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from robust_sft.artifacts import replace_dir
 from robust_sft.evaluation import evaluate_tasks
 from robust_sft.organism import world
 from robust_sft.organism.base_model import OrganismConfig, cache_key, definition_sources, new_model, pretrain
@@ -68,9 +69,7 @@ def build_base_model(
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "base_eval.json").write_text(json.dumps(report, indent=2))
-        if out.exists():  # force=True: replace the old build
-            shutil.rmtree(out)
-        tmp.rename(out)
+        replace_dir(tmp, out, marker="base_eval.json")  # force=True: only an earlier build is replaced
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -118,9 +117,7 @@ def ship_base_model(seed: int = 0, force: bool = False, progress: bool = True) -
         for name in SHIPPED_FILES:
             shutil.copyfile(built / name, tmp / name)  # plain copies: readable as the umask allows
         tmp.chmod(0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        replace_dir(tmp, target, marker="base_eval.json")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
