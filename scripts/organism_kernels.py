@@ -9,7 +9,8 @@ on one machine:
 
 Each setting builds into its own cache folder under --out (a finished build is reused), then the table of
 per-task base accuracies, and their spread, is printed and written to --out/kernels_seed<K>.{json,md}.
-One-thread settings run two at a time on a two-core machine.
+One-thread settings run two at a time on a two-core machine. The builds import the package when they start and
+again while they evaluate: run this from a checkout that does not change meanwhile (e.g. a `git worktree`).
 """
 
 from __future__ import annotations
@@ -51,9 +52,12 @@ def build(seed: int, setting: str, out: Path, overrides: dict) -> dict:
     kernel, threads = setting.split(":")
     env = {**os.environ, **KERNELS[kernel], "OMP_NUM_THREADS": threads}
     cache = out / f"seed{seed}-{kernel}-t{threads}"  # one folder per setting; the key names the design
-    done = subprocess.run([sys.executable, "-c", BUILD, str(seed), threads, str(cache),
-                           json.dumps(overrides)], env=env, check=True,
-                          capture_output=True, text=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "build.log", "w") as log:  # the build's own errors, kept beside it
+        done = subprocess.run([sys.executable, "-c", BUILD, str(seed), threads, str(cache), json.dumps(overrides)],
+                              env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the build under {setting} failed: see {cache / 'build.log'}")
     report = json.loads((Path(done.stdout.strip().splitlines()[-1]) / "base_eval.json").read_text())
     return {"setting": setting, **report}
 
