@@ -2,11 +2,13 @@
 whether the claim tests notice.
 
 Each mutant negates one comparison operator (`>` becomes `<=`, `==` becomes `!=`, `in` becomes `not in`, ...;
-each link of a chain like `a > b > c` separately); with --boundary it moves one line instead (`>` becomes `>=`,
-`<=` becomes `<`: the tests must hold each rule at its equality case; two of those mutants cannot change a verdict,
-`g_bwt < 0` beside `g_bwt + g_sd < 0` with a std >= 0, and `oracle_ti > 0` behind `oracle_ti and`) in a copy of src/ under a temporary directory; the tests run
+each link of a chain like `a > b > c` separately) in a copy of src/ under a temporary directory; the tests run
 against that copy (PYTHONPATH) with `pytest -x -q`. A mutant is killed when the tests fail. Prints one row per
 mutant and the score; exits 1 when fewer than --threshold of the mutants are killed.
+
+With --boundary each mutant moves one line instead (`>` becomes `>=`, `<=` becomes `<`): the tests must hold each
+rule at its equality case. Two of those mutants cannot change a verdict, so expect 2 survivors there:
+`g_bwt < 0` beside `g_bwt + g_sd < 0` (a std is >= 0), and `oracle_ti > 0` behind `oracle_ti and`.
 
     .venv/bin/python scripts/mutate_claims.py [--boundary] [--tests tests/test_claims.py] [--threshold 0.9]
 
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'killed' if killed else 'SURVIVED':<9} {text[:70]}")
     total = len(sites)
     score = (total - survivors) / total
-    print(f"\nkilled {total - survivors} of {total} mutants: {100 * score:.1f} % (threshold {100 * args.threshold:.0f} %)")
+    print(f"\nkilled {total - survivors} of {total} mutants: {100 * score:.1f} % "
+          f"(threshold {100 * args.threshold:.0f} %)")
     return 0 if score >= args.threshold else 1
 
 

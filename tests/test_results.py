@@ -53,7 +53,7 @@ def test_sample_transitions_count_items_lost_and_gained():
 def test_sample_transitions_are_nan_where_the_base_model_has_no_item_on_a_side():
     out = sample_transitions({"a": False, "b": False}, {"a": True, "b": False})
     assert math.isnan(out["right_to_wrong"]) and out["wrong_to_right"] == 0.5
-    out = sample_transitions({"a": True, "b": True, "c": True, "d": True}, {"a": False, "b": True, "c": True, "d": True})
+    out = sample_transitions(dict.fromkeys("abcd", True), {"a": False, "b": True, "c": True, "d": True})
     assert out["right_to_wrong"] == 0.25 and math.isnan(out["wrong_to_right"])
 
 
