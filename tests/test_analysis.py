@@ -11,6 +11,7 @@ from robust_sft.analysis import (
     adapter_deltas,
     analyze_run,
     average_ranks,
+    correlations,
     effective_rank,
     final_train_loss,
     full_deltas,
@@ -55,10 +56,24 @@ def test_average_ranks_share_ties_and_spearman_matches_scipy():
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert spearman([1, 2], [1, 2]) is None  # too few
     assert spearman([1, 1, 1], [1, 2, 3]) is None  # constant: undefined
-    stats = pytest.importorskip("scipy.stats")
+    from scipy import stats
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 5, 30), rng.integers(0, 5, 30)  # many ties
     assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+
+
+def test_correlations_pair_each_measure_with_bwt_over_the_units_that_have_both():
+    nan = float("nan")
+    measures = ("bwt", "ti", "delta_norm_total", "effective_rank_mean", "kl_to_base", "final_train_loss")
+    rows = [(-10, 5, 1, 2, 3, 0.5), (-20, 1, 2, 1, None, 0.4), (-30, 4, 3, 4, 1, nan), (-40, 2, 4, 3, 2, 0.2),
+            (-50, 3, 5, 5, 5, 0.1), (nan, 9, 9, 9, 9, 9)]
+    units = [{k: v for k, v in zip(measures, row) if v is not None} for row in rows]
+    out = correlations(units)
+    # rho = 1 - 6 sum(d^2) / (n (n^2 - 1)) with d the rank differences (no ties)
+    assert out["delta_norm_total"] == {"rho": pytest.approx(-1.0), "n": 5}
+    assert out["effective_rank_mean"] == {"rho": pytest.approx(1 - 6 * 36 / 120), "n": 5}  # -0.8
+    assert out["kl_to_base"] == {"rho": pytest.approx(1 - 6 * 14 / 60), "n": 4}  # -0.4; the unit without it left out
+    assert out["final_train_loss"] == {"rho": pytest.approx(1.0), "n": 4}
 
 
 def test_kl_rows_is_zero_for_equal_logits_and_matches_a_direct_sum():

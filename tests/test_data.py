@@ -145,9 +145,10 @@ def test_plain_fallback_template_when_tokenizer_has_none():
     example = Example("e", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
     tokenized = tokenize_example(tokenizer, example, 64)
     assert answer_text(tokenizer, tokenized) == "yo<|eot|>"
-    assert "### User:" in tokenizer.decode(tokenized.input_ids)
+    plain = "<|bos|>### User:\nhi\n\n### Assistant:\nyo<|eot|>\n\n"
+    assert tokenizer.decode(tokenized.input_ids) == plain
+    assert tokenizer.apply_chat_template(example.messages, chat_template=PLAIN_CHAT_TEMPLATE, tokenize=False) == plain
     assert tokenizer_fingerprint(tokenizer) != tokenizer_fingerprint(build_tokenizer())
-    assert PLAIN_CHAT_TEMPLATE  # documented constant used above
 
 
 def test_long_prompt_is_an_error_and_long_answer_is_truncated(tiny_tokenizer, caplog):
@@ -157,7 +158,8 @@ def test_long_prompt_is_an_error_and_long_answer_is_truncated(tiny_tokenizer, ca
     long_answer = Example("a", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "word " * 50}])
     (tokenized,) = tokenize_examples(tiny_tokenizer, [long_answer], 20, progress=False)
     assert tokenized.truncated and len(tokenized.input_ids) == 20 == len(tokenized.answer_mask)
-    assert "1 example(s) truncated" in caplog.text and "a" in caplog.text
+    messages = [record.getMessage() for record in caplog.records]
+    assert "1 example(s) truncated to max_length=20 (answer cut, end-of-turn lost): a" in messages
 
 
 def test_tokenize_skip_mode_reports_the_example(tiny_tokenizer):

@@ -116,6 +116,22 @@ def test_results_schema(finished_run):
     assert methods["gt"]["mask_location"] is None
 
 
+def test_trained_token_ppl_is_that_of_the_tokens_each_method_trains_on(finished_run):
+    import numpy as np
+
+    from robust_sft.scoring import load_scores
+
+    run_dir, results = finished_run
+    methods = results["methods"]
+    for name, source in (("gt", "gt"), ("self_output", "self_output"), ("oracle", "oracle")):  # every answer token
+        scores = load_scores(run_dir / "scores" / f"{source}.parquet")
+        nll = np.concatenate([scores.answer_nll(i) for i in range(len(scores))])
+        assert methods[name]["trained_token_ppl"] == pytest.approx(math.exp(nll.mean()), rel=1e-5)
+    # STM drops the highest-perplexity tokens, the lowest-masking control as many of the lowest
+    assert (methods["stm@500"]["trained_token_ppl"] < methods["gt"]["trained_token_ppl"]
+            < methods["stm_lowest@500"]["trained_token_ppl"])
+
+
 def test_rerun_skips_everything_and_a_new_seed_trains_only_itself(finished_run, tiny_model_dir, monkeypatch):
     import robust_sft.training as training
 

@@ -50,12 +50,25 @@ def shown_ids(page) -> list[str]:
     return page.eval_on_selector_all(".ex .exh", "els => els.map(e => e.textContent.split('id ')[1])")
 
 
+def searched_texts(named: dict[str, Scores], tokenizer) -> dict[str, str]:
+    """Per example id, the lower-cased text the page's search looks in: the prompt, then each file's answer tokens."""
+    from robust_sft.inspect_page import _answer_positions, _prompt_text, token_strings
+
+    first = next(iter(named.values()))
+    strings = token_strings(tokenizer, range(len(tokenizer)))
+    texts = {i: _prompt_text(first.messages[k]) for k, i in enumerate(first.ids)}
+    for scores in named.values():
+        for k, i in enumerate(scores.ids):
+            texts[i] += "".join(strings[t] for t in scores.input_ids[k][_answer_positions(scores, k)]) + "\n"
+    return {i: text.lower() for i, text in texts.items()}
+
+
 def expected_class(nll: float, tau: float) -> str:
     ppl = math.exp(float(dequantise_nll(quantise_nll(np.array([nll]), tau), tau)[0]))
     return f"c{next((k for k, b in enumerate(PPL_CLASS_BOUNDS) if ppl <= b), len(PPL_CLASS_BOUNDS))}"
 
 
-def test_page_in_headless_chromium(browser, scores_path, tmp_path):
+def test_page_in_headless_chromium(browser, scores_path, tiny_tokenizer, tmp_path):
     tau = 2.5
     gt = load_scores(scores_path)
     # A second training set of the same prompts with lower perplexity and two prompts missing.
@@ -105,12 +118,17 @@ def test_page_in_headless_chromium(browser, scores_path, tmp_path):
     page.click("#next")
     assert shown_ids(page) == by_ppl[20:40] and page.inner_text("#pageinfo") == "page 2 / 2"
 
-    # A high-perplexity token of the list filters to the examples that contain it.
-    chip = page.locator("#tops .chip").first
-    token = chip.get_attribute("data-token")
-    chip.click()
-    assert page.input_value("#search") == token
-    page.wait_for_function("document.querySelectorAll('.ex').length > 0")
+    # A high-perplexity token of the list filters to the examples whose prompt or answers contain it: the first
+    # token of the list that some examples lack, so that a filter letting everything through would show.
+    texts = searched_texts({"GT": gt, "Self-Output": low}, tiny_tokenizer)
+    chips = page.locator("#tops .chip")
+    tokens = [chips.nth(k).get_attribute("data-token") for k in range(chips.count())]
+    k, matching = next((k, m) for k, t in enumerate(tokens)
+                       if 0 < len(m := [i for i in by_ppl if t.lower() in texts[i]]) < len(gt))
+    chips.nth(k).click()
+    assert page.input_value("#search") == tokens[k]
+    page.wait_for_function(f"document.querySelectorAll('.ex').length === {min(len(matching), 20)}")
+    assert shown_ids(page) == matching[:20]
 
     screenshot = tmp_path / "inspect.png"
     page.fill("#search", "")

@@ -113,6 +113,38 @@ def test_gradient_checkpointing_trains_to_the_same_weights(trained, finetuning):
     assert worst < 1e-4
 
 
+def _layer_forwards_in_training(model_dir: str, data: str, out: Path, monkeypatch, **options) -> int:
+    """How often the first decoder layer's MLP starts while training 2 steps (recomputations included; a pre-hook,
+    since torch stops a recomputation as soon as the saved tensors are back, before a module's forward hooks)."""
+    import robust_sft.training as training
+
+    calls = []
+    prepare_model = training.prepare_model
+
+    def prepare_and_count(config):
+        model, bf16 = prepare_model(config)
+        (mlp,) = [module for name, module in model.named_modules() if name.endswith("layers.0.mlp")]
+        mlp.register_forward_pre_hook(lambda *_: calls.append(model.training))
+        return model, bf16
+
+    monkeypatch.setattr(training, "prepare_model", prepare_and_count)
+    train(TrainConfig(model=model_dir, data=data, output_dir=str(out), mask="none", max_steps=2,
+                      per_device_train_batch_size=8, learning_rate=1e-2, progress=False, **options))
+    assert all(calls)  # training forwards only
+    return len(calls)
+
+
+@pytest.mark.parametrize("finetuning", ["lora", "full"])
+def test_gradient_checkpointing_recomputes_each_layer_in_the_backward_pass(tiny_model_dir, scores_path, tmp_path,
+                                                                           monkeypatch, finetuning):
+    """With checkpointing on, a layer's activations are recomputed in the backward pass: it runs twice a step."""
+    plain = _layer_forwards_in_training(tiny_model_dir, scores_path, tmp_path / "plain", monkeypatch,
+                                        finetuning=finetuning)
+    checkpointed = _layer_forwards_in_training(tiny_model_dir, scores_path, tmp_path / "gc", monkeypatch,
+                                               finetuning=finetuning, gradient_checkpointing=True)
+    assert (plain, checkpointed) == (2, 4)
+
+
 # --------------------------------------------------------------------------------------------- reload
 
 

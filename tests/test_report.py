@@ -12,6 +12,7 @@ from robust_sft.cli import main
 from robust_sft.experiment import Experiment
 from robust_sft.report_html import markdown_to_html
 from tests.test_experiment import mini_config
+from tests.test_results import assert_report_matches_results
 
 # The demo's measured points (docs/demo/results.json): stm@1.5, stm@2.5, stm@5 and self_output sit close.
 DEMO_POINTS = {"gt": (3.908, -71.1, 0.5), "stm@1.5": (1.037, -3.8, 2.6), "stm@2.5": (1.090, -5.7, 2.5),
@@ -36,6 +37,11 @@ def test_run_writes_report_html_and_inspect_pages(run_dir):
     assert {"inspect.html", "inspect/gt_tau1e+06.html"} <= set(re.findall(r'href="([^"]+)"', page))
     inspect = (run_dir / "inspect.html").read_text()
     assert '"files":["GT","Self-Output"]' in inspect and '"evidence":{"run":"mini"' in inspect
+
+
+def test_report_md_reads_back_as_results_json(run_dir):
+    results = json.loads((run_dir / "results.json").read_text())
+    assert_report_matches_results((run_dir / "report.md").read_text(), results)
 
 
 def test_report_rebuilds_from_the_run_directory_alone(run_dir, capsys):

@@ -19,11 +19,35 @@ from robust_sft.tasks.sandbox import run_many, run_python
 
 ISOLATION = sandbox.detect_isolation()
 ROOT_MODE = ISOLATION.mode == "root"
-needs_root_mode = pytest.mark.skipif(not ROOT_MODE, reason="uid isolation needs the runner to be root")
-needs_cgroup = pytest.mark.skipif(
-    ISOLATION.cgroup is None,
-    reason="no usable cgroup (v2 with memory+pids delegated, or v1 memory+pids) on this host: the run-wide "
-           "caps fall back to RLIMIT_NPROC x RLIMIT_AS, tested by test_fallback_without_cgroup_bounds_the_total")
+# CI (.ci/run) sets ROBUST_SFT_REQUIRE_ISOLATION=1: there a test this host cannot run errors instead of skipping,
+# so a CI run as a non-root user, or without a usable cgroup, cannot pass with the isolation tests unrun.
+REQUIRE_ISOLATION = os.environ.get("ROBUST_SFT_REQUIRE_ISOLATION") == "1"
+
+
+def skip_or_fail(missing: str | None) -> None:
+    """Nothing when `missing` is None; else skip with it as the reason, or fail under ROBUST_SFT_REQUIRE_ISOLATION=1."""
+    if missing is None:
+        return
+    if REQUIRE_ISOLATION:
+        pytest.fail(f"{missing}; ROBUST_SFT_REQUIRE_ISOLATION=1 (set by .ci/run) requires this test to run "
+                    f"(sandbox isolation detected here: {ISOLATION})", pytrace=False)
+    pytest.skip(missing)
+
+
+@pytest.fixture
+def root_mode():
+    skip_or_fail(None if ROOT_MODE else "uid isolation needs the runner to be root")
+
+
+@pytest.fixture
+def cgroup():
+    skip_or_fail(None if ISOLATION.cgroup is not None else
+                 "no usable cgroup (v2 with memory+pids delegated, or v1 memory+pids) on this host: the run-wide "
+                 "caps fall back to RLIMIT_NPROC x RLIMIT_AS, tested by test_fallback_without_cgroup_bounds_the_total")
+
+
+needs_root_mode = pytest.mark.usefixtures("root_mode")
+needs_cgroup = pytest.mark.usefixtures("cgroup")
 
 
 def code(text: str) -> str:

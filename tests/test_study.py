@@ -5,7 +5,8 @@ import json
 import pytest
 
 import tests.fake_tasks  # noqa: F401  (registers the test tasks)
-from robust_sft.study import StudyConfig, Study, grid_points, point_name, publish
+from robust_sft.study import StudyConfig, Study, grid_points, method_table, point_name, publish, render_study
+from tests.test_results import markdown_tables, numbers
 
 
 def mini_study(model_dir: str, **overrides) -> StudyConfig:
@@ -115,3 +116,63 @@ def test_a_rerun_trains_nothing_and_publish_copies_no_models(finished_study, tin
     assert (docs / "study.md").exists() and (docs / "w1-full" / "results.json").exists()
     assert (docs / "w1-full" / "analysis.json").exists() and (docs / "figures" / "claims.png").exists()
     assert not list(docs.rglob("*.safetensors"))
+
+
+def test_method_table_averages_lost_and_gained_over_the_other_tasks_at_the_configs_rate():
+    def method(lr_scale, transitions):
+        return {"lr_scale": lr_scale, "mean": {"ti": 12.0, "bwt": -3.0}, "std": {"ti": 1.0, "bwt": 0.5},
+                "transitions": transitions}
+
+    nan = float("nan")
+    transitions = {"o1": {"right_to_wrong": 0.2, "wrong_to_right": 0.1},
+                   "o2": {"right_to_wrong": nan, "wrong_to_right": 0.5}}  # o2: the base model got none right
+    results = {"w0-lora": {"methods": {"gt": method(1.0, transitions), "gt_lr5e-04": method(0.5, transitions)}}}
+    table = method_table(results)
+    assert list(table) == ["gt"]  # the learning-rate control is not a method of the table
+    assert table["gt"]["w0-lora"] == {"ti": 12.0, "ti_std": 1.0, "bwt": -3.0, "bwt_std": 0.5,
+                                      "lost": pytest.approx(0.2), "gained": pytest.approx(0.3)}
+
+
+def test_study_md_shows_lost_before_gained_and_each_measures_rho():
+    summary = {
+        "name": "hand", "worlds": [0], "settings": {"w0-lora": {}}, "claims": [], "lr_control": None, "seconds": {},
+        "modes": {"lora": {"selection": {"name": "lora-r4", "base_validation_accuracy": 0.1,
+                                         "trials": [{"name": "lora-r4", "validation_accuracy": 0.4}]}}},
+        "methods": {"gt": {"w0-lora": {"ti": 12.0, "ti_std": 1.0, "bwt": -3.0, "bwt_std": 0.5, "lost": 0.2,
+                                       "gained": 0.3}}},
+        "mechanism": {"correlations": {"delta_norm_total": {"rho": -0.8, "n": 5}, "kl_to_base": {"rho": 0.4, "n": 4}},
+                      "by_mode": {"lora": {"delta_norm_total": {"rho": -0.5, "n": 3},
+                                           "kl_to_base": {"rho": None, "n": 2}}}},
+    }
+    tables = markdown_tables(render_study(summary))
+    (forgetting,) = [rows for heading, rows in tables.items() if heading.startswith("Sample-wise forgetting")]
+    assert forgetting[1][0] == "gt" and numbers(forgetting[1][1]) == [20.0, 30.0]
+    assert "base-right items lost / % of base-wrong items gained" in next(h for h in tables if h.startswith("Sample"))
+    (ti_bwt,) = [rows for heading, rows in tables.items() if heading.startswith("TI and BWT")]
+    assert ti_bwt[1] == ["gt", "TI +12.0 ± 1.0, BWT -3.0 ± 0.5"]
+    (mechanism,) = [rows for heading, rows in tables.items() if heading.startswith("Mechanism")]
+    assert mechanism == [["measure", "all", "lora"], ["delta_norm_total", "-0.80 (n 5)", "-0.50 (n 3)"],
+                         ["kl_to_base", "+0.40 (n 4)", "n/a (n 2)"]]
+
+
+def test_the_studys_correlations_are_spearmans_rho_of_each_measure_with_bwt(finished_study):
+    """Recomputed with scipy from every setting's analysis.json (the numbers study.md and its figure show)."""
+    from scipy.stats import spearmanr
+
+    from robust_sft.analysis import MEASURES
+
+    out, summary = finished_study
+    units = [row for name in summary["settings"]
+             for entry in json.loads((out / name / "analysis.json").read_text())["methods"].values()
+             for row in entry["seeds"].values()]
+    assert len(units) == summary["mechanism"]["units"]
+    for measure in MEASURES:
+        pairs = [(u[measure], u["bwt"]) for u in units if u.get(measure) is not None and u.get("bwt") is not None]
+        pairs = [(x, y) for x, y in pairs if x == x and y == y]  # finite: NaN != NaN
+        expected = spearmanr(*zip(*pairs)).statistic
+        stated = summary["mechanism"]["correlations"][measure]
+        assert stated["n"] == len(pairs)
+        if expected == expected:
+            assert stated["rho"] == pytest.approx(expected, abs=1e-12)
+        else:
+            assert stated["rho"] is None  # scipy's NaN: a constant side
