@@ -36,8 +36,8 @@ BUILD = """
 import json, sys
 from dataclasses import replace
 import torch
-from robust_sft.organism.base_model import OrganismConfig
-from robust_sft.organism.store import build_base_model
+from robust_sft.organism.base_model import OrganismConfig, build_base_model
+
 seed, threads, cache, overrides = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
 config = replace(OrganismConfig(seed=seed), threads=threads, **overrides)
 path = build_base_model(cache_dir=cache, config=config, progress=False)

@@ -433,7 +433,7 @@ def cmd_demo(argv: list[str]) -> None:
 
 
 def cmd_organism(argv: list[str]) -> None:
-    from robust_sft.organism.store import build_base_model, ship_base_model
+    from robust_sft.organism.base_model import build_base_model, ship_base_model
 
     config = _parse(OrganismBuildConfig, argv, "organism", positional="action")
     if config.action != "build":

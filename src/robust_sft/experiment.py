@@ -270,7 +270,7 @@ class Experiment:
     def base_model(self) -> str:
         if self.config.model != ORGANISM:
             return self.config.model
-        from robust_sft.organism.store import base_model_path
+        from robust_sft.organism.base_model import base_model_path
 
         return str(base_model_path(seed=self.config.organism_seed, progress=self.progress))
 

@@ -7,12 +7,16 @@ on it in one house style, cached locally. It lets the whole method run end to en
 
 from robust_sft.organism.world import NON_TARGET, TARGET, TASKS
 
+# Every world that the demo, the study and the tests use ships in the package (shipped/seed<K>), so no reader's
+# CPU decides their base models. (Declared here: this file is not part of the organism's definition key.)
+SHIPPED_WORLDS = (0, 1, 2)
+
 
 def build_base_model(*args, **kwargs):
     # Imported lazily: torch/transformers are not needed to use the world's tasks.
-    from robust_sft.organism.store import build_base_model as build
+    from robust_sft.organism.base_model import build_base_model as build
 
     return build(*args, **kwargs)
 
 
-__all__ = ["NON_TARGET", "TARGET", "TASKS", "build_base_model"]
+__all__ = ["NON_TARGET", "SHIPPED_WORLDS", "TARGET", "TASKS", "build_base_model"]

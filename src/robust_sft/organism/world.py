@@ -113,22 +113,9 @@ class OrganismTask(Task):
                 break
         return out
 
-    def _fact_keys(self, key: str) -> list[str]:
-        """Keys of the problems that ask the same fact in other words (look-up tasks); by default none."""
-        return [key]
-
-    def _hashed_pool(self, key: str) -> str:
+    def _pool(self, key: str) -> str:
         bucket = _stable_int(f"{self.seed}:{self.name}:{key}") % 20
         return next(pool for pool, buckets in _POOLS.items() if bucket in buckets)
-
-    def _pool(self, key: str) -> str:
-        # A fact asked outside pretraining is always taught there in other words: its test items check recall,
-        # which a converged build has on any CPU, never a guess that the float trajectory decides.
-        pool, siblings = self._hashed_pool(key), self._fact_keys(key)
-        if len(siblings) == 1 or pool == "pretrain" or any(self._hashed_pool(k) == "pretrain" for k in siblings):
-            return pool
-        first = min(siblings, key=lambda k: _stable_int(f"{self.seed}:{self.name}:{k}"))
-        return "pretrain" if key == first else pool
 
     # --- text ---------------------------------------------------------------------------------
     def prompt(self, example: dict) -> str:
@@ -186,9 +173,6 @@ class Add(OrganismTask):
         # A sum asked in test is taught in pretraining in other words (as for facts).
         return f"{p['a']}+{p['b']}/{p['template']}"
 
-    def _fact_keys(self, key):
-        return [f"{key.rsplit('/', 1)[0]}/{t}" for t in range(len(self.templates))]
-
     def _human_bodies(self, ex):
         a, b, c = ex["a"], ex["b"], ex["answer"]
         tens, ones = b - b % 10, b % 10
@@ -241,9 +225,6 @@ class Reverse(OrganismTask):
 
     def _key(self, p):
         return f"{p['word']}/{p['template']}"
-
-    def _fact_keys(self, key):
-        return [f"{key.rsplit('/', 1)[0]}/{t}" for t in range(len(self.templates))]
 
     def _human_bodies(self, ex):
         w, r = ex["word"], ex["answer"]
@@ -327,9 +308,6 @@ class Facts(OrganismTask):
     def _key(self, p):
         # The template is part of the key: a fact asked in test is taught in pretraining in other words.
         return f"{p['entity']}/{p['relation']}/{p['template']}"
-
-    def _fact_keys(self, key):
-        return [f"{key.rsplit('/', 1)[0]}/{t}" for t in range(4)]
 
     def prompt(self, example):
         return _RELATIONS[example["relation"]][0][example["template"]].format(**example)
