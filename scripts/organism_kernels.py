@@ -87,13 +87,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     one = [s for s in args.settings if s.endswith(":1")]
     rest = [s for s in args.settings if s not in one]
-    with ThreadPoolExecutor(max(1, (os.cpu_count() or 2) // 1)) as pool:  # one-thread builds side by side
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:  # one-thread builds side by side, one per core
         rows = list(pool.map(lambda s: build(args.seed, s, args.out, overrides), one))
     rows += [build(args.seed, s, args.out, overrides) for s in rest]
     rows.sort(key=lambda r: args.settings.index(r["setting"]))
     text = table(rows)
     print(text)
     name = f"kernels_seed{args.seed}" + "".join(f"_{k}{v}" for k, v in overrides.items())
+    name = "".join(c if c.isalnum() or c in "._=-" else "-" for c in name)  # a file name, whatever the values
     (args.out / f"{name}.md").write_text(text + "\n")
     (args.out / f"{name}.json").write_text(json.dumps(rows, indent=2))
 
