@@ -224,7 +224,7 @@ def run_stage(name: str, artifact: Path, key: str, produce: Callable[[], None]) 
         pending = _pending_file(artifact)
         same_inputs = pending.exists() and json.loads(pending.read_text()).get("key") == key
         if not same_inputs:
-            remove_dir(artifact, _pending_file(artifact).name)  # only a directory a stage made
+            remove_dir(artifact, pending.name)  # only a directory a stage made
     if artifact.suffix == "":
         artifact.mkdir(parents=True, exist_ok=True)
         write_json(_pending_file(artifact), {"key": key})
