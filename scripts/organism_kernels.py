@@ -41,10 +41,7 @@ from robust_sft.organism.base_model import OrganismConfig, build_base_model
 seed, threads, cache, overrides = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
 config = replace(OrganismConfig(seed=seed), threads=threads, **overrides)
 path = build_base_model(cache_dir=cache, config=config, progress=False)
-report = json.loads((path / "base_eval.json").read_text())
-report["capability"] = torch.backends.cpu.get_cpu_capability()
-(path / "base_eval.json").write_text(json.dumps(report, indent=2))
-print(path)
+print(json.dumps({"path": str(path), "capability": torch.backends.cpu.get_cpu_capability()}))
 """
 
 
@@ -58,8 +55,9 @@ def build(seed: int, setting: str, out: Path, overrides: dict) -> dict:
                               env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     if done.returncode:
         raise RuntimeError(f"the build under {setting} failed: see {cache / 'build.log'}")
-    report = json.loads((Path(done.stdout.strip().splitlines()[-1]) / "base_eval.json").read_text())
-    return {"setting": setting, **report}
+    built = json.loads(done.stdout.strip().splitlines()[-1])  # the build itself is left as it was written
+    report = json.loads((Path(built["path"]) / "base_eval.json").read_text())
+    return {"setting": setting, "capability": built["capability"], **report}
 
 
 def table(rows: list[dict]) -> str:

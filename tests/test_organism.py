@@ -249,3 +249,21 @@ def test_a_rebuild_here_reaches_the_shipped_accuracies(tmp_path):
 # Another CPU's float kernels make another pretraining trajectory; this much per-task accuracy difference
 # is allowed (on this machine kind a rebuild is bit-identical).
 REBUILD_TOLERANCE = 0.10
+
+
+def test_the_kernel_script_tabulates_each_setting_and_the_spread():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "organism_kernels.py"
+    spec = importlib.util.spec_from_file_location("organism_kernels", path)
+    kernels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernels)
+    assert {c["ATEN_CPU_CAPABILITY"] for c in kernels.KERNELS.values()} == {"default", "avx2", "avx512"}
+    rows = [{"setting": "default:1", "capability": "DEFAULT", "build_seconds": 450.4,
+             "accuracy": {"organism/add": 0.767, "organism/facts": 0.962}},
+            {"setting": "avx2:1", "capability": "AVX2", "build_seconds": 729,
+             "accuracy": {"organism/add": 0.833, "organism/facts": 0.808}}]
+    lines = kernels.table(rows).splitlines()
+    assert lines[2] == "| default:1 | DEFAULT | 0.767 | 0.962 | 450 |"
+    assert lines[-1] == "| spread (max - min) | | 0.066 | 0.154 | |"
