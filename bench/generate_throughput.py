@@ -1,4 +1,4 @@
-"""Batched generation (robust_sft.generation) vs one `model.generate` call per prompt.
+"""Batched generation (robust_sft.models.generation) vs one `model.generate` call per prompt.
 
 Same model, same prompts, greedy, in one run. Default model: a tiny random Llama with the organism tokenizer
 (no build needed; it rarely emits end-of-turn, so both sides decode the full `--max-new-tokens`);
@@ -16,7 +16,7 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from robust_sft.generation import SamplingConfig, chat_prompt_ids, generate_hf
+from robust_sft.models.generation import SamplingConfig, chat_prompt_ids, generate_hf
 from robust_sft.organism import world
 from robust_sft.organism.tokenizer import build_tokenizer
 from robust_sft.tasks import get_task
@@ -63,7 +63,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     if args.organism:
-        from robust_sft.modeling import load_model, load_tokenizer
+        from robust_sft.models.loading import load_model, load_tokenizer
         from robust_sft.organism.base_model import base_model_path
 
         path = str(base_model_path())

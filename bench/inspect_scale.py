@@ -51,7 +51,7 @@ SCROLL_JS = """async () => {
 
 
 def synthetic_scores(n_examples: int, n_tokens: int, tokenizer, seed: int = 0):
-    from robust_sft.scoring import Scores
+    from robust_sft.scoring.token_nll import Scores
 
     rng = np.random.default_rng(seed)
     vocab = np.arange(len(tokenizer))
@@ -77,7 +77,7 @@ def synthetic_scores(n_examples: int, n_tokens: int, tokenizer, seed: int = 0):
 
 
 def build_page(n_examples: int, n_tokens: int, out: Path, tokenizer) -> dict:
-    from robust_sft.inspect_page import write_inspect
+    from robust_sft.report.inspect import write_inspect
 
     scores = synthetic_scores(n_examples, n_tokens, tokenizer)
     start = time.perf_counter()
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/inspect_scale.txt")
     args = parser.parse_args()
 
-    from robust_sft.tiny import build_tokenizer
+    from robust_sft.models.tiny import build_tokenizer
 
     tokenizer = build_tokenizer()
     rows = {}

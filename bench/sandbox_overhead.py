@@ -2,7 +2,7 @@
 
 - bare:    the sandbox's interpreter with its flags (`python -I -S -c <program>`) as a plain subprocess, no
            isolation: the floor for any sandbox that starts a fresh interpreter per program;
-- sandbox: `robust_sft.tasks.sandbox.run_python(<program>)` with its defaults;
+- sandbox: `robust_sft.sandbox.runner.run_python(<program>)` with its defaults;
 - other:   with `--compare PATH`, `run_python` of another version of `sandbox.py` (e.g. one from an older
            commit, `git show REV:src/robust_sft/tasks/sandbox.py > /tmp/old_sandbox.py`).
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--compare", help="path of another sandbox.py to time in the same run")
     args = parser.parse_args()
 
-    from robust_sft.tasks import sandbox
+    from robust_sft.sandbox import runner as sandbox
 
     isolation = sandbox.detect_isolation()
     bare = [isolation.interpreter, *sandbox._PYTHON_FLAGS, "-c", PROGRAM]

@@ -4,7 +4,7 @@
            (what the original implementation does);
 - forward: `model(**batch)` on exactly the batches our scorer uses, nothing else (the limit for any
            scorer that needs a forward pass; it still computes head logits at every position);
-- ours:    `robust_sft.scoring.score_tokenized` with its default batching (length-bucketed batches on a
+- ours:    `robust_sft.scoring.token_nll.score_tokenized` with its default batching (length-bucketed batches on a
            GPU; on this CPU one unpadded example per batch, which is faster there), head + float32
            logsumexp on answer positions only.
 
@@ -31,7 +31,7 @@ def build(n_examples: int, seed: int = 0):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from robust_sft.data import TokenizedExample
+    from robust_sft.data.examples import TokenizedExample
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=4 * HIDDEN,
@@ -62,7 +62,7 @@ def run_naive(model, examples) -> None:
 def run_forward(model, examples) -> None:
     import torch
 
-    from robust_sft.scoring import _mask_if_padded, default_batch_tokens, pad_batch, plan_batches
+    from robust_sft.scoring.token_nll import _mask_if_padded, default_batch_tokens, pad_batch, plan_batches
 
     batches = plan_batches([len(e.input_ids) for e in examples], default_batch_tokens(DEVICE), MAX_BATCH)
     with torch.no_grad():
@@ -74,7 +74,7 @@ def run_forward(model, examples) -> None:
 
 
 def run_ours(model, examples) -> None:
-    from robust_sft.scoring import score_tokenized
+    from robust_sft.scoring.token_nll import score_tokenized
 
     score_tokenized(model, examples, pad_id=0, max_batch_size=MAX_BATCH, progress=False)  # default batching
 

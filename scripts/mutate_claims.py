@@ -1,4 +1,4 @@
-"""Mutation check of the claim rules: flip each comparison in report.py's claim functions, one at a time, and see
+"""Mutation check of the claim rules: flip each comparison in report/claims.py, one at a time, and see
 whether the claim tests notice.
 
 Each mutant negates one comparison operator (`>` becomes `<=`, `==` becomes `!=`, `in` becomes `not in`, ...;
@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-MODULE = Path("robust_sft") / "report.py"
+MODULE = Path("robust_sft") / "report" / "claims.py"
 CLAIM_FUNCTIONS = ("judge_claims", "add_lr_control_claim", "_stm_at")
 NEGATION = {ast.Gt: ast.LtE, ast.LtE: ast.Gt, ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Eq: ast.NotEq,
             ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
@@ -63,8 +63,8 @@ def tests_pass(src: Path, tests: list[str]) -> bool:
 
 
 def imported_from(src: Path) -> Path:
-    """Where `robust_sft.report` comes from with `src` first on the path (must be the copy, not the checkout)."""
-    out = subprocess.run([sys.executable, "-c", "import robust_sft.report as r; print(r.__file__)"], cwd=REPO,
+    """Where `robust_sft.report.claims` comes from with `src` first on the path (must be the copy, not the checkout)."""
+    out = subprocess.run([sys.executable, "-c", "import robust_sft.report.claims as r; print(r.__file__)"], cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True, check=True)
     return Path(out.stdout.strip())
 

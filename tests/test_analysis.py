@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tests.fake_tasks  # noqa: F401  (registers the test tasks)
-from robust_sft.analysis import (
+from robust_sft.analysis.mechanism import (
     adapter_deltas,
     analyze_run,
     average_ranks,
@@ -22,8 +22,8 @@ from robust_sft.analysis import (
     spearman,
     summarize_matrices,
 )
-from robust_sft.experiment import Experiment
-from robust_sft.scoring import TokenScorer
+from robust_sft.experiment.runner import Experiment
+from robust_sft.scoring.token_nll import TokenScorer
 from tests.test_experiment import mini_config
 
 # --------------------------------------------------------------------------------------------- the maths
@@ -167,7 +167,7 @@ def test_kl_is_zero_for_a_fresh_adapter_and_positive_after_training(tiny_model_d
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from robust_sft.training import TrainConfig, train
+    from robust_sft.training.trainer import TrainConfig, train
 
     fresh = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                            LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
@@ -189,9 +189,9 @@ def test_kl_is_zero_for_a_fresh_adapter_and_positive_after_training(tiny_model_d
 
 def _brute_force_kl(adapter, base_dir, scores_path, limit):
     """The same mean KL from two separately loaded models' full logits, one example at a time."""
-    from robust_sft.masking import IGNORE_INDEX, MaskPolicy
-    from robust_sft.modeling import load_model
-    from robust_sft.training import load_training_data
+    from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
+    from robust_sft.models.loading import load_model
+    from robust_sft.training.trainer import load_training_data
 
     tuned, base = load_model(base_dir, adapter=str(adapter), device="cpu"), load_model(base_dir, device="cpu")
     data = load_training_data(scores_path, MaskPolicy(kind="none"))

@@ -6,7 +6,7 @@ generation prompt or Qwen3's empty think block.
 
 import pytest
 
-from robust_sft.data import Example, tokenize_example
+from robust_sft.data.examples import Example, tokenize_example
 from tests.shared_files import real_tokenizer
 
 SINGLE = [{"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "```python\nprint(2 + 3)\n```"}]
@@ -65,8 +65,8 @@ def test_reply_text_repeated_in_the_prompt_is_located_in_its_own_turn(tiny_token
 def test_fingerprint_ignores_the_pad_token_our_loader_sets():
     from transformers import AutoTokenizer
 
-    from robust_sft.data import tokenizer_fingerprint
-    from robust_sft.modeling import load_tokenizer
+    from robust_sft.data.examples import tokenizer_fingerprint
+    from robust_sft.models.loading import load_tokenizer
     from tests.shared_files import shared_path
 
     path = str(shared_path("tokenizers/llama3"))
@@ -79,10 +79,10 @@ def test_fingerprint_ignores_the_pad_token_our_loader_sets():
 def test_load_scores_accepts_the_same_tokenizer_loaded_plainly(tmp_path):
     from transformers import AutoTokenizer
 
-    from robust_sft.artifacts import write_parquet
-    from robust_sft.data import tokenizer_fingerprint
-    from robust_sft.modeling import load_tokenizer
-    from robust_sft.scoring import load_scores, scores_table
+    from robust_sft.core.artifacts import write_parquet
+    from robust_sft.data.examples import tokenizer_fingerprint
+    from robust_sft.models.loading import load_tokenizer
+    from robust_sft.scoring.token_nll import load_scores, scores_table
     from tests.shared_files import shared_path
 
     path = str(shared_path("tokenizers/llama3"))
@@ -95,7 +95,7 @@ def test_load_scores_accepts_the_same_tokenizer_loaded_plainly(tmp_path):
 
 @pytest.mark.parametrize("name", ["llama3", "qwen3"])
 def test_fingerprint_unchanged_by_calls_with_padding_or_truncation(name):
-    from robust_sft.data import tokenizer_fingerprint
+    from robust_sft.data.examples import tokenizer_fingerprint
 
     tokenizer = real_tokenizer(name)
     before = tokenizer_fingerprint(tokenizer)
@@ -106,8 +106,8 @@ def test_fingerprint_unchanged_by_calls_with_padding_or_truncation(name):
 
 
 def test_fingerprint_sees_vocabulary_special_tokens_and_template(tiny_tokenizer):
-    from robust_sft.data import tokenizer_fingerprint
-    from robust_sft.tiny import build_tokenizer
+    from robust_sft.data.examples import tokenizer_fingerprint
+    from robust_sft.models.tiny import build_tokenizer
 
     base = tokenizer_fingerprint(tiny_tokenizer)
     assert tokenizer_fingerprint(build_tokenizer(vocab_size=600)) != base

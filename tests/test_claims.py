@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from robust_sft.report import ORACLE_BWT_TOLERANCE, judge_claims
+from robust_sft.report.claims import ORACLE_BWT_TOLERANCE, judge_claims
 
 NAN = float("nan")
 

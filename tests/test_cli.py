@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from robust_sft.cli import VERBS, main
-from robust_sft.scoring import Scores, load_scores
-from robust_sft.stats import format_table, fraction_above, summarize
+from robust_sft.scoring.token_nll import Scores, load_scores
+from robust_sft.scoring.stats import format_table, fraction_above, summarize
 
 
 def test_top_level_help_lists_every_verb(capsys):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from robust_sft.data import (
+from robust_sft.data.examples import (
     PLAIN_CHAT_TEMPLATE,
     DataError,
     DataFormat,
@@ -139,7 +139,7 @@ def test_every_assistant_turn_is_trained_in_multi_turn_chats(tiny_tokenizer):
 
 
 def test_plain_fallback_template_when_tokenizer_has_none():
-    from robust_sft.tiny import build_tokenizer
+    from robust_sft.models.tiny import build_tokenizer
 
     tokenizer = build_tokenizer(chat_template=None)
     example = Example("e", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])

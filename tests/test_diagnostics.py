@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from robust_sft.diagnostics import in_span_flags, last_segment, mask_location, mask_location_counts, shares
+from robust_sft.masking.diagnostics import in_span_flags, last_segment, mask_location, mask_location_counts, shares
 
 
 def test_last_segment_is_the_last_run_of_true():
@@ -26,10 +26,10 @@ def test_counts_and_shares():
 
 
 def test_mask_location_on_the_organism_tokenizer():
-    from robust_sft.data import Example, tokenize_examples
+    from robust_sft.data.examples import Example, tokenize_examples
     from robust_sft.organism.tokenizer import build_tokenizer
     from robust_sft.organism.world import Sort
-    from robust_sft.scoring import Scores
+    from robust_sft.scoring.token_nll import Scores
 
     tok = build_tokenizer()
     answer = "Sorted, that is 1 < 2.\nAnswer: 1 2"

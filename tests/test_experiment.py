@@ -4,7 +4,7 @@ import math
 import pytest
 
 import tests.fake_tasks  # noqa: F401  (registers the test tasks)
-from robust_sft.experiment import Experiment, ExperimentConfig, load_config, plan_variants
+from robust_sft.experiment.runner import Experiment, ExperimentConfig, load_config, plan_variants
 
 
 def mini_config(model_dir: str, **overrides) -> ExperimentConfig:
@@ -119,7 +119,7 @@ def test_results_schema(finished_run):
 def test_trained_token_ppl_is_that_of_the_tokens_each_method_trains_on(finished_run):
     import numpy as np
 
-    from robust_sft.scoring import load_scores
+    from robust_sft.scoring.token_nll import load_scores
 
     run_dir, results = finished_run
     methods = results["methods"]
@@ -133,7 +133,7 @@ def test_trained_token_ppl_is_that_of_the_tokens_each_method_trains_on(finished_
 
 
 def test_rerun_skips_everything_and_a_new_seed_trains_only_itself(finished_run, tiny_model_dir, monkeypatch):
-    import robust_sft.training as training
+    import robust_sft.training.trainer as training
 
     run_dir, _ = finished_run
     trained = []
@@ -161,7 +161,7 @@ def test_rerun_skips_everything_and_a_new_seed_trains_only_itself(finished_run, 
 
 
 def test_nan_evidence_is_not_tested():
-    from robust_sft.report import judge_claims
+    from robust_sft.report.claims import judge_claims
 
     nan = float("nan")
     method = {"method": "gt", "tau": None, "masked_fraction": 0.0,
@@ -200,7 +200,7 @@ def _method(method, ti, ti_sd, bwt, bwt_sd, tau=None, **extra):
 
 
 def test_learning_claims_separate_learning_from_standing_still():
-    from robust_sft.report import judge_claims
+    from robust_sft.report.claims import judge_claims
 
     location = {"answer_tokens_masked": 0.02, "prose_tokens_masked": 0.4, "share_of_masked_in_answer": 0.01}
     methods = {"gt": _method("gt", -30, 5, -70, 2), "oracle": _method("oracle", 60, 8, -1, 1),
@@ -254,8 +254,8 @@ def test_organism_tasks_use_the_organism_seed(tmp_path):
 
 
 def test_the_target_can_have_a_larger_test_set(tmp_path, tiny_model_dir):
-    from robust_sft.evaluation import evaluate_tasks
-    from robust_sft.modeling import load_model, load_tokenizer
+    from robust_sft.evaluation.engine import evaluate_tasks
+    from robust_sft.models.loading import load_model, load_tokenizer
 
     experiment = Experiment(mini_config(tiny_model_dir, eval_limit=3, target_eval_limit=6), tmp_path, progress=False)
     experiment.tasks = [experiment.config.target, *experiment.other_tasks()]

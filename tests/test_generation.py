@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from robust_sft.generation import SamplingConfig, generate, generate_hf
+from robust_sft.models.generation import SamplingConfig, generate, generate_hf
 from robust_sft.organism.tokenizer import build_tokenizer
 
 TOK = build_tokenizer()
@@ -80,7 +80,7 @@ def test_backend_dispatch_errors(model):
 def test_stop_tokens_include_the_models_end_of_turn():
     from types import SimpleNamespace
 
-    from robust_sft.generation import stop_token_ids
+    from robust_sft.models.generation import stop_token_ids
 
     tokenizer = SimpleNamespace(eos_token_id=1)  # like Gemma-2: eos <eos>, but turns end with <end_of_turn>
     model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[1, 107]))

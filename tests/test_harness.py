@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from robust_sft.harness import evaluate_with_lm_eval, model_args, pick_accuracy
+from robust_sft.evaluation.harness import evaluate_with_lm_eval, model_args, pick_accuracy
 
 HAS_LM_EVAL = importlib.util.find_spec("lm_eval") is not None
 needs_lm_eval = pytest.mark.skipif(not HAS_LM_EVAL, reason="lm-eval not installed (pip install 'robust-sft[lm-eval]')")
@@ -51,7 +51,7 @@ def _peaky_tiny(directory) -> str:
     """A tiny Llama with large random weights, so greedy argmax is not decided by float noise."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from robust_sft.tiny import build_tokenizer
+    from robust_sft.models.tiny import build_tokenizer
 
     import torch
 
@@ -81,8 +81,8 @@ def _random_lora(base: str, directory) -> str:
 
 
 def _our_greedy(base: str, adapter: str | None, prompts: list[str]) -> list[str]:
-    from robust_sft.generation import SamplingConfig, generate_hf
-    from robust_sft.modeling import load_model, load_tokenizer
+    from robust_sft.models.generation import SamplingConfig, generate_hf
+    from robust_sft.models.loading import load_model, load_tokenizer
 
     model, tokenizer = load_model(base, adapter=adapter), load_tokenizer(base)
     chats = [[{"role": "user", "content": p}] for p in prompts]

@@ -52,7 +52,7 @@ def test_score_refuses_a_shard_directory_it_did_not_make(tiny_model_dir, sft_jso
 
 
 def test_a_stage_never_removes_a_directory_it_did_not_make(tmp_path):
-    from robust_sft.experiment import run_stage
+    from robust_sft.experiment.runner import run_stage
 
     artifact = tmp_path / "models" / "gt" / "seed0"
     artifact.mkdir(parents=True)
@@ -65,7 +65,7 @@ def test_a_stage_never_removes_a_directory_it_did_not_make(tmp_path):
 @pytest.fixture()
 def no_base(monkeypatch):
     """Experiment.run stops at its first stage: these tests check what happens before any work."""
-    from robust_sft.experiment import Experiment
+    from robust_sft.experiment.runner import Experiment
 
     def refuse(self):
         raise AssertionError("the run started its work")
@@ -74,7 +74,7 @@ def no_base(monkeypatch):
 
 
 def test_a_run_never_writes_into_a_directory_that_is_not_a_run(tiny_model_dir, tmp_path, no_base):
-    from robust_sft.experiment import Experiment
+    from robust_sft.experiment.runner import Experiment
     from tests.test_experiment import mini_config
 
     home = tmp_path / "home"
@@ -87,7 +87,7 @@ def test_a_run_never_writes_into_a_directory_that_is_not_a_run(tiny_model_dir, t
 
 
 def test_study_publish_never_overwrites_a_users_files(tmp_path):
-    from robust_sft.study import publish
+    from robust_sft.study.runner import publish
 
     study = tmp_path / "study"
     (study / "figures").mkdir(parents=True)
@@ -109,8 +109,8 @@ def test_study_publish_never_overwrites_a_users_files(tmp_path):
 
 
 def test_a_second_run_on_the_same_directory_stops_with_a_clear_line(tiny_model_dir, tmp_path, no_base):
-    from robust_sft.artifacts import LOCK_NAME, dir_lock
-    from robust_sft.experiment import Experiment
+    from robust_sft.core.artifacts import LOCK_NAME, dir_lock
+    from robust_sft.experiment.runner import Experiment
     from tests.test_experiment import mini_config
 
     run_dir = tmp_path / "run"
@@ -123,8 +123,8 @@ def test_a_second_run_on_the_same_directory_stops_with_a_clear_line(tiny_model_d
 
 
 def test_a_unit_is_locked_while_it_trains(tiny_model_dir, tmp_path):
-    from robust_sft.artifacts import dir_lock
-    from robust_sft.experiment import Experiment
+    from robust_sft.core.artifacts import dir_lock
+    from robust_sft.experiment.runner import Experiment
     from tests.test_experiment import mini_config
 
     experiment = Experiment(mini_config(tiny_model_dir, methods=["gt"]), tmp_path, progress=False)
@@ -162,7 +162,7 @@ def _set(name, row, value):
 
 
 def _first_answer(scores_path) -> int:
-    from robust_sft.scoring import load_scores
+    from robust_sft.scoring.token_nll import load_scores
 
     return int(load_scores(scores_path).answer_mask[3].argmax())
 
@@ -219,8 +219,8 @@ def test_every_reader_refuses_a_bad_score_file_naming_file_and_example(scores_pa
 def test_a_zero_base_accuracy_and_a_failing_figure_lose_no_results(tiny_model_dir, tmp_path, monkeypatch):
     import math
 
-    from robust_sft import report
-    from robust_sft.experiment import Experiment
+    from robust_sft.report import write as report
+    from robust_sft.experiment.runner import Experiment
     from tests.test_experiment import mini_config
 
     run_dir = tmp_path / "run"
@@ -248,7 +248,7 @@ def test_a_zero_base_accuracy_and_a_failing_figure_lose_no_results(tiny_model_di
 
 
 def test_a_lone_surrogate_names_the_example_and_skip_skips_it(tiny_model_dir, tmp_path, capsys):
-    from robust_sft.scoring import load_scores
+    from robust_sft.scoring.token_nll import load_scores
     from tests.conftest import make_rows
 
     rows = make_rows(4)
@@ -269,12 +269,12 @@ def test_a_lone_surrogate_names_the_example_and_skip_skips_it(tiny_model_dir, tm
 
 def test_score_refuses_an_output_it_cannot_write_before_any_work(tiny_model_dir, sft_jsonl, tmp_path, monkeypatch,
                                                                    capsys):
-    import robust_sft.modeling
+    import robust_sft.models.loading
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(robust_sft.modeling, "load_model", no_model)
+    monkeypatch.setattr(robust_sft.models.loading, "load_model", no_model)
     a_file = tmp_path / "file"
     a_file.write_text("")
     for out in (tmp_path, a_file / "s.parquet"):  # an existing directory; a place no directory can be made
@@ -314,8 +314,8 @@ def test_run_config_names_and_seeds_are_checked(tmp_path, capsys, config, messag
 
 
 def test_study_mode_names_stay_inside_the_study(tmp_path):
-    from robust_sft.config_types import ConfigError
-    from robust_sft.study import StudyConfig
+    from robust_sft.core.config_types import ConfigError
+    from robust_sft.study.runner import StudyConfig
 
     experiment = {"methods": ["gt"], "seeds": [0]}
     with pytest.raises(ConfigError, match="mode 'x/../../../../elsewhere' becomes a directory name"):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from robust_sft.cli import main
-from robust_sft.data import DataError
-from robust_sft.import_scores import ImportScoresConfig, import_scores
-from robust_sft.scoring import load_scores
+from robust_sft.data.examples import DataError
+from robust_sft.scoring.external import ImportScoresConfig, import_scores
+from robust_sft.scoring.token_nll import load_scores
 from tests.conftest import make_rows
 
 
@@ -36,7 +36,7 @@ def test_imported_scores_equal_the_scores_they_came_from(tmp_path, tiny_model_di
     data = write_jsonl(tmp_path / "scored.jsonl", rows)
     out = import_scores(ImportScoresConfig(data=data, tokenizer=tiny_model_dir, out=str(tmp_path / "i.parquet"),
                                            kind=kind))
-    from robust_sft.modeling import load_tokenizer
+    from robust_sft.models.loading import load_tokenizer
 
     imported = load_scores(out, load_tokenizer(tiny_model_dir))
     assert imported.ids == scores.ids

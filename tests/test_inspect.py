@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from robust_sft.cli import main
-from robust_sft.inspect_page import (
+from robust_sft.report.inspect import (
     CODE_TAU,
     build_page_data,
     dequantise_nll,
@@ -21,8 +21,8 @@ from robust_sft.inspect_page import (
     token_strings,
     write_inspect,
 )
-from robust_sft.scoring import Scores, load_scores
-from robust_sft.stats import fraction_above, summarize
+from robust_sft.scoring.token_nll import Scores, load_scores
+from robust_sft.scoring.stats import fraction_above, summarize
 
 
 def page_json(path) -> dict:
@@ -78,7 +78,7 @@ def test_summary_and_curve_agree_with_stats(scores_path):
 
 
 def test_page_holds_every_answer_token_and_is_self_contained(scores_path, tiny_model_dir, tmp_path):
-    from robust_sft.modeling import load_tokenizer
+    from robust_sft.models.loading import load_tokenizer
 
     out = write_inspect({"GT": scores_path}, tmp_path / "inspect.html", tau=2.5)
     html = out.read_text(encoding="utf-8")
@@ -176,14 +176,14 @@ def test_inspect_errors_name_the_file_and_write_nothing(scores_path, tmp_path, c
 
 
 def test_inspect_refuses_a_tokenizer_that_did_not_make_the_ids(scores_path, tmp_path):
-    from robust_sft.scoring import TokenizerMismatchError
-    from robust_sft.tiny import build_tokenizer
+    from robust_sft.scoring.token_nll import TokenizerMismatchError
+    from robust_sft.models.tiny import build_tokenizer
 
     with pytest.raises(TokenizerMismatchError, match="GT"):
         write_inspect({"GT": scores_path}, tmp_path / "p.html", tokenizer=build_tokenizer(vocab_size=300))
 
 
 def test_page_size_holds_a_bounded_number_of_tokens():
-    from robust_sft.inspect_page import PAGE_TOKENS, page_size_for
+    from robust_sft.report.inspect import PAGE_TOKENS, page_size_for
 
     assert page_size_for(1000) * 1000 <= PAGE_TOKENS and page_size_for(10) == 50 and page_size_for(1e6) == 5

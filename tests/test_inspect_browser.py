@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robust_sft.inspect_page import PPL_CLASS_BOUNDS, dequantise_nll, quantise_nll, write_inspect
-from robust_sft.scoring import Scores, load_scores, sequence_perplexity
+from robust_sft.report.inspect import PPL_CLASS_BOUNDS, dequantise_nll, quantise_nll, write_inspect
+from robust_sft.scoring.token_nll import Scores, load_scores, sequence_perplexity
 
 CHROMIUM = os.environ.get("ROBUST_SFT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -52,7 +52,7 @@ def shown_ids(page) -> list[str]:
 
 def searched_texts(named: dict[str, Scores], tokenizer) -> dict[str, str]:
     """Per example id, the lower-cased text the page's search looks in: the prompt, then each file's answer tokens."""
-    from robust_sft.inspect_page import _answer_positions, _prompt_text, token_strings
+    from robust_sft.report.inspect import _answer_positions, _prompt_text, token_strings
 
     first = next(iter(named.values()))
     strings = token_strings(tokenizer, range(len(tokenizer)))
@@ -144,8 +144,8 @@ HOSTILE_TOKENS = ['"onmouseover="window.__pwned=1" x="', "<img src=x onerror=win
 
 def test_hostile_tokens_render_as_text(browser, scores_path, tmp_path):
     """A tokenizer may add any token: its text must stay text, in the chips' attributes and in the heat-map."""
-    from robust_sft.data import tokenizer_fingerprint
-    from robust_sft.tiny import build_tokenizer
+    from robust_sft.data.examples import tokenizer_fingerprint
+    from robust_sft.models.tiny import build_tokenizer
 
     tokenizer = build_tokenizer()
     tokenizer.add_tokens(HOSTILE_TOKENS)

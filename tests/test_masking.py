@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from robust_sft.masking import (
+from robust_sft.masking.policies import (
     IGNORE_INDEX,
     MaskPolicy,
     apply_policy,
@@ -15,7 +15,7 @@ from robust_sft.masking import (
     ratio_to_tau,
     threshold_keep,
 )
-from robust_sft.scoring import Scores
+from robust_sft.scoring.token_nll import Scores
 
 NAN = float("nan")
 # prompt (3 tokens) + answer (5 tokens); perplexities 1.1, 3.0, 2.4, 10, 1.0 on the answer

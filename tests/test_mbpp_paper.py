@@ -43,7 +43,7 @@ def test_paper_train_set_answer_tokens_under_llama3():
     """374 replies + end-of-turn under Llama-3's original template: 23,212 tokens, no trailing header trained."""
     from transformers import AutoTokenizer
 
-    from robust_sft.data import Example, tokenize_examples
+    from robust_sft.data.examples import Example, tokenize_examples
 
     tokenizer = AutoTokenizer.from_pretrained(shared_path("tokenizers/llama3"))
     task = get_task("mbpp")

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from robust_sft.metrics import backward_transfer, mean_std, relative_change, target_improvement, zero_base_tasks
+from robust_sft.evaluation.metrics import backward_transfer, mean_std, relative_change, target_improvement, zero_base_tasks
 
 
 def test_relative_change_in_percent():

@@ -188,8 +188,8 @@ def test_a_stale_shipped_organism_is_not_used(monkeypatch, tmp_path):
 @pytest.mark.parametrize("seed", SHIPPED_WORLDS)
 def test_shipped_organism_reproduces_its_recorded_accuracies(seed):
     """Greedy evaluation of the shipped weights gives the accuracies recorded at build time (same test sets)."""
-    from robust_sft.evaluation import evaluate_tasks
-    from robust_sft.modeling import load_model, load_tokenizer
+    from robust_sft.evaluation.engine import evaluate_tasks
+    from robust_sft.models.loading import load_model, load_tokenizer
 
     report = json.loads((shipped_dir(seed) / "base_eval.json").read_text())
     model, tok = load_model(str(shipped_dir(seed))), load_tokenizer(str(shipped_dir(seed)))

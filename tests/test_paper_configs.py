@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from robust_sft.cli import main
-from robust_sft.experiment import load_config, plan_variants
-from robust_sft.synthesis import GenerationSettings
-from robust_sft.training import TrainConfig
+from robust_sft.experiment.runner import load_config, plan_variants
+from robust_sft.data.synthesis import GenerationSettings
+from robust_sft.training.trainer import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "configs"
+CONFIGS = ROOT / "src" / "robust_sft" / "configs"
 PAPER = sorted((CONFIGS / "paper").glob("*.yaml"))
-# The repository's configs and the ones packaged with the library (`robust-sft demo` runs those).
-SHIPPED = sorted(CONFIGS.glob("*.yaml")) + PAPER + sorted((ROOT / "src" / "robust_sft" / "configs").glob("*.yaml"))
+# Every experiment config the package ships (the study's has its own schema: tests/test_study.py).
+SHIPPED = sorted(CONFIGS.glob("*.yaml")) + PAPER
 MODELS = ("google/gemma-2-2b-it", "meta-llama/Meta-Llama-3-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3")
 TASKS = ("mbpp", "math", "gsm8k", "arc_challenge")
 
@@ -98,5 +98,19 @@ def test_paper_config_header_says_how_to_run_it(path):
             break
         header.append(line)
     text = "\n".join(header)
-    assert f"robust-sft run configs/paper/{path.name}" in text
+    assert f"robust-sft run paper/{path.name}" in text
     assert "accelerate launch" in text and "variants x 3 seeds" in text
+
+
+def test_the_shipped_study_config_loads_by_name_and_dry_runs(offline_and_no_model, capsys):
+    from robust_sft.study.runner import load_study_config
+
+    config = load_study_config("study/study.yaml")  # a shipped config, named relative to the package's configs
+    assert config.worlds and config.modes
+    assert main(["study", "study/study.yaml", "--out", "runs/never-made", "--dry_run"]) == 0
+    assert "world" in capsys.readouterr().out
+
+
+def test_a_config_name_that_is_neither_a_file_nor_shipped_lists_the_shipped_ones():
+    with pytest.raises(FileNotFoundError, match="paper/gemma-2-2b-it_mbpp.yaml"):
+        load_config("paper/no-such-config.yaml")

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from robust_sft.evaluation import evaluate_task
-from robust_sft.generation import SamplingConfig, generate
-from robust_sft.modeling import load_model, load_tokenizer, merge_adapter, resolve_dtype
+from robust_sft.evaluation.engine import evaluate_task
+from robust_sft.models.generation import SamplingConfig, generate
+from robust_sft.models.loading import load_model, load_tokenizer, merge_adapter, resolve_dtype
 from robust_sft.tasks import get_task
-from robust_sft.training import TrainConfig, train
+from robust_sft.training.trainer import TrainConfig, train
 
 GSM8K_FIXTURE = str(Path(__file__).parent / "fixtures" / "gsm8k" / "test.jsonl")
 PROBE = "what is the sum of 3 and 4"
@@ -116,7 +116,7 @@ def test_gradient_checkpointing_trains_to_the_same_weights(trained, finetuning):
 def _layer_forwards_in_training(model_dir: str, data: str, out: Path, monkeypatch, **options) -> int:
     """How often the first decoder layer's MLP starts while training 2 steps (recomputations included; a pre-hook,
     since torch stops a recomputation as soon as the saved tensors are back, before a module's forward hooks)."""
-    import robust_sft.training as training
+    import robust_sft.training.trainer as training
 
     calls = []
     prepare_model = training.prepare_model
@@ -193,7 +193,7 @@ def test_merged_dora_gives_the_adapter_logits(trained, tiny_model_dir, tmp_path)
 
 
 def test_vllm_backend_without_vllm_says_how_to_install(monkeypatch, tiny_model_dir):
-    from robust_sft.synthesis import vllm_sampler
+    from robust_sft.data.synthesis import vllm_sampler
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # as on a machine without vLLM, even where it is installed
     chats = [[{"role": "user", "content": PROBE}]]

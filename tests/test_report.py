@@ -7,10 +7,10 @@ import shutil
 import pytest
 
 import tests.fake_tasks  # noqa: F401  (registers the test tasks)
-from robust_sft import report
+from robust_sft.report import figures as report_figures
 from robust_sft.cli import main
-from robust_sft.experiment import Experiment
-from robust_sft.report_html import markdown_to_html
+from robust_sft.experiment.runner import Experiment
+from robust_sft.report.html import markdown_to_html
 from tests.test_experiment import mini_config
 from tests.test_results import assert_report_matches_results
 
@@ -76,8 +76,8 @@ def test_ppl_vs_bwt_labels_do_not_overlap(tmp_path, monkeypatch):
     results = {"methods": {name: {"trained_token_ppl": x, "mean": {"bwt": y}, "std": {"bwt": sd}}
                            for name, (x, y, sd) in DEMO_POINTS.items()}}
     saved = []
-    monkeypatch.setattr(report, "_savefig", lambda fig, path: saved.append(fig))
-    report.plot_ppl_vs_bwt(results, tmp_path / "f.png")
+    monkeypatch.setattr(report_figures, "save_figure", lambda fig, path: saved.append(fig))
+    report_figures.plot_ppl_vs_bwt(results, tmp_path / "f.png")
     fig = saved[0]
     ax = fig.axes[0]
     renderer = fig.canvas.get_renderer()

@@ -7,9 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from robust_sft.masking import MaskResult
-from robust_sft.report import (SOURCE_LABELS, _aggregate, _mean_transitions, judge_claims, kept_token_ppl,
-                               render_markdown, sample_transitions)
+from robust_sft.masking.policies import MaskResult
+from robust_sft.report.claims import judge_claims
+from robust_sft.report.markdown import SOURCE_LABELS, render_markdown
+from robust_sft.report.results import _aggregate, _mean_transitions, kept_token_ppl, sample_transitions
 
 NAN = float("nan")
 

@@ -15,7 +15,7 @@ from tests.conftest import make_rows
 
 
 def test_artifacts_honour_the_umask(tmp_path):
-    from robust_sft.artifacts import write_json, write_parquet
+    from robust_sft.core.artifacts import write_json, write_parquet
     import pyarrow as pa
 
     old = os.umask(0o022)
@@ -40,7 +40,7 @@ def _jsonl_bytes(rows) -> bytes:
 
 
 def test_jsonl_with_a_byte_order_mark_reads_every_example(tmp_path):
-    from robust_sft.data import ErrorLog, read_examples
+    from robust_sft.data.examples import ErrorLog, read_examples
 
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + _jsonl_bytes(make_rows(4)))
@@ -51,7 +51,7 @@ def test_jsonl_with_a_byte_order_mark_reads_every_example(tmp_path):
 
 
 def test_json_file_with_a_byte_order_mark_reads(tmp_path):
-    from robust_sft.data import read_examples
+    from robust_sft.data.examples import read_examples
 
     path = tmp_path / "bom.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(make_rows(3)).encode())
@@ -65,7 +65,7 @@ def _with_invalid_byte(rows, line_index: int) -> bytes:
 
 
 def test_invalid_utf8_names_file_and_line_and_skip_drops_only_that_line(tmp_path):
-    from robust_sft.data import DataError, ErrorLog, read_examples
+    from robust_sft.data.examples import DataError, ErrorLog, read_examples
 
     path = tmp_path / "bad.jsonl"
     path.write_bytes(_with_invalid_byte(make_rows(5), 2))
@@ -78,7 +78,7 @@ def test_invalid_utf8_names_file_and_line_and_skip_drops_only_that_line(tmp_path
 
 
 def test_invalid_utf8_in_a_json_file_names_the_line(tmp_path):
-    from robust_sft.data import DataError, read_examples
+    from robust_sft.data.examples import DataError, read_examples
 
     path = tmp_path / "bad.json"
     path.write_bytes(b'[\n{"id": "a", "prompt": "p", "answer": "x"},\n{"id": "b", "prompt": "p", "answer": "\xfe"}\n]')
@@ -109,7 +109,7 @@ def _flip(path, out, offsets):
 def test_corrupt_parquet_names_the_file(tmp_path, scores_path):
     from pathlib import Path
 
-    from robust_sft.scoring import load_scores
+    from robust_sft.scoring.token_nll import load_scores
     from robust_sft.tasks.base import TaskError
     from robust_sft.tasks.loading import read_local
 
@@ -125,7 +125,7 @@ def test_a_flipped_bit_in_parquet_data_is_detected(tmp_path):
     """Page checksums: a flip inside the values is an error, not silently wrong numbers."""
     import pyarrow as pa
 
-    from robust_sft.artifacts import read_parquet, write_parquet
+    from robust_sft.core.artifacts import read_parquet, write_parquet
 
     path = tmp_path / "t.parquet"
     write_parquet(path, pa.table({"x": pa.array(range(0, 4000, 3), pa.int64())}))
@@ -143,7 +143,7 @@ def test_a_flipped_bit_in_parquet_data_is_detected(tmp_path):
 
 
 def _train_config(tiny_model_dir, scores_path, out, **overrides):
-    from robust_sft.training import TrainConfig
+    from robust_sft.training.trainer import TrainConfig
 
     defaults = dict(model=tiny_model_dir, data=scores_path, output_dir=str(out), num_train_epochs=3,
                     learning_rate=1e-3, per_device_train_batch_size=8, logging_steps=2, progress=False,
@@ -152,7 +152,7 @@ def _train_config(tiny_model_dir, scores_path, out, **overrides):
 
 
 def test_resume_skips_a_checkpoint_killed_while_saving(tiny_model_dir, scores_path, tmp_path, caplog):
-    from robust_sft.training import train
+    from robust_sft.training.trainer import train
 
     train(_train_config(tiny_model_dir, scores_path, tmp_path, num_train_epochs=2))
     state = tmp_path / "checkpoint-6" / "trainer_state.json"
@@ -168,7 +168,7 @@ def test_resume_skips_a_checkpoint_killed_while_saving(tiny_model_dir, scores_pa
 
 
 def test_an_incomplete_checkpoint_named_explicitly_is_refused(tiny_model_dir, scores_path, tmp_path):
-    from robust_sft.training import resume_point
+    from robust_sft.training.trainer import resume_point
 
     (tmp_path / "checkpoint-3").mkdir()
     with pytest.raises(ValueError, match="checkpoint-3: incomplete checkpoint"):
@@ -181,7 +181,7 @@ def test_training_loss_after_resumes_is_the_whole_runs(tiny_model_dir, scores_pa
 
     from safetensors.torch import load_file
 
-    from robust_sft.training import train
+    from robust_sft.training.trainer import train
 
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     train(_train_config(tiny_model_dir, scores_path, whole))
@@ -215,7 +215,7 @@ def _yaml(tmp_path, text: str, name: str = "c.yaml"):
 
 def test_train_yaml_values_are_converted_by_field_type(tmp_path):
     from robust_sft.cli import _parse
-    from robust_sft.training import TrainConfig
+    from robust_sft.training.trainer import TrainConfig
 
     path = _yaml(tmp_path, "model: m\ndata: d.parquet\noutput_dir: o\nlearning_rate: 2e-5\nlora_r: '8'\n"
                            "num_train_epochs: 1e0\nsave_total_limit: null\n")
@@ -249,7 +249,7 @@ def re_search(pattern: str, text: str) -> bool:
 
 
 def test_run_config_values_are_typed(tmp_path):
-    from robust_sft.experiment import Experiment, load_config
+    from robust_sft.experiment.runner import Experiment, load_config
 
     config = load_config(_yaml(tmp_path, "target: organism/add\nmethods: [gt, stm]\nseeds: [1]\n"
                                          "taus: [2.5, 1e1]\ntrain: {learning_rate: 1e-3, lora_r: '4'}\n"))
@@ -299,8 +299,8 @@ def test_a_valid_config_passes_the_dry_run(tmp_path, capsys):
 
 
 def test_max_length_above_the_models_context_is_refused_before_any_work(tiny_model_dir, sft_jsonl, tmp_path):
-    from robust_sft.modeling import context_length
-    from robust_sft.scoring import ScoreConfig, score
+    from robust_sft.models.loading import context_length
+    from robust_sft.scoring.token_nll import ScoreConfig, score
 
     context = context_length(tiny_model_dir)
     assert context == 1024
@@ -392,8 +392,8 @@ def _load_task_module(tmp_path, check: str):
 
 def test_a_fixed_checker_changes_the_evaluation_cache_keys(tmp_path, tiny_model_dir, monkeypatch):
     import tests.fake_tasks  # noqa: F401  (registers test/* tasks)
-    from robust_sft import experiment
-    from robust_sft.experiment import Experiment, ExperimentConfig
+    from robust_sft.experiment import runner as experiment
+    from robust_sft.experiment.runner import Experiment, ExperimentConfig
     from robust_sft.tasks import base
 
     def keys_with(check: str) -> dict:
@@ -428,7 +428,7 @@ def test_task_version_covers_checker_modules_and_settings():
 KILLED_WHILE_SAVING = '''
 import json, os, signal, sys
 from transformers.trainer_callback import TrainerState
-from robust_sft.training import TrainConfig, train
+from robust_sft.training.trainer import TrainConfig, train
 
 save = TrainerState.save_to_json
 
@@ -452,7 +452,7 @@ def test_a_process_killed_during_a_checkpoint_save_resumes(tiny_model_dir, score
     import sys
     from dataclasses import asdict
 
-    from robust_sft.training import train
+    from robust_sft.training.trainer import train
 
     config = _train_config(tiny_model_dir, scores_path, tmp_path / "run", num_train_epochs=2)
     script = tmp_path / "die.py"

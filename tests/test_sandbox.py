@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from robust_sft.tasks import sandbox
-from robust_sft.tasks.sandbox import run_many, run_python
+from robust_sft.sandbox import runner as sandbox
+from robust_sft.sandbox.runner import run_many, run_python
 
 ISOLATION = sandbox.detect_isolation()
 ROOT_MODE = ISOLATION.mode == "root"
@@ -521,7 +521,7 @@ def test_run_ends_when_the_runner_is_killed():
     sandbox_uids = range(sandbox.UID_BASE, sandbox.UID_BASE + 64)
     before = {uid for uid in sandbox_uids if live_processes_of(uid)}
     runner = subprocess.Popen([sys.executable, "-c", (
-        "from robust_sft.tasks.sandbox import run_python\n"
+        "from robust_sft.sandbox.runner import run_python\n"
         "run_python('import time\\ntime.sleep(60)\\n', timeout=60)\n")],
         env={**os.environ, "PYTHONPATH": str(Path(sandbox.__file__).parents[2])})  # this checkout's src
     try:

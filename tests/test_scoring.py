@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from robust_sft.data import Example, tokenize_examples
-from robust_sft.scoring import (
+from robust_sft.data.examples import Example, tokenize_examples
+from robust_sft.scoring.token_nll import (
     ScoreConfig,
     TokenizerMismatchError,
     TokenScorer,
@@ -22,7 +22,7 @@ from tests.conftest import make_rows
 
 @pytest.fixture(scope="module")
 def model_and_examples(tiny_tokenizer):
-    from robust_sft.tiny import build_model
+    from robust_sft.models.tiny import build_model
 
     model = build_model(tiny_tokenizer, hidden_size=32, num_layers=2, num_heads=2, seed=1).eval()
     examples = [Example(r["id"], [{"role": "user", "content": r["prompt"]},
@@ -112,7 +112,7 @@ def test_fast_path_is_verified_and_can_fall_back(model_and_examples):
 
 
 def test_score_file_columns_metadata_and_alignment(scores_path, tiny_model_dir):
-    from robust_sft.modeling import load_tokenizer
+    from robust_sft.models.loading import load_tokenizer
 
     scores = load_scores(scores_path, load_tokenizer(tiny_model_dir))
     assert len(scores) == 24 and scores.ids[0] == "ex0"
@@ -126,7 +126,7 @@ def test_score_file_columns_metadata_and_alignment(scores_path, tiny_model_dir):
 
 
 def test_score_file_refuses_another_tokenizer(scores_path):
-    from robust_sft.tiny import build_tokenizer
+    from robust_sft.models.tiny import build_tokenizer
 
     other = build_tokenizer(vocab_size=400)
     with pytest.raises(TokenizerMismatchError, match="would not line up"):
@@ -134,7 +134,7 @@ def test_score_file_refuses_another_tokenizer(scores_path):
 
 
 def test_killed_run_resumes_from_finished_shards(tmp_path, tiny_model_dir, monkeypatch):
-    import robust_sft.scoring as scoring
+    import robust_sft.scoring.token_nll as scoring
 
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in make_rows(10)))
@@ -168,7 +168,7 @@ def test_killed_run_resumes_from_finished_shards(tmp_path, tiny_model_dir, monke
 
 
 def test_bad_data_is_reported_with_location(tmp_path, tiny_model_dir):
-    from robust_sft.data import DataError
+    from robust_sft.data.examples import DataError
 
     data = tmp_path / "d.jsonl"
     data.write_text('{"id": "a", "prompt": "p", "answer": "x"}\n{"id": "b", "prompt": "p", "answer": ""}\n')
@@ -181,7 +181,7 @@ def test_bad_data_is_reported_with_location(tmp_path, tiny_model_dir):
 
 
 def test_default_batching_is_device_aware_and_unpadded_batches_need_no_mask():
-    from robust_sft.scoring import _mask_if_padded, default_batch_tokens
+    from robust_sft.scoring.token_nll import _mask_if_padded, default_batch_tokens
 
     assert default_batch_tokens(torch.device("cpu")) == 1  # one unpadded example per batch on CPU
     assert default_batch_tokens(torch.device("cuda", 0)) == 16384
@@ -191,7 +191,7 @@ def test_default_batching_is_device_aware_and_unpadded_batches_need_no_mask():
 
 
 def test_resume_fingerprint_changes_with_shard_size(model_and_examples):
-    from robust_sft.scoring import _inputs_fingerprint
+    from robust_sft.scoring.token_nll import _inputs_fingerprint
 
     _, examples = model_and_examples
     a = _inputs_fingerprint(ScoreConfig(model="m", data="d", out="o", shard_size=3), "tok", examples)

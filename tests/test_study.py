@@ -5,7 +5,7 @@ import json
 import pytest
 
 import tests.fake_tasks  # noqa: F401  (registers the test tasks)
-from robust_sft.study import StudyConfig, Study, grid_points, method_table, point_name, publish, render_study
+from robust_sft.study.runner import StudyConfig, Study, grid_points, method_table, point_name, publish, render_study
 from tests.test_results import markdown_tables, numbers
 
 
@@ -104,7 +104,7 @@ def test_every_setting_is_a_run_and_claims_are_counted_k_of_n(finished_study):
 
 
 def test_a_rerun_trains_nothing_and_publish_copies_no_models(finished_study, tiny_model_dir, tmp_path, monkeypatch):
-    import robust_sft.training as training
+    import robust_sft.training.trainer as training
 
     out, summary = finished_study
     trained = []
@@ -159,7 +159,7 @@ def test_the_studys_correlations_are_spearmans_rho_of_each_measure_with_bwt(fini
     """Recomputed with scipy from every setting's analysis.json (the numbers study.md and its figure show)."""
     from scipy.stats import spearmanr
 
-    from robust_sft.analysis import MEASURES
+    from robust_sft.analysis.mechanism import MEASURES
 
     out, summary = finished_study
     units = [row for name in summary["settings"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import tests.fake_tasks  # noqa: F401  (registers the test tasks)
-from robust_sft.synthesis import GenerationSettings, rephrase, rephrase_prompt, self_output, sequence_ppls
+from robust_sft.data.synthesis import GenerationSettings, rephrase, rephrase_prompt, self_output, sequence_ppls
 from robust_sft.tasks import get_task
 
 
@@ -19,7 +19,7 @@ def fixed_sampler(samples_per_prompt):
 
 
 def test_self_output_keeps_the_lowest_perplexity_correct_sample(tiny_model_dir):
-    from robust_sft.modeling import load_model, load_tokenizer
+    from robust_sft.models.loading import load_model, load_tokenizer
 
     model, tokenizer = load_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
     task = get_task("test/even_length")
@@ -45,7 +45,7 @@ def fixed_distribution_model(tokenizer, logits: torch.Tensor, hidden_size: int =
     Its layers add nothing to the residual stream (zero output projections), every token embeds to the same vector
     10 e0, the final norm maps that to sqrt(hidden_size) e0, and the head reads the logits off coordinate 0.
     """
-    from robust_sft.tiny import build_model
+    from robust_sft.models.tiny import build_model
 
     model = build_model(tokenizer, hidden_size=hidden_size, num_layers=1, num_heads=2)
     with torch.no_grad():
@@ -63,7 +63,7 @@ def fixed_distribution_model(tokenizer, logits: torch.Tensor, hidden_size: int =
 
 
 def answer_token_ids(tokenizer, prompt: str, answer: str) -> list[int]:
-    from robust_sft.data import Example, tokenize_examples
+    from robust_sft.data.examples import Example, tokenize_examples
 
     example = Example("0", [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}])
     (tokenized,) = tokenize_examples(tokenizer, [example], 512, progress=False)
@@ -97,7 +97,7 @@ def test_self_output_keeps_the_sample_of_lowest_perplexity_by_construction(tiny_
 
 
 def test_rephrase_shows_the_reference_and_keeps_only_verified_rewrites(tiny_model_dir):
-    from robust_sft.modeling import load_model, load_tokenizer
+    from robust_sft.models.loading import load_model, load_tokenizer
 
     model, tokenizer = load_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
     task = get_task("test/even_length")

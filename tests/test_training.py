@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from robust_sft.masking import IGNORE_INDEX, MaskPolicy
-from robust_sft.training import TrainConfig, collate, load_training_data, token_loss, train
+from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
+from robust_sft.training.trainer import TrainConfig, collate, load_training_data, token_loss, train
 
 
 def test_nll_loss_equals_cross_entropy_over_kept_tokens():
@@ -42,7 +42,7 @@ def test_dft_loss_weights_each_token_by_its_detached_probability():
 
 
 def test_eaft_loss_weights_each_token_by_its_normalised_top_k_entropy():
-    from robust_sft.training import normalized_top_k_entropy
+    from robust_sft.training.trainer import normalized_top_k_entropy
 
     # vocabulary of 3 (< k = 20): the entropy is over all three, divided by log 3
     probs = torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]]])
@@ -77,8 +77,8 @@ def test_collate_pads_right_and_preserves_labels():
 
 
 def test_training_data_from_score_file_and_from_masked_file(scores_path, tmp_path, tiny_model_dir):
-    from robust_sft.masked_data import write_masked
-    from robust_sft.modeling import load_tokenizer
+    from robust_sft.masking.export import write_masked
+    from robust_sft.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_model_dir)
     policy = MaskPolicy(kind="ratio", ratio=0.2)
@@ -104,7 +104,7 @@ def small_config(tiny_model_dir, scores_path, out, **overrides) -> TrainConfig:
 
 @pytest.mark.parametrize("finetuning", ["lora", "dora", "full"])
 def test_train_saves_epochs_summary_and_a_loadable_model(tiny_model_dir, scores_path, tmp_path, finetuning):
-    from robust_sft.modeling import load_model
+    from robust_sft.models.loading import load_model
 
     final = train(small_config(tiny_model_dir, scores_path, tmp_path, finetuning=finetuning, mask="ratio",
                                ratio=0.25, validation=scores_path))

@@ -24,7 +24,7 @@ VERBS = {
     "run": "Run an experiment from a YAML config (cached, resumable stages; --dry_run prints the plan).",
     "demo": "Run the paper's experiment on the embedded model organism (no download needed).",
     "report": "Rebuild report.md, report.html and the figures of a run from its directory alone.",
-    "study": "The paper's claims across organism worlds and fine-tuning modes, with controls (configs/study/).",
+    "study": "The paper's claims across organism worlds and fine-tuning modes, with controls (study/study.yaml, shipped).",
     "analyze": "Why does it forget? Weight-update norm and effective rank, KL to the base, loss curves vs BWT.",
     "organism": "Build the model organism's base model (`organism build`; --ship puts it in the package).",
 }
@@ -43,7 +43,7 @@ class StatsConfig:
     json: bool = field(default=False, metadata={"help": "Print JSON instead of a Markdown table."})
 
     def __post_init__(self) -> None:
-        from robust_sft.stats import check_taus
+        from robust_sft.scoring.stats import check_taus
 
         check_taus(self.taus)
 
@@ -105,7 +105,7 @@ class MaskConfig:
     keep_id: bool = field(default=False, metadata={"help": "Also write an id column (axolotl wants exactly three)."})
 
     def __post_init__(self) -> None:
-        from robust_sft.masking import MaskPolicy
+        from robust_sft.masking.policies import MaskPolicy
 
         _require_suffix("out", self.out, (".parquet", ""), "a .parquet file or a directory (no extension)")
         MaskPolicy(kind=self.mask, tau=self.tau, ratio=self.ratio, seed=self.mask_seed, dpf_tau=self.dpf_tau)
@@ -132,7 +132,7 @@ class GenerateConfig:
     dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16."})
 
     def __post_init__(self) -> None:
-        from robust_sft.config_types import require
+        from robust_sft.core.config_types import require
 
         _require_suffix("out", self.out, (".jsonl",), "a .jsonl file")
         require(self.method in ("self_output", "rephrase"), f"method must be self_output or rephrase, not {self.method!r}")
@@ -141,7 +141,7 @@ class GenerateConfig:
         self.settings()  # sampling options in range
 
     def settings(self):
-        from robust_sft.synthesis import GenerationSettings
+        from robust_sft.data.synthesis import GenerationSettings
 
         return GenerationSettings(n=self.n, temperature=self.temperature, top_p=self.top_p,
                                   max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, seed=self.seed)
@@ -170,7 +170,7 @@ class EvaluateConfig:
     )
 
     def __post_init__(self) -> None:
-        from robust_sft.config_types import require
+        from robust_sft.core.config_types import require
 
         require(self.harness in ("robust-sft", "lm-eval"), f"harness must be robust-sft or lm-eval, not {self.harness!r}")
         require(self.backend in ("hf", "vllm"), f"backend must be hf or vllm, not {self.backend!r}")
@@ -192,7 +192,7 @@ class RunConfig:
 class StudyCommandConfig:
     """Options of `robust-sft study CONFIG.yaml`."""
 
-    config: str = field(metadata={"help": "Study YAML (configs/study/study.yaml documents every option)."})
+    config: str = field(metadata={"help": "Study YAML (study/study.yaml documents every option)."})
     out: str | None = field(default=None, metadata={"help": "Study directory (default: runs/<name>); re-running resumes."})
     docs: str | None = field(default=None, metadata={"help": "Also copy the summary, figures and each run's report, "
                                                              "results and analysis (no models) here."})
@@ -208,7 +208,7 @@ class DemoConfig:
 
 def _require_suffix(option: str, path: str, suffixes: tuple[str, ...], what: str) -> None:
     """Refuse an output path whose extension the writer would not honour (e.g. a .jsonl that becomes a directory)."""
-    from robust_sft.config_types import require
+    from robust_sft.core.config_types import require
 
     require(Path(path).suffix in suffixes, f"--{option} {path}: must be {what}")
 
@@ -236,8 +236,8 @@ def _parse(config_cls, argv: list[str], verb: str, positional: str | None = None
     if positional is None and len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")) and Path(argv[0]).is_file():
         import yaml
 
-        from robust_sft.artifacts import read_text
-        from robust_sft.config_types import from_mapping
+        from robust_sft.core.artifacts import read_text
+        from robust_sft.core.config_types import from_mapping
 
         # Values are converted by the field types (YAML reads 2e-5 as a string); errors name key and file.
         return from_mapping(config_cls, yaml.safe_load(read_text(argv[0])), argv[0])  # JSON is YAML too
@@ -251,23 +251,23 @@ def _parse(config_cls, argv: list[str], verb: str, positional: str | None = None
 
 
 def cmd_score(argv: list[str]) -> None:
-    from robust_sft.scoring import ScoreConfig, score
+    from robust_sft.scoring.token_nll import ScoreConfig, score
 
     out = score(_parse(ScoreConfig, argv, "score"))
     print(f"wrote {out}")
 
 
 def cmd_import_scores(argv: list[str]) -> None:
-    from robust_sft.import_scores import ImportScoresConfig, import_scores
+    from robust_sft.scoring.external import ImportScoresConfig, import_scores
 
     out = import_scores(_parse(ImportScoresConfig, argv, "import-scores"))
     print(f"wrote {out}")
 
 
 def cmd_stats(argv: list[str]) -> None:
-    from robust_sft.artifacts import check_output_file
-    from robust_sft.scoring import load_scores
-    from robust_sft.stats import format_table, plot_histogram, summarize
+    from robust_sft.core.artifacts import check_output_file
+    from robust_sft.scoring.token_nll import load_scores
+    from robust_sft.scoring.stats import format_table, plot_histogram, summarize
 
     config = _parse(StatsConfig, argv, "stats", positional="scores")
     if config.histogram:
@@ -285,7 +285,7 @@ def cmd_stats(argv: list[str]) -> None:
 
 
 def cmd_inspect(argv: list[str]) -> None:
-    from robust_sft.inspect_page import parse_named_scores, write_inspect
+    from robust_sft.report.inspect import parse_named_scores, write_inspect
 
     config = _parse(InspectConfig, argv, "inspect", positional="scores")
     out = write_inspect(parse_named_scores(config.scores), config.out, tau=config.tau, tokenizer=config.tokenizer,
@@ -295,7 +295,7 @@ def cmd_inspect(argv: list[str]) -> None:
 
 
 def cmd_report(argv: list[str]) -> None:
-    from robust_sft.report import rebuild_report
+    from robust_sft.report.write import rebuild_report
 
     config = _parse(ReportConfig, argv, "report", positional="run_dir")
     results = rebuild_report(config.run_dir)
@@ -304,7 +304,7 @@ def cmd_report(argv: list[str]) -> None:
 
 
 def cmd_analyze(argv: list[str]) -> None:
-    from robust_sft.analysis import analyze_run
+    from robust_sft.analysis.mechanism import analyze_run
 
     config = _parse(AnalyzeConfig, argv, "analyze", positional="run_dir")
     analysis = analyze_run(config.run_dir, kl_limit=config.kl_limit, out=config.out)
@@ -317,8 +317,8 @@ def cmd_analyze(argv: list[str]) -> None:
 
 
 def cmd_mask(argv: list[str]) -> None:
-    from robust_sft.masking import MaskPolicy
-    from robust_sft.masked_data import write_masked
+    from robust_sft.masking.policies import MaskPolicy
+    from robust_sft.masking.export import write_masked
 
     config = _parse(MaskConfig, argv, "mask", positional="scores")
     policy = MaskPolicy(kind=config.mask, tau=config.tau, ratio=config.ratio, seed=config.mask_seed,
@@ -329,16 +329,16 @@ def cmd_mask(argv: list[str]) -> None:
 
 
 def cmd_train(argv: list[str]) -> None:
-    from robust_sft.training import TrainConfig, train
+    from robust_sft.training.trainer import TrainConfig, train
 
     final = train(_parse(TrainConfig, argv, "train"))
     print(f"final model: {final}")
 
 
 def cmd_generate(argv: list[str]) -> None:
-    from robust_sft.artifacts import check_output_file, write_json, write_jsonl
-    from robust_sft.modeling import load_model, load_tokenizer
-    from robust_sft.synthesis import rephrase, self_output, vllm_sampler
+    from robust_sft.core.artifacts import check_output_file, write_json, write_jsonl
+    from robust_sft.models.loading import load_model, load_tokenizer
+    from robust_sft.data.synthesis import rephrase, self_output, vllm_sampler
     from robust_sft.tasks import get_task
 
     config = _parse(GenerateConfig, argv, "generate")
@@ -360,12 +360,12 @@ def cmd_generate(argv: list[str]) -> None:
 
 
 def cmd_evaluate(argv: list[str]) -> None:
-    from robust_sft.evaluation import evaluate_tasks
-    from robust_sft.modeling import load_model, load_tokenizer
+    from robust_sft.evaluation.engine import evaluate_tasks
+    from robust_sft.models.loading import load_model, load_tokenizer
 
     config = _parse(EvaluateConfig, argv, "evaluate")
     if config.harness == "lm-eval":
-        from robust_sft.harness import evaluate_with_lm_eval
+        from robust_sft.evaluation.harness import evaluate_with_lm_eval
 
         accuracies = evaluate_with_lm_eval(config.model, config.tasks, adapter=config.adapter, limit=config.limit,
                                            batch_size=config.batch_size, dtype=config.dtype,
@@ -374,8 +374,8 @@ def cmd_evaluate(argv: list[str]) -> None:
         return
     task_paths = dict(item.split("=", 1) for item in config.task_paths)
     if config.backend == "vllm":
-        from robust_sft.experiment import vllm_model_and_adapter
-        from robust_sft.synthesis import vllm_sampler
+        from robust_sft.experiment.runner import vllm_model_and_adapter
+        from robust_sft.data.synthesis import vllm_sampler
 
         model_path, adapter = (vllm_model_and_adapter(config.model, Path(config.adapter), config.adapter)
                                if config.adapter else (config.model, None))
@@ -389,7 +389,7 @@ def cmd_evaluate(argv: list[str]) -> None:
 
 
 def cmd_run(argv: list[str]) -> None:
-    from robust_sft.experiment import Experiment, load_config
+    from robust_sft.experiment.runner import Experiment, load_config
 
     config = _parse(RunConfig, argv, "run", positional="config")
     experiment_config = load_config(config.config)
@@ -406,7 +406,7 @@ def cmd_run(argv: list[str]) -> None:
 
 
 def cmd_study(argv: list[str]) -> None:
-    from robust_sft.study import check_publish_target, describe_study, load_study_config, publish, run_study
+    from robust_sft.study.runner import check_publish_target, describe_study, load_study_config, publish, run_study
 
     config = _parse(StudyCommandConfig, argv, "study", positional="config")
     try:
@@ -426,7 +426,7 @@ def cmd_study(argv: list[str]) -> None:
 
 
 def cmd_demo(argv: list[str]) -> None:
-    from robust_sft.demo import run_demo
+    from robust_sft.experiment.demo import run_demo
 
     config = _parse(DemoConfig, argv, "demo")
     run_demo(config.out)
@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    from robust_sft.artifacts import WriteError
+    from robust_sft.core.artifacts import WriteError
 
     try:
         COMMANDS[verb](rest)

@@ -74,8 +74,9 @@ class Task(ABC):
         return [self.check(e, c) for e, c in zip(examples, completions)]
 
 
-# Packages whose modules hold the built-in task code: prompts, references, extraction and checkers.
-_TASK_PACKAGES = ("robust_sft.tasks", "robust_sft.organism")
+# Packages whose modules hold the built-in task code: prompts, references, extraction, checkers and the sandbox
+# that runs generated programs.
+_TASK_PACKAGES = ("robust_sft.tasks", "robust_sft.organism", "robust_sft.sandbox")
 
 
 def task_version(task: Task) -> str:

@@ -11,7 +11,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
-from robust_sft.artifacts import read_lines, read_parquet, read_text
+from robust_sft.core.artifacts import read_lines, read_parquet, read_text
 from robust_sft.tasks.base import Task, TaskError
 
 Located = tuple[str, dict]  # (where, row)

@@ -1,0 +1,150 @@
+"""Low-perplexity training data made by the model itself, checked by the task's verifier.
+
+- Self-Output: sample N answers per training prompt, keep the ones the verifier accepts, and train on the
+  correct one with the lowest perplexity under the model; prompts with no correct sample are dropped.
+- Rephrase: show the model the instruction and the reference (GT) answer and ask for its own response
+  (the self-distillation template of SDFT); keep the rephrase when it is correct, and train on
+  (original prompt, rephrase).
+
+Both return rows {id, prompt, answer} in the shape `robust-sft score` reads, plus a report with counts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from robust_sft.data.examples import Example, tokenize_examples
+from robust_sft.models.generation import SamplingConfig, generate
+from robust_sft.scoring.token_nll import score_tokenized, sequence_perplexity
+
+# Used for tasks that do not define their own `rephrase_prompt(example, reference)`.
+REPHRASE_TEMPLATE = (
+    "Below is an instruction and a reference answer.\n\n"
+    "Instruction:\n{instruction}\n\n"
+    "Reference answer:\n{reference}\n\n"
+    "Using the reference answer as a guide, write your own response to the instruction."
+)
+
+
+@dataclass
+class GenerationSettings:
+    """Sampling for data generation (the paper: N=32, temperature 0.7, top_p 0.95)."""
+
+    n: int = 32
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+    batch_size: int = 32
+    seed: int = 0
+    max_length: int = 4096
+
+    def __post_init__(self) -> None:
+        from robust_sft.core.config_types import coerce_fields, is_finite_number, require
+
+        coerce_fields(self)
+        for name in ("n", "max_new_tokens", "batch_size", "max_length"):
+            require(getattr(self, name) >= 1, f"generation {name} must be at least 1, not {getattr(self, name)}")
+        require(is_finite_number(self.temperature) and self.temperature >= 0,
+                f"generation temperature must be >= 0, not {self.temperature}")
+        require(0 < self.top_p <= 1, f"generation top_p must be in (0, 1], not {self.top_p}")
+        require(0 <= self.seed < 2**32, f"generation seed must be in [0, 2**32), not {self.seed}")
+
+
+Sampler = Callable[[list, SamplingConfig], list[list[str]]]
+
+
+def hf_sampler(model, tokenizer, batch_size: int = 32, progress: bool = True) -> Sampler:
+    """Sample with Hugging Face `generate` on a loaded model."""
+    return lambda conversations, config: generate(model, tokenizer, conversations, config, batch_size=batch_size,
+                                                  progress=progress)
+
+
+def vllm_sampler(model_path: str, adapter_path: str | None = None, progress: bool = True) -> Sampler:
+    """Sample with vLLM (GPU machines) from a model path (+ LoRA adapter)."""
+    return lambda conversations, config: generate(model_path, None, conversations, config, backend="vllm",
+                                                  adapter_path=adapter_path, progress=progress)
+
+
+def sequence_ppls(model, tokenizer, prompts: list[str], answers: list[str], max_length: int) -> list[float]:
+    """Sequence perplexity exp(mean answer-token NLL) of each (prompt, answer) under `model`."""
+    examples = [Example(str(i), [{"role": "user", "content": p}, {"role": "assistant", "content": a}])
+                for i, (p, a) in enumerate(zip(prompts, answers))]
+    tokenized = tokenize_examples(tokenizer, examples, max_length, progress=False)
+    nlls = score_tokenized(model, tokenized, pad_id=tokenizer.pad_token_id, progress=False)
+    return [sequence_perplexity(nll[np.asarray(t.answer_mask, bool) & ~np.isnan(nll)])
+            for nll, t in zip(nlls, tokenized)]
+
+
+def self_output(
+    model, tokenizer, task, examples: list[dict], settings: GenerationSettings, sampler: Sampler | None = None
+) -> tuple[list[dict], dict]:
+    """Self-Output rows and a report (prompts kept/dropped, correct samples, seconds).
+
+    `model` scores the correct samples (their perplexity picks the one kept); `sampler` draws them
+    (default: Hugging Face generate on `model`).
+    """
+    start = time.perf_counter()
+    sampler = sampler or hf_sampler(model, tokenizer, settings.batch_size)
+    prompts = [task.prompt(e) for e in examples]
+    config = SamplingConfig(n=settings.n, temperature=settings.temperature, top_p=settings.top_p,
+                            max_new_tokens=settings.max_new_tokens, seed=settings.seed)
+    samples = sampler([[{"role": "user", "content": p}] for p in prompts], config)
+    # Verify distinct samples only: identical samples are common and checks (e.g. sandboxed code) cost time.
+    candidates = [sorted(set(s)) for s in samples]
+    flat = [(i, c) for i, cs in enumerate(candidates) for c in cs if c.strip()]
+    verdicts = task.check_many([examples[i] for i, _ in flat], [c for _, c in flat])
+    correct: dict[int, list[str]] = {}
+    for (i, c), ok in zip(flat, verdicts):
+        if ok:
+            correct.setdefault(i, []).append(c)
+    pairs = [(i, c) for i, cs in correct.items() for c in cs]
+    ppls = sequence_ppls(model, tokenizer, [prompts[i] for i, _ in pairs], [c for _, c in pairs], settings.max_length)
+    best: dict[int, tuple[float, str]] = {}
+    for (i, c), ppl in zip(pairs, ppls):
+        if i not in best or ppl < best[i][0]:
+            best[i] = (ppl, c)
+    rows = [{"id": examples[i]["id"], "prompt": prompts[i], "answer": best[i][1]} for i in sorted(best)]
+    report = {
+        "method": "self_output",
+        "prompts": len(examples),
+        "kept": len(rows),
+        "dropped_no_correct_sample": len(examples) - len(rows),
+        "samples": len(examples) * settings.n,
+        "correct_samples": sum(sum(1 for s in samples[i] if s in set(cs)) for i, cs in correct.items()),
+        "seconds": time.perf_counter() - start,
+    }
+    return rows, report
+
+
+def rephrase_prompt(task, example: dict) -> str:
+    reference = task.reference(example)
+    if hasattr(task, "rephrase_prompt"):
+        return task.rephrase_prompt(example, reference)
+    return REPHRASE_TEMPLATE.format(instruction=task.prompt(example), reference=reference)
+
+
+def rephrase(
+    model, tokenizer, task, examples: list[dict], settings: GenerationSettings, sampler: Sampler | None = None
+) -> tuple[list[dict], dict]:
+    """Rephrase rows (original prompt, verified rephrase of the GT) and a report."""
+    start = time.perf_counter()
+    sampler = sampler or hf_sampler(model, tokenizer, settings.batch_size)
+    config = SamplingConfig(n=1, temperature=settings.temperature, top_p=settings.top_p,
+                            max_new_tokens=settings.max_new_tokens, seed=settings.seed)
+    conversations = [[{"role": "user", "content": rephrase_prompt(task, e)}] for e in examples]
+    rewrites = [s[0] for s in sampler(conversations, config)]
+    verdicts = task.check_many(examples, rewrites)
+    rows = [{"id": e["id"], "prompt": task.prompt(e), "answer": r}
+            for e, r, ok in zip(examples, rewrites, verdicts) if ok and r.strip()]
+    report = {
+        "method": "rephrase",
+        "prompts": len(examples),
+        "kept": len(rows),
+        "dropped_incorrect": len(examples) - len(rows),
+        "seconds": time.perf_counter() - start,
+    }
+    return rows, report

@@ -1,0 +1,96 @@
+"""An experiment's config: every option of `robust-sft run CONFIG.yaml`, checked when it is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from robust_sft.organism.world import TARGET as ORGANISM_TARGET
+
+METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle")
+
+
+# Token-loss baselines the field ships: trained on GT, every token kept, the loss reweighted (training.token_loss).
+LOSS_METHODS = ("dft", "eaft")
+
+
+# Training sets, in report order. "oracle" is the positive control: the target's training answers written in
+# the model's own style (only tasks that can write one, e.g. the organism's), so correct and low-perplexity.
+SOURCES = ("gt", "self_output", "rephrase", "oracle")
+
+ORGANISM = "organism"
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment. Defaults follow the paper where it has one."""
+
+    name: str = "experiment"
+    model: str = ORGANISM  # "organism" (the embedded default) or a Hub name / local path
+    organism_seed: int = 0
+    target: str = ORGANISM_TARGET  # the organism's target task; its GT is written in a human style
+    others: list[str] = field(default_factory=list)  # default with the organism: all its other tasks
+    methods: list[str] = field(default_factory=lambda: ["gt", "stm", "self_output", "rephrase"])
+    taus: list[float] = field(default_factory=lambda: [2.5])  # STM sweep
+    control_tau: float = 2.5  # tau whose per-example mask counts the random/lowest controls copy
+    # Learning-rate control: extra runs of these methods at train.learning_rate x each factor (stm at control_tau),
+    # e.g. {gt: [0.333, 0.1], stm: [0.333, 0.1]}. A smaller step alone forgets less; claim (f) compares them.
+    lr_sweep: dict[str, list[float]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={
+        "list_only": "seeds: [1] is the single seed 1; three seeds are [0, 1, 2]"})
+    train_limit: int | None = None
+    validation_limit: int | None = None
+    eval_limit: int | None = None  # test examples per task
+    target_eval_limit: int | None = None  # test examples of the target (default: eval_limit); more = less noisy TI
+    select_best_epoch: bool = True
+    eval_batch_size: int = 64
+    workers: int = 1  # (variant, seed) units fine-tuned and evaluated at once, each in its own process
+    backend: str = "hf"  # generation and evaluation: hf (transformers generate) or vllm (GPU machines)
+    task_paths: dict = field(default_factory=dict)  # task name -> local files (offline); Hub otherwise
+    train: dict = field(default_factory=dict)  # TrainConfig fields
+    generation: dict = field(default_factory=dict)  # synthesis.GenerationSettings fields
+
+    def __post_init__(self) -> None:
+        from robust_sft.core.config_types import check_options, coerce_fields, require, require_path_name
+
+        coerce_fields(self)  # YAML's `2e-5` and `1e1` are strings
+        require_path_name(self.name, "name")  # the default run directory is runs/<name>
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+        if self.backend not in ("hf", "vllm"):
+            raise ValueError(f"backend must be hf or vllm, not {self.backend!r}")
+        if ("stm" in self.methods) and not self.taus:
+            raise ValueError("method stm needs at least one tau in `taus`")
+        for method, factors in self.lr_sweep.items():
+            require(method in ("gt", "stm", *LOSS_METHODS, "oracle"),
+                    f"lr_sweep: method {method!r} cannot be swept (gt, stm, dft, eaft, oracle can)")
+            require(isinstance(factors, list) and all(isinstance(f, (int, float)) and 0 < f for f in factors),
+                    f"lr_sweep: {method} needs a list of positive factors, not {factors!r}")
+        require(len(set(self.seeds)) == len(self.seeds), f"seeds must be distinct, not {self.seeds}")
+        for name in ("train_limit", "validation_limit", "eval_limit", "target_eval_limit"):
+            value = getattr(self, name)
+            require(value is None or value >= 1, f"{name} must be at least 1 (or unset), not {value}")
+        require(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, not {self.eval_batch_size}")
+        require(self.workers >= 1, f"workers must be at least 1, not {self.workers}")
+        from robust_sft.data.synthesis import GenerationSettings
+        from robust_sft.training.trainer import TrainConfig
+
+        # Set per run by the runner: model, data, output_dir, validation, progress (and seed, from `seeds`).
+        self.train = check_options(TrainConfig, self.train, "train",
+                                   exclude=("model", "data", "output_dir", "validation", "seed", "progress"))
+        self.generation = check_options(GenerationSettings, self.generation, "generation")
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a YAML config into an ExperimentConfig; unknown keys and bad values are errors naming the file."""
+    import yaml
+
+    from robust_sft.configs import resolve_config
+    from robust_sft.core.artifacts import read_text
+    from robust_sft.core.config_types import from_mapping
+
+    path = resolve_config(path)
+    return from_mapping(ExperimentConfig, yaml.safe_load(read_text(path)) or {}, str(path))

@@ -1,0 +1,23 @@
+"""`robust-sft demo`: the paper's experiment on the embedded model organism (src/robust_sft/configs/demo.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robust_sft.configs import SHIPPED
+
+DEMO_CONFIG = "demo.yaml"
+
+
+def demo_config_path() -> Path:
+    return SHIPPED / DEMO_CONFIG
+
+
+def run_demo(out: str | Path = "runs/demo", progress: bool = True) -> dict:
+    """Build (or reuse) the organism, run every method over the configured seeds, write the report."""
+    from robust_sft.experiment.runner import Experiment, load_config
+
+    experiment = Experiment(load_config(demo_config_path()), out, progress=progress)
+    results = experiment.run()
+    print((Path(out) / "report.md").read_text())
+    return results

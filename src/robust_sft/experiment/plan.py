@@ -1,0 +1,77 @@
+"""The plan of an experiment: the variants (training set, token policy, loss, learning rate) its config asks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from robust_sft.experiment.config import LOSS_METHODS, SOURCES, ExperimentConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained configuration: a training set, a token policy and a loss."""
+
+    name: str
+    method: str
+    source: str  # one of SOURCES
+    train_overrides: tuple = ()  # (key, value) pairs for TrainConfig
+    lr_scale: float = 1.0  # factor on the config's learning rate (the learning-rate control's variants)
+
+    def __post_init__(self) -> None:
+        from robust_sft.core.config_types import require_path_name
+
+        require_path_name(self.name, "variant")  # models/<name>/ and eval/<name>/
+
+    @property
+    def tau(self) -> float | None:
+        return dict(self.train_overrides).get("tau")
+
+
+def plan_variants(config: ExperimentConfig) -> list[Variant]:
+    variants = []
+    for method in config.methods:
+        if method == "gt":
+            variants.append(Variant("gt", "gt", "gt", (("mask", "none"),)))
+        elif method == "stm":
+            variants += [Variant(f"stm@{tau:g}", "stm", "gt", (("mask", "threshold"), ("tau", tau)))
+                         for tau in config.taus]
+        elif method in ("stm_random", "stm_lowest"):
+            kind = method.split("_")[1]
+            variants.append(Variant(f"{method}@{config.control_tau:g}", method, "gt",
+                                    (("mask", kind), ("tau", config.control_tau))))
+        elif method in LOSS_METHODS:
+            variants.append(Variant(method, method, "gt", (("mask", "none"), ("loss", method))))
+        else:  # self_output, rephrase, oracle: their own training set, nothing masked
+            variants.append(Variant(method, method, method, (("mask", "none"),)))
+    return variants + lr_sweep_variants(config)
+
+
+def lr_sweep_variants(config: ExperimentConfig) -> list[Variant]:
+    """The learning-rate control: each swept method again at train.learning_rate x factor, named by that rate."""
+    from robust_sft.training.trainer import TrainConfig
+
+    base_lr = float(config.train.get("learning_rate", TrainConfig.__dataclass_fields__["learning_rate"].default))
+    variants = []
+    for method, factors in config.lr_sweep.items():
+        if method == "stm":
+            name, overrides = f"stm@{config.control_tau:g}", (("mask", "threshold"), ("tau", config.control_tau))
+        elif method in LOSS_METHODS:
+            name, overrides = method, (("mask", "none"), ("loss", method))
+        else:
+            name, overrides = method, (("mask", "none"),)
+        source = "oracle" if method == "oracle" else "gt"
+        for factor in factors:
+            if factor == 1:
+                continue  # the method's own variant at the config's rate
+            lr = base_lr * factor
+            variants.append(Variant(f"{name}_lr{lr:.0e}", method, source,
+                                    overrides + (("learning_rate", lr),), lr_scale=float(factor)))
+    names = [v.name for v in variants]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"lr_sweep: factors give the same learning rate twice ({', '.join(duplicated)})")
+    return variants
+
+
+def sources_needed(variants: list[Variant]) -> list[str]:
+    return sorted({v.source for v in variants}, key=SOURCES.index)

@@ -1,0 +1,14 @@
+"""Token policies (pure functions over arrays), export of masked data for TRL / axolotl, and where a
+policy's masks fall."""
+
+from robust_sft.core.lazy import lazy_exports
+
+_EXPORTS = {
+    "MaskPolicy": "policies",
+    "MaskResult": "policies",
+    "apply_policy": "policies",
+    "write_masked": "export",
+    "mask_location": "diagnostics",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

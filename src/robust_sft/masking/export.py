@@ -1,0 +1,83 @@
+"""Writing masked, pre-tokenized training data for other trainers.
+
+The output has the columns `input_ids`, `attention_mask`, `labels` (-100 on the prompt and on masked
+tokens). TRL's SFTTrainer uses a dataset with `input_ids` as pre-tokenized and keeps a `labels` column as
+it is; axolotl takes it as a custom pre-tokenized dataset (no `type:` in the dataset entry).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robust_sft.core.artifacts import check_output_file, check_replaceable, library_versions, replace_dir, write_parquet
+from robust_sft.masking.policies import MaskPolicy, apply_policy
+from robust_sft.scoring.token_nll import load_scores
+
+# Written into every save_to_disk output: the mark that lets a later `mask --out` replace that directory.
+MARKER = "robust_sft.json"
+
+
+def masked_table(scores, result, keep_id: bool = False):
+    import pyarrow as pa
+
+    columns = {}
+    if keep_id:
+        columns["id"] = pa.array([scores.ids[i] for i in result.keep_examples], pa.string())
+    columns["input_ids"] = pa.array([scores.input_ids[i] for i in result.keep_examples], pa.list_(pa.int32()))
+    columns["attention_mask"] = pa.array(
+        [[1] * len(scores.input_ids[i]) for i in result.keep_examples], pa.list_(pa.int8())
+    )
+    columns["labels"] = pa.array(result.labels, pa.list_(pa.int64()))
+    return pa.table(columns)
+
+
+def write_masked(
+    scores_path: str, out: str, policy: MaskPolicy, *, dpf_scores: str | None = None, keep_id: bool = False
+) -> dict:
+    """Apply `policy` to a score file and write the masked dataset (.parquet file or save_to_disk dir).
+
+    A directory output replaces only a directory an earlier `mask` wrote (it holds MARKER); anything else is refused.
+    """
+    as_parquet = str(out).endswith(".parquet")
+    if as_parquet:
+        check_output_file(out)
+    else:
+        check_replaceable(out, MARKER)
+    scores = load_scores(scores_path)
+    after = load_scores(dpf_scores) if dpf_scores else None
+    result = apply_policy(scores, policy, after)
+    if not result.keep_examples:
+        raise ValueError(f"{scores_path}: no example keeps a trainable token under this policy; nothing written "
+                         f"({result.report})")
+    table = masked_table(scores, result, keep_id)
+    metadata = {
+        "format": "robust-sft/masked/v1",
+        "source_scores": str(scores_path),
+        "model": scores.metadata.get("model"),
+        "tokenizer_fingerprint": scores.metadata.get("tokenizer_fingerprint"),
+        "mask_report": result.report,
+        "versions": library_versions(),
+    }
+    if as_parquet:
+        write_parquet(out, table, metadata)
+    else:
+        _save_to_disk(table, Path(out), metadata)
+    return result.report
+
+
+def _save_to_disk(table, out: Path, metadata: dict) -> None:
+    import json
+    import shutil
+    import tempfile
+
+    import datasets
+
+    dataset = datasets.Dataset(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        dataset.save_to_disk(str(tmp / "data"))
+        (tmp / "data" / MARKER).write_text(json.dumps(metadata, indent=2))
+        replace_dir(tmp / "data", out, MARKER)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

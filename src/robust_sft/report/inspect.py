@@ -1,0 +1,452 @@
+"""`robust-sft inspect`: one self-contained HTML page showing which answer tokens the model finds surprising.
+
+The page is built from score files (one or several of the same prompts: GT, Self-Output, Rephrase, ...):
+a side-by-side summary, the token-perplexity histogram, the share STM would mask against tau, the most
+frequent high-perplexity tokens, a forgetting-risk line, and every example as a token heat-map.
+
+It must stay light on real datasets (10,000 examples of 1,000 tokens), so token data travel compactly:
+each distinct token id is decoded once into a string table; every answer token is then a little-endian
+index into that table plus one byte of quantised NLL, base64-encoded. The page decodes them once and
+renders one page of examples at a time. Every number in the summary is computed here, exactly, from the
+unrounded NLLs; only the per-token colours and hover values use the quantised ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from robust_sft.core.artifacts import check_output_file, write_text
+from robust_sft.scoring.token_nll import Scores, check_token_ids, load_scores, sequence_perplexity
+
+# NLL quantisation: one byte per token, 1/16 nat per step, centred on log(tau) so that
+# "code > CODE_TAU" is exactly "ppl > tau" (the tokens STM masks) for the page's tau.
+STEPS_PER_NAT = 16
+CODE_TAU = 63
+# Colour classes of the heat-map: upper perplexity bounds of each class (the last is open).
+PPL_CLASS_BOUNDS = (1.1, 1.5, 2, 3, 5, 10, 30, 100, 1000)
+HIST_LOG10_MAX = 5.0  # histogram x range: token ppl 1 .. 1e5 (larger values go in the last bin)
+HIST_BINS = 50
+CURVE_TAUS = tuple(float(t) for t in np.round(np.logspace(0, 3, 61), 4))  # 1 .. 1000
+TOP_TOKENS = 30
+# Answer tokens carried in the page by default (~4.2 bytes each: a 2-byte string index and a 1-byte NLL,
+# base64): beyond it the page keeps the most surprising prompts and says so; the summary always covers all.
+DEFAULT_MAX_TOKENS = 2_000_000
+# Examples per page of the heat-map: as many as hold about this many token spans (5 to 50); the DOM, not
+# the dataset, is what makes a page slow, so a page costs the same for 100 or 100,000 examples.
+PAGE_TOKENS = 8000
+FILE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+# --------------------------------------------------------------------------------------------- pure helpers
+
+
+def quantise_nll(nll: np.ndarray, tau: float) -> np.ndarray:
+    """One byte per token: code > CODE_TAU exactly when nll > log(tau); 1/16-nat steps, clipped at both ends."""
+    offset = np.ceil((np.asarray(nll, np.float64) - math.log(tau)) * STEPS_PER_NAT)
+    return np.clip(offset + CODE_TAU, 0, 255).astype(np.uint8)
+
+
+def dequantise_nll(codes: np.ndarray, tau: float) -> np.ndarray:
+    """Midpoint of each code's NLL interval (the page does the same in JavaScript)."""
+    return math.log(tau) + (np.asarray(codes, np.float64) - CODE_TAU - 0.5) / STEPS_PER_NAT
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN for fewer than 3 points or a constant input."""
+    if len(x) < 3:
+        return float("nan")
+
+    def ranks(v):
+        v = np.asarray(v, np.float64)
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        for value in np.unique(v):  # ties share their mean rank
+            r[v == value] = r[v == value].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def token_strings(tokenizer, token_ids) -> dict[int, str]:
+    """Display text of each token id, decoded once (SentencePiece's word marker becomes a space)."""
+    ids = [int(i) for i in token_ids]
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    out = {}
+    for i, piece in zip(ids, pieces):
+        if piece is None:
+            out[i] = f"<{i}>"
+            continue
+        text = tokenizer.convert_tokens_to_string([piece])
+        if piece.startswith("\u2581") and not text.startswith(" "):  # decoders strip a leading space
+            text = " " + text
+        out[i] = text
+    return out
+
+
+def _answer_positions(scores: Scores, i: int) -> np.ndarray:
+    return np.flatnonzero(scores.answer_mask[i] & ~np.isnan(scores.token_nll[i]))
+
+
+def _prompt_text(messages: list[dict]) -> str:
+    """The conversation before the last assistant turn (what the model is asked), as plain text."""
+    last = max((k for k, m in enumerate(messages) if m.get("role") == "assistant"), default=len(messages))
+    turns = messages[:last]
+    if len(turns) == 1:
+        return str(turns[0].get("content", ""))
+    return "\n\n".join(f"[{m.get('role', '?')}] {m.get('content', '')}" for m in turns)
+
+
+# --------------------------------------------------------------------------------------------- per file
+
+
+def file_summary(scores: Scores, tau: float) -> dict:
+    """Exact statistics of one score file at tau (the page's summary table): `stats.summarize`'s, plus what STM
+    at tau would mask."""
+    from robust_sft.scoring.stats import summarize
+
+    stats = summarize(scores, [tau])
+    per_example = [scores.answer_nll(i) for i in range(len(scores))]
+    masked_per_example = [int((n > math.log(tau)).sum()) for n in per_example]
+    return {
+        **{k: stats[k] for k in ("examples", "answer_tokens", "sequence_ppl_mean", "sequence_ppl_var",
+                                 "mean_token_nll")},
+        "pct_tokens_above_tau": stats["pct_tokens_ppl_above"][str(tau)],
+        "masked_tokens": sum(masked_per_example),
+        "examples_with_masked_tokens": int(sum(m > 0 for m in masked_per_example)),
+        "examples_fully_masked": int(sum(m == len(n) and len(n) > 0 for m, n in zip(masked_per_example, per_example))),
+    }
+
+
+def histogram(tokens: np.ndarray) -> list[float]:
+    """Share of tokens per log10(ppl) bin over [0, HIST_LOG10_MAX] (the last bin holds everything above)."""
+    log10_ppl = np.clip(np.asarray(tokens, np.float64) / math.log(10), 0, HIST_LOG10_MAX - 1e-9)
+    counts, _ = np.histogram(log10_ppl, bins=HIST_BINS, range=(0, HIST_LOG10_MAX))
+    return (counts / max(len(tokens), 1)).tolist()
+
+
+def masked_curve(tokens: np.ndarray, taus=CURVE_TAUS) -> list[float]:
+    """% of tokens with ppl > tau, for each tau."""
+    ordered = np.sort(np.asarray(tokens, np.float64))
+    n = max(len(ordered), 1)
+    return [100 * (len(ordered) - np.searchsorted(ordered, math.log(t), side="right")) / n for t in taus]
+
+
+def top_surprising_tokens(scores: Scores, strings: dict[int, str], tau: float, k: int = TOP_TOKENS) -> list[dict]:
+    """Tokens most often above tau: their text, how often above tau, the share of their occurrences that is."""
+    ids, nll = [], []
+    for i in range(len(scores)):
+        pos = _answer_positions(scores, i)
+        ids.append(scores.input_ids[i][pos])
+        nll.append(scores.token_nll[i][pos])
+    if not ids:
+        return []
+    ids, nll = np.concatenate(ids), np.concatenate(nll)
+    above = nll > math.log(tau)
+    uniq, total = np.unique(ids, return_counts=True)
+    high_ids, high = np.unique(ids[above], return_counts=True)
+    total_of = dict(zip(uniq.tolist(), total.tolist()))
+    order = np.argsort(-high, kind="stable")[:k]
+    return [{"token": strings.get(int(high_ids[j]), f"<{int(high_ids[j])}>"), "above": int(high[j]),
+             "share": float(high[j] / total_of[int(high_ids[j])])} for j in order]
+
+
+def risk_line(summary: dict, tau: float) -> str:
+    """The dataset's forgetting-risk heuristic, stated as what it is."""
+    return (f"{summary['pct_tokens_above_tau']:.1f} % of answer tokens have perplexity above {tau:g}, and the mean "
+            f"answer-token NLL is {summary['mean_token_nll']:.2f} nats (token perplexity "
+            f"{math.exp(summary['mean_token_nll']):.2f}). This is a heuristic from the data alone, not a "
+            f"prediction: the paper finds that the more surprising the trained tokens, the more a fine-tune "
+            f"forgets; STM at tau {tau:g} would leave {summary['masked_tokens']} of these tokens out of the loss.")
+
+
+def evidence_from_results(results: dict) -> dict | None:
+    """Perplexity of the trained tokens against BWT across a run's methods, with their rank correlation."""
+    points = [{"method": name, "trained_token_ppl": m["trained_token_ppl"], "bwt": m["mean"]["bwt"]}
+              for name, m in results.get("methods", {}).items()
+              if np.isfinite(m.get("trained_token_ppl", float("nan"))) and np.isfinite(m["mean"]["bwt"])]
+    if not points:
+        return None
+    points.sort(key=lambda p: p["trained_token_ppl"])
+    return {"run": results.get("name", ""), "model": str(results.get("model", "")), "points": points,
+            "spearman": spearman([p["trained_token_ppl"] for p in points], [p["bwt"] for p in points])}
+
+
+# --------------------------------------------------------------------------------------------- SVG figures
+
+
+def _svg_axes(width, height, margin, x_ticks, y_ticks, x_label, y_label):
+    left, right, top, bottom = margin
+    parts = [f'<svg viewBox="0 0 {width} {height}" class="fig">',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" class="ax"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" class="ax"/>']
+    for x, label in x_ticks:
+        parts.append(f'<line x1="{x:.1f}" y1="{height - bottom}" x2="{x:.1f}" y2="{height - bottom + 4}" class="ax"/>'
+                     f'<text x="{x:.1f}" y="{height - bottom + 16}" class="tick" text-anchor="middle">{label}</text>')
+    for y, label in y_ticks:
+        parts.append(f'<line x1="{left - 4}" y1="{y:.1f}" x2="{left}" y2="{y:.1f}" class="ax"/>'
+                     f'<text x="{left - 7}" y="{y + 4:.1f}" class="tick" text-anchor="end">{label}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 4}" class="lab" text-anchor="middle">'
+                 f'{x_label}</text>')
+    parts.append(f'<text transform="translate(13,{(top + height - bottom) / 2}) rotate(-90)" class="lab" '
+                 f'text-anchor="middle">{y_label}</text>')
+    return parts
+
+
+def histogram_svg(hists: dict[str, list[float]], tau: float) -> str:
+    width, height, margin = 460, 250, (52, 12, 12, 40)
+    left, right, top, bottom = margin
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max((max(h) for h in hists.values() if h), default=1.0) or 1.0
+    sx = lambda v: left + plot_w * v / HIST_LOG10_MAX  # noqa: E731
+    sy = lambda v: top + plot_h * (1 - v / peak)  # noqa: E731
+    x_ticks = [(sx(e), f"{10 ** e:g}" if e < 4 else f"1e{e}") for e in range(int(HIST_LOG10_MAX) + 1)]
+    y_ticks = [(sy(v), f"{100 * v:.0f}%") for v in np.linspace(0, peak, 5)]
+    parts = _svg_axes(width, height, margin, x_ticks, y_ticks, "token perplexity (log scale)", "share of tokens")
+    step = HIST_LOG10_MAX / HIST_BINS
+    for k, (name, h) in enumerate(hists.items()):
+        points = [f"{sx(0):.1f},{sy(0):.1f}"]
+        for b, v in enumerate(h):
+            points += [f"{sx(b * step):.1f},{sy(v):.1f}", f"{sx((b + 1) * step):.1f},{sy(v):.1f}"]
+        points.append(f"{sx(HIST_LOG10_MAX):.1f},{sy(0):.1f}")
+        colour = FILE_COLOURS[k % len(FILE_COLOURS)]
+        parts.append(f'<polyline points="{" ".join(points)}" fill="{colour}" fill-opacity="0.15" stroke="{colour}"/>')
+    x = sx(math.log10(tau))
+    parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" class="tau"/>'
+                 f'<text x="{x + 4:.1f}" y="{top + 12}" class="tick">tau {tau:g}</text></svg>')
+    return "".join(parts)
+
+
+def curve_svg(curves: dict[str, list[float]], tau: float, at_tau: dict[str, float]) -> str:
+    width, height, margin = 460, 250, (52, 12, 12, 40)
+    left, right, top, bottom = margin
+    plot_w, plot_h = width - left - right, height - top - bottom
+    sx = lambda t: left + plot_w * math.log10(t) / 3  # noqa: E731
+    sy = lambda p: top + plot_h * (1 - p / 100)  # noqa: E731
+    x_ticks = [(sx(t), f"{t:g}") for t in (1, 1.5, 2.5, 5, 10, 30, 100, 1000)]
+    y_ticks = [(sy(p), f"{p}%") for p in (0, 25, 50, 75, 100)]
+    parts = _svg_axes(width, height, margin, x_ticks, y_ticks, "tau (log scale)", "% of answer tokens masked")
+    for k, (name, curve) in enumerate(curves.items()):
+        colour = FILE_COLOURS[k % len(FILE_COLOURS)]
+        points = " ".join(f"{sx(t):.1f},{sy(p):.1f}" for t, p in zip(CURVE_TAUS, curve))
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.8"/>')
+        parts.append(f'<circle cx="{sx(tau):.1f}" cy="{sy(at_tau[name]):.1f}" r="3.5" fill="{colour}"/>')
+    x = sx(tau)
+    parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" class="tau"/>'
+                 f'<text x="{x + 4:.1f}" y="{top + 12}" class="tick">tau {tau:g}</text></svg>')
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------------------------- the page
+
+
+@dataclass
+class _FileTokens:
+    row: list[int]  # row of each example
+    seq_ppl: list[float]
+    share: list[float]
+    n_tokens: list[int]
+    token_index: np.ndarray  # concatenated answer tokens, as indices into the string table
+    codes: np.ndarray  # their quantised NLLs
+
+
+def _resolve_tokenizer(named: dict[str, Scores], tokenizer):
+    """The tokenizer given (object or path), else the one saved with the scoring model of the first file."""
+    from robust_sft.models.loading import load_tokenizer
+    from robust_sft.scoring.token_nll import check_tokenizer_matches
+
+    first_name, first = next(iter(named.items()))
+    if tokenizer is None or isinstance(tokenizer, (str, Path)):
+        path = tokenizer if tokenizer is not None else first.metadata.get("model")
+        if not path:
+            raise ValueError(f"{first_name}: the score file names no model; pass a tokenizer to decode its tokens")
+        try:
+            tokenizer = load_tokenizer(str(path))
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{first_name}: cannot load the tokenizer of {path!r} to decode the tokens ({err}); "
+                             f"pass one explicitly (--tokenizer PATH)") from err
+    for name, scores in named.items():
+        if scores.metadata.get("tokenizer_fingerprint"):
+            check_tokenizer_matches(scores.metadata, tokenizer, name)
+    return tokenizer
+
+
+def page_size_for(tokens_per_row: float) -> int:
+    """Examples per page so that a page holds about PAGE_TOKENS token spans."""
+    return int(min(50, max(5, PAGE_TOKENS // max(tokens_per_row, 1))))
+
+
+def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, max_examples: int | None = None,
+                    max_tokens: int | None = DEFAULT_MAX_TOKENS, evidence: dict | None = None,
+                    title: str | None = None, page_size: int | None = None) -> dict:
+    """Everything the page shows, as one JSON-serialisable document."""
+    if not named:
+        raise ValueError("inspect needs at least one score file")
+    if not (tau > 1 and math.isfinite(tau)):  # the page's colours are centred on log(tau)
+        raise ValueError(f"tau must be > 1 and finite (a perplexity), not {tau}")
+    tokenizer = _resolve_tokenizer(named, tokenizer)
+    for name, scores in named.items():  # every id decodes with this tokenizer (a stray id would size a table)
+        check_token_ids(np.concatenate(scores.input_ids) if len(scores) else np.zeros(0, np.int64), len(tokenizer),
+                        name)
+
+    # Rows: the union of example ids, in first-seen order; each file points its examples at a row.
+    row_of, row_ids, prompts = {}, [], []
+    for scores in named.values():
+        for i, example_id in enumerate(scores.ids):
+            if example_id not in row_of:
+                row_of[example_id] = len(row_ids)
+                row_ids.append(example_id)
+                prompts.append(_prompt_text(scores.messages[i] or []))
+    # Cap the rows shown: keep the most surprising (highest sequence ppl in any file) within max_examples
+    # and max_tokens; the summary, figures and token list still cover every example.
+    worst = np.full(len(row_ids), -np.inf)
+    row_tokens = np.zeros(len(row_ids), np.int64)
+    for scores in named.values():
+        for i, example_id in enumerate(scores.ids):
+            nll = scores.answer_nll(i)
+            r = row_of[example_id]
+            row_tokens[r] += len(nll)
+            if len(nll):
+                worst[r] = max(worst[r], sequence_perplexity(nll))
+    by_surprise = np.argsort(-worst, kind="stable")
+    fits = np.ones(len(row_ids), bool)
+    if max_tokens:
+        fits = np.cumsum(row_tokens[by_surprise]) <= max_tokens
+        fits[0] = True  # at least one prompt, however long
+    n_shown = int(fits.sum()) if max_examples is None else min(int(fits.sum()), max_examples)
+    keep_rows = sorted(by_surprise[:n_shown].tolist())
+    new_row = {old: new for new, old in enumerate(keep_rows)}
+
+    used = sorted(set(np.concatenate([s.input_ids[i][_answer_positions(s, i)] for s in named.values()
+                                      for i in range(len(s))]).tolist()) if any(len(s) for s in named.values()) else [])
+    strings = token_strings(tokenizer, used)
+    index_of = np.full(max(used, default=0) + 1, 0, np.uint32)
+    index_of[used] = np.arange(len(used), dtype=np.uint32)
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+
+    files, summaries, hists, curves, tops = {}, {}, {}, {}, {}
+    for name, scores in named.items():
+        summaries[name] = file_summary(scores, tau)
+        all_tokens = [scores.answer_nll(i) for i in range(len(scores))]
+        flat = np.concatenate(all_tokens) if all_tokens else np.zeros(0, np.float32)
+        hists[name], curves[name] = histogram(flat), masked_curve(flat)
+        tops[name] = top_surprising_tokens(scores, strings, tau)
+        rows, seq_ppl, share, n_tokens, token_index, codes = [], [], [], [], [], []
+        for i, example_id in enumerate(scores.ids):
+            if row_of[example_id] not in new_row:
+                continue
+            pos = _answer_positions(scores, i)
+            nll = scores.token_nll[i][pos]
+            rows.append(new_row[row_of[example_id]])
+            seq_ppl.append(round(sequence_perplexity(nll), 4) if len(nll) else None)
+            share.append(round(float((nll > math.log(tau)).mean()), 4) if len(nll) else None)
+            n_tokens.append(int(len(pos)))
+            token_index.append(index_of[scores.input_ids[i][pos]])
+            codes.append(quantise_nll(nll, tau))
+        files[name] = _FileTokens(rows, seq_ppl, share, n_tokens,
+                                  np.concatenate(token_index) if token_index else np.zeros(0, np.uint32),
+                                  np.concatenate(codes) if codes else np.zeros(0, np.uint8))
+
+    index_bytes = 2 if len(used) <= 2**16 else 4
+    shown_tokens = sum(len(f.codes) for f in files.values())
+    at_tau = {n: s["pct_tokens_above_tau"] for n, s in summaries.items()}
+    return {
+        "title": title or "robust-sft inspect: " + ", ".join(named),
+        "tau": tau,
+        "files": list(named),
+        "colours": [FILE_COLOURS[k % len(FILE_COLOURS)] for k in range(len(named))],
+        "model": str(next(iter(named.values())).metadata.get("model", "")),
+        "total_rows": len(row_ids),
+        "row_ids": [row_ids[r] for r in keep_rows],
+        "prompts": [prompts[r] for r in keep_rows],
+        "strings": [strings[i] for i in used],
+        "special": [k for k, i in enumerate(used) if i in special],
+        "index_bytes": index_bytes,
+        "quant": {"steps_per_nat": STEPS_PER_NAT, "code_tau": CODE_TAU},
+        "class_bounds": list(PPL_CLASS_BOUNDS),
+        "page_size": page_size or page_size_for(shown_tokens / max(len(keep_rows), 1)),
+        "summary": summaries,
+        "risk": {n: risk_line(s, tau) for n, s in summaries.items()},
+        "evidence": evidence,
+        "top_tokens": tops,
+        "histogram_svg": histogram_svg(hists, tau),
+        "curve_svg": curve_svg(curves, tau, at_tau),
+        "file_tokens": {
+            name: {"row": f.row, "seq_ppl": f.seq_ppl, "share": f.share, "n_tokens": f.n_tokens,
+                   "tokens": base64.b64encode(f.token_index.astype("<u2" if index_bytes == 2 else "<u4").tobytes())
+                   .decode("ascii"),
+                   "nll": base64.b64encode(f.codes.tobytes()).decode("ascii")}
+            for name, f in files.items()
+        },
+    }
+
+
+def _json_for_script(obj) -> str:
+    """JSON that is safe inside a <script> element (no '</script>' or '<!--' can appear)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                      default=float).replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _clean(obj):
+    """NaN/inf -> None, so the document is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def render_page(data: dict) -> str:
+    template = (resources.files("robust_sft.report") / "templates" / "inspect.html").read_text(encoding="utf-8")
+    # One pass: a title (or any data) that contains a placeholder's name is never substituted again.
+    values = {"__TITLE__": html.escape(data["title"]), "__DATA__": _json_for_script(_clean(data))}
+    return re.sub("__TITLE__|__DATA__", lambda m: values[m.group(0)], template)
+
+
+def write_inspect(scores: dict[str, str | Path | Scores], out: str | Path, tau: float = 2.5, tokenizer=None,
+                  max_examples: int | None = None, max_tokens: int | None = DEFAULT_MAX_TOKENS,
+                  evidence: dict | str | Path | None = None, title: str | None = None,
+                  page_size: int | None = None) -> Path:
+    """Write the inspect page of one or several score files (name -> path or Scores) to `out`.
+
+    tokenizer: a tokenizer or its path; default: the one saved with the model named in the first file.
+    max_examples, max_tokens: show at most this many prompts / answer tokens (the most surprising prompts
+        first; None: no cap); the summary, figures and token list always cover every example.
+    evidence: a results.json (path or dict) whose methods relate trained-token perplexity to BWT.
+    page_size: examples per page of the heat-map (default: about PAGE_TOKENS tokens a page).
+    """
+    check_output_file(out)  # before any work
+    named = {name: s if isinstance(s, Scores) else load_scores(s) for name, s in scores.items()}
+    if isinstance(evidence, (str, Path)):
+        evidence = json.loads(Path(evidence).read_text())
+    data = build_page_data(named, tau=tau, tokenizer=tokenizer, max_examples=max_examples, max_tokens=max_tokens,
+                           evidence=evidence_from_results(evidence) if evidence else None, title=title,
+                           page_size=page_size)
+    write_text(out, render_page(data))
+    return Path(out)
+
+
+def parse_named_scores(items: list[str]) -> dict[str, str]:
+    """CLI form: `path` (named by its stem) or `NAME=path`; names must be distinct."""
+    named = {}
+    for item in items:
+        labelled = "=" in item and not Path(item).exists()
+        name, path = item.split("=", 1) if labelled else (Path(item).stem, item)
+        if name in named:
+            raise ValueError(f"two score files are named {name!r}; label them NAME=path")
+        named[name] = path
+    return named

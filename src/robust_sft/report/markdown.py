@@ -1,0 +1,78 @@
+"""report.md: the run's tables and claims as Markdown, from results.json alone."""
+
+from __future__ import annotations
+
+import math
+
+from robust_sft.report.figures import has_lr_sweep
+
+SOURCE_LABELS = {"gt": "GT", "rephrase": "Rephrase", "self_output": "Self-Output", "oracle": "Oracle (house style)"}
+
+
+def _percent(share: float) -> str:
+    return "-" if math.isnan(share) else f"{100 * share:.1f}"
+
+
+def _pm(mean: float, std: float, fmt: str = "+.1f") -> str:
+    return f"{mean:{fmt}} ± {std:{fmt.lstrip('+')}}"
+
+
+def render_markdown(results: dict) -> str:
+    data, methods = results["data"], results["methods"]
+    base = results["base"]["accuracies"]
+    lines = [f"# {results['name']}: robust-sft report", "",
+             f"Model `{results['model']}`; target task `{results['target']}`; other tasks "
+             f"{', '.join(f'`{t}`' for t in results['others'])}; seeds {results['seeds']}.", "",
+             "## Table 1: perplexity of the training sets under the base model", "",
+             "| training set | examples | sequence ppl (mean) | variance | % tokens ppl > 2.5 | data cost (s) |",
+             "|---|---|---|---|---|---|"]
+    for source, d in data.items():
+        cost = d["generation_seconds"]
+        lines.append(f"| {SOURCE_LABELS.get(source, source)} | {d['examples']} | {d['sequence_ppl_mean']:.3f} | "
+                     f"{d['sequence_ppl_var']:.3f} | {d['pct_tokens_ppl_above_2.5']:.1f} | {cost:.0f} |")
+    lines += ["", "## Table 2: forgetting (BWT) and target gain (TI) per method, % relative to the base model", "",
+              f"Base model accuracy: " + ", ".join(f"{t} {a:.3f}" for t, a in base.items()) + ".", "",
+              "| method | % tokens masked | target acc | TI % | BWT % | data cost (s) |", "|---|---|---|---|---|---|"]
+    for name, m in methods.items():
+        mean, std = m["mean"], m["std"]
+        lines.append(f"| {name} | {100 * m['masked_fraction']:.1f} | {_pm(mean['target_accuracy'], std['target_accuracy'], '.3f')} | "
+                     f"{_pm(mean['ti'], std['ti'])} | {_pm(mean['bwt'], std['bwt'])} | {m['data_cost_seconds']:.0f} |")
+    lines += ["", "Mean ± sample standard deviation over seeds. Data cost: seconds to make the training set beyond "
+              "the raw GT (generation + verification for Self-Output and Rephrase, scoring for the STM variants).", ""]
+    if results.get("percentage_point_tasks"):
+        lines += [f"Base accuracy 0 on {', '.join(f'`{t}`' for t in results['percentage_point_tasks'])}: a relative "
+                  "change is undefined there, so those tasks count their change in percentage points in TI/BWT.", ""]
+    lines += [
+              "## Per-task accuracy after fine-tuning (mean over seeds)", "",
+              "| method | " + " | ".join(base) + " |", "|---" * (len(base) + 1) + "|",
+              "| base | " + " | ".join(f"{a:.3f}" for a in base.values()) + " |"]
+    for name, m in methods.items():
+        lines.append(f"| {name} | " + " | ".join(f"{m['mean']['accuracies'][t]:.3f}" for t in base) + " |")
+    others = results["others"]
+    lines += ["", "## Sample-wise forgetting on the other tasks (mean over seeds)", "",
+              "Per task: % of the items the base model got right that are wrong after fine-tuning (lost) / % of the "
+              "items it got wrong that are right after (gained); - where the base model got none right (or none "
+              "wrong). Accuracy alone hides items lost and regained.", "",
+              "| method | " + " | ".join(f"{t} lost / gained" for t in others) + " |", "|---" * (len(others) + 1) + "|"]
+    for name, m in methods.items():
+        cells = [f"{_percent(m['transitions'][t]['right_to_wrong'])} / {_percent(m['transitions'][t]['wrong_to_right'])}"
+                 for t in others]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    located = {n: m["mask_location"] for n, m in methods.items() if m.get("mask_location")}
+    if located:
+        lines += ["", "## Where the masks fall: the answer the checker reads, or the prose around it", "",
+                  "| method | % of answer-span tokens masked | % of prose tokens masked | "
+                  "share of masked tokens in the answer span |", "|---|---|---|---|"]
+        for name, loc in located.items():
+            lines.append(f"| {name} | {100 * loc['answer_tokens_masked']:.1f} | {100 * loc['prose_tokens_masked']:.1f}"
+                         f" | {100 * loc['share_of_masked_in_answer']:.1f} % |")
+        lines += ["", "The answer span is the text the target task's checker reads (after the last `Answer:`); "
+                  "the prose is every other trained token of the answer, end-of-turn included."]
+    lines += ["", "## The paper's claims in this setting", "", "| claim | criterion | status | numbers |",
+              "|---|---|---|---|"]
+    for c in results["claims"]:
+        lines.append(f"| ({c['id']}) {c['claim']} | {c['criterion']} | **{c['status']}** | {c['evidence']} |")
+    figures = ["ti_vs_bwt", "ppl_vs_bwt", "tau_sweep", "token_ppl_hist"] + (["lr_control"] if has_lr_sweep(results)
+                                                                              else [])
+    lines += ["", "Figures: " + ", ".join(f"`figures/{f}.png`" for f in figures) + ".", ""]
+    return "\n".join(lines)

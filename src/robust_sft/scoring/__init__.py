@@ -1,0 +1,16 @@
+"""Token NLL of SFT data under a model -> score files; import of scores made elsewhere; statistics."""
+
+from robust_sft.core.lazy import lazy_exports
+
+_EXPORTS = {
+    "ScoreConfig": "token_nll",
+    "score": "token_nll",
+    "load_scores": "token_nll",
+    "Scores": "token_nll",
+    "TokenizerMismatchError": "token_nll",
+    "ImportScoresConfig": "external",
+    "import_scores": "external",
+    "summarize": "stats",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

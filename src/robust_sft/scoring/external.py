@@ -1,0 +1,128 @@
+"""Scores made elsewhere -> a robust-sft score file, so `stats`, `mask` and `train` work on them.
+
+The input is a dataset of conversations (any shape `data.py` reads) with a per-token column aligned to the
+chat-templated token ids, as the paper's original code stores it: one value per token of the whole rendered
+conversation, the first a placeholder (token 0 has no context). Values are perplexities (`kind="perplexity"`,
+NLL = log ppl) or NLLs. Each example is tokenized here exactly as `score` does, and its column must have one
+value per token; otherwise the import stops naming the example. Only answer tokens keep a score (NaN elsewhere),
+as in a file written by `score`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from robust_sft.core.artifacts import check_output_file, library_versions, write_parquet
+from robust_sft.data.examples import (
+    DataError,
+    DataFormat,
+    ErrorLog,
+    iter_rows,
+    row_to_example,
+    tokenize_example,
+    tokenizer_fingerprint,
+)
+from robust_sft.scoring.token_nll import SCORES_FORMAT, scores_table
+
+KINDS = ("perplexity", "nll")
+NO_TRUNCATION = 2**31 - 1
+
+
+@dataclass
+class ImportScoresConfig:
+    """Options of `robust-sft import-scores`."""
+
+    data: str = field(metadata={"help": "Conversations with a per-token score column (.jsonl, .json, .parquet, "
+                                        "a save_to_disk directory or a Hub dataset)."})
+    tokenizer: str = field(metadata={"help": "The tokenizer (model name or path) whose chat-templated ids the "
+                                             "column is aligned to: the model that scored the data."})
+    out: str = field(metadata={"help": "Output score file (Parquet), as written by `robust-sft score`."})
+    column: str = field(default="token_ppl", metadata={"help": "The per-token score column."})
+    kind: str = field(default="perplexity", metadata={"help": "perplexity (NLL = log ppl) or nll."})
+    on_error: str = field(default="raise", metadata={"help": "raise: stop at the first bad example; skip: skip it."})
+    prompt_field: str = field(default="prompt", metadata={"help": "Prompt column of prompt/answer data."})
+    answer_field: str | None = field(default=None, metadata={"help": "Answer column (default: answer, completion, "
+                                                                    "response or output)."})
+    messages_field: str = field(default="messages", metadata={"help": "Chat messages column."})
+    id_field: str = field(default="id", metadata={"help": "Example id column (row number when absent)."})
+    split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict."})
+
+    def data_format(self) -> DataFormat:
+        return DataFormat(prompt_field=self.prompt_field, answer_field=self.answer_field,
+                          messages_field=self.messages_field, id_field=self.id_field, split=self.split)
+
+
+def token_nll_from_column(values, n_tokens: int, answer_mask: list[bool], kind: str, where: str) -> np.ndarray:
+    """Our float32 token_nll (NaN off the answer) from one example's column; DataError naming `where` if unusable."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if not isinstance(values, (list, tuple, np.ndarray)):
+        raise DataError(f"{where}: the score column must be a list of numbers, got {type(values).__name__}")
+    if len(values) != n_tokens:
+        raise DataError(f"{where}: {len(values)} scores for {n_tokens} tokens of the chat-templated conversation; "
+                        "the column must come from this tokenizer and chat template (one value per token)")
+    raw = np.array([math.nan if v is None else v for v in values], dtype=np.float64)
+    scored = np.asarray(answer_mask, bool)
+    scored[0] = False  # the placeholder
+    bad = np.flatnonzero(scored & ~(np.isfinite(raw) & (raw >= (1.0 if kind == "perplexity" else 0.0))))
+    if len(bad):
+        low = "1" if kind == "perplexity" else "0"
+        raise DataError(f"{where}: answer token {bad[0]} has score {float(raw[bad[0]])!r} (a {kind} must be finite, >= {low})")
+    nll = np.full(n_tokens, np.nan, dtype=np.float32)
+    nll[scored] = np.log(raw[scored]) if kind == "perplexity" else raw[scored]
+    return nll
+
+
+def import_scores(config: ImportScoresConfig) -> Path:
+    """Read `config.data`, check each score column against our tokenization, write `config.out`."""
+    from robust_sft.models.loading import load_tokenizer
+
+    if config.kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {config.kind!r}")
+    if config.on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', not {config.on_error!r}")
+    check_output_file(config.out)  # before any work
+    tokenizer = load_tokenizer(config.tokenizer)
+    fmt, errors = config.data_format(), ErrorLog()
+    tokenized, token_nll, seen = [], [], set()
+    for index, (location, row) in enumerate(iter_rows(config.data, fmt.split)):
+        try:
+            if isinstance(row, DataError):
+                raise row
+            example = row_to_example(row, location, fmt, index)
+            where = f"{location} (id={example.id})"
+            if example.id in seen:
+                raise DataError(f"{where}: duplicate id")
+            if row.get(config.column) is None:
+                raise DataError(f"{where}: no score column {config.column!r}; row has {sorted(row)}")
+            tokens = tokenize_example(tokenizer, example, NO_TRUNCATION)
+            token_nll.append(token_nll_from_column(row[config.column], len(tokens.input_ids), tokens.answer_mask,
+                                                   config.kind, where))
+        except DataError as err:
+            errors.handle(err, config.on_error)
+            continue
+        seen.add(example.id)
+        tokenized.append(tokens)
+    if not tokenized:
+        raise DataError(f"{config.data}: no example imported ({errors.summary()})")
+    metadata = {
+        "format": SCORES_FORMAT,
+        "model": config.tokenizer,
+        "adapter": None,
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+        "vocab_size": len(tokenizer),
+        "data": str(config.data),
+        "n_examples": len(tokenized),
+        "n_skipped": len(errors.skipped),
+        "n_truncated": 0,
+        "imported": {"column": config.column, "kind": config.kind},
+        "config": asdict(config),
+        "versions": library_versions(),
+    }
+    out = Path(config.out)
+    write_parquet(out, scores_table(tokenized, token_nll), metadata)
+    return out

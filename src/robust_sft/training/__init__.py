@@ -1,0 +1,12 @@
+"""One trainer for every method: `TrainConfig` + `train()`, token losses as free functions, checkpoints."""
+
+from robust_sft.core.lazy import lazy_exports
+
+_EXPORTS = {
+    "TrainConfig": "trainer",
+    "train": "trainer",
+    "collate": "trainer",
+    "token_loss": "trainer",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
