@@ -87,7 +87,7 @@ def test_a_run_never_writes_into_a_directory_that_is_not_a_run(tiny_model_dir, t
 
 
 def test_study_publish_never_overwrites_a_users_files(tmp_path):
-    from robust_sft.study.runner import publish
+    from robust_sft.study.publish import publish
 
     study = tmp_path / "study"
     (study / "figures").mkdir(parents=True)
@@ -236,7 +236,7 @@ def test_a_zero_base_accuracy_and_a_failing_figure_lose_no_results(tiny_model_di
         raise ValueError("Data has no positive values, and therefore cannot be log-scaled.")
 
     monkeypatch.setattr(report, "plot_ppl_vs_bwt", broken)
-    results = report.rebuild_report(run_dir)
+    results = report.write_report(run_dir)
     assert math.isfinite(results["methods"]["gt"]["mean"]["bwt"])
     assert results["percentage_point_tasks"] == ["test/nonempty"]
     assert json.loads((run_dir / "results.json").read_text())["methods"]["gt"]["mean"]["bwt"] == results["methods"]["gt"]["mean"]["bwt"]
@@ -315,7 +315,7 @@ def test_run_config_names_and_seeds_are_checked(tmp_path, capsys, config, messag
 
 def test_study_mode_names_stay_inside_the_study(tmp_path):
     from robust_sft.core.config_types import ConfigError
-    from robust_sft.study.runner import StudyConfig
+    from robust_sft.study.config import StudyConfig
 
     experiment = {"methods": ["gt"], "seeds": [0]}
     with pytest.raises(ConfigError, match="mode 'x/../../../../elsewhere' becomes a directory name"):

@@ -103,7 +103,7 @@ def test_paper_config_header_says_how_to_run_it(path):
 
 
 def test_the_shipped_study_config_loads_by_name_and_dry_runs(offline_and_no_model, capsys):
-    from robust_sft.study.runner import load_study_config
+    from robust_sft.study.config import load_study_config
 
     config = load_study_config("study/study.yaml")  # a shipped config, named relative to the package's configs
     assert config.worlds and config.modes

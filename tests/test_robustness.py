@@ -392,7 +392,7 @@ def _load_task_module(tmp_path, check: str):
 
 def test_a_fixed_checker_changes_the_evaluation_cache_keys(tmp_path, tiny_model_dir, monkeypatch):
     import tests.fake_tasks  # noqa: F401  (registers test/* tasks)
-    from robust_sft.experiment import runner as experiment
+    from robust_sft.experiment import inputs
     from robust_sft.experiment.runner import Experiment, ExperimentConfig
     from robust_sft.tasks import base
 
@@ -403,8 +403,8 @@ def test_a_fixed_checker_changes_the_evaluation_cache_keys(tmp_path, tiny_model_
         run = Experiment(config, tmp_path / "run", progress=False)
         run.base, run.base_key, run.tasks = tiny_model_dir, "base", ["tmp/echo", "test/nonempty"]
         keys = {}
-        monkeypatch.setattr(experiment, "run_stage", lambda name, artifact, key, produce: keys.update({name: key}))
-        monkeypatch.setattr(experiment, "write_jsonl", lambda *args: None)
+        monkeypatch.setattr(inputs, "run_stage", lambda name, artifact, key, produce: keys.update({name: key}))
+        monkeypatch.setattr(inputs, "write_jsonl", lambda *args: None)
         run.evaluate_base()
         run.prepare_data()
         return keys

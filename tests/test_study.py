@@ -5,7 +5,10 @@ import json
 import pytest
 
 import tests.fake_tasks  # noqa: F401  (registers the test tasks)
-from robust_sft.study.runner import StudyConfig, Study, grid_points, method_table, point_name, publish, render_study
+from robust_sft.study.config import StudyConfig, grid_points, point_name
+from robust_sft.study.publish import publish
+from robust_sft.study.runner import Study
+from robust_sft.study.summary import method_table, render_study
 from tests.test_results import markdown_tables, numbers
 
 

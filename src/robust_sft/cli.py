@@ -295,10 +295,10 @@ def cmd_inspect(argv: list[str]) -> None:
 
 
 def cmd_report(argv: list[str]) -> None:
-    from robust_sft.report.write import rebuild_report
+    from robust_sft.report.write import write_report
 
     config = _parse(ReportConfig, argv, "report", positional="run_dir")
-    results = rebuild_report(config.run_dir)
+    results = write_report(config.run_dir)
     run_dir = Path(config.run_dir)
     print(f"wrote {run_dir / 'report.md'}, {run_dir / 'report.html'}  ({len(results['methods'])} methods)")
 
@@ -406,7 +406,9 @@ def cmd_run(argv: list[str]) -> None:
 
 
 def cmd_study(argv: list[str]) -> None:
-    from robust_sft.study.runner import check_publish_target, describe_study, load_study_config, publish, run_study
+    from robust_sft.study.config import load_study_config
+    from robust_sft.study.publish import check_publish_target, publish
+    from robust_sft.study.runner import describe_study, run_study
 
     config = _parse(StudyCommandConfig, argv, "study", positional="config")
     try:

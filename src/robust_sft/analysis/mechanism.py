@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from robust_sft.core.artifacts import atomic_path, write_json
+from robust_sft.core.hashing import stable_hash
+from robust_sft.core.rundir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -416,32 +418,22 @@ def analyze_unit(model_dir: str | Path, scores_path: str | Path, kl_limit: int |
 # --------------------------------------------------------------------------------------------- the run
 
 
-def find_units(run_dir: Path) -> tuple[list[tuple[str, int, Path]], list[dict]]:
-    """(variant, seed, model dir) of every finished training in the run, in the config's order; and the skipped."""
-    from robust_sft.experiment.runner import ExperimentConfig, plan_variants
-
-    order: list[str] = []
-    try:
-        order = [v.name for v in plan_variants(ExperimentConfig(**json.loads((run_dir / "config.json").read_text())))]
-    except (OSError, ValueError, TypeError) as err:  # no or an older config: units in name order then
-        logger.info("%s/config.json unreadable (%s): units in name order", run_dir, err)
+def find_units(run: RunDir) -> tuple[list[tuple[str, int, Path]], list[dict]]:
+    """(variant, seed, model dir) of every finished training the run's plan.json names, in its order; and the
+    units not finished yet."""
     units, skipped = [], []
-    for seed_dir in sorted((run_dir / "models").glob("*/seed*")):
-        if not seed_dir.name[4:].isdigit():
-            continue
-        variant, seed = seed_dir.parent.name, int(seed_dir.name[4:])
-        if not (seed_dir / "stage_key.json").exists() or not (seed_dir / "final").is_dir():
-            skipped.append({"variant": variant, "seed": seed, "reason": "training not finished"})
-            continue
-        units.append((variant, seed, seed_dir))
-    rank = {name: i for i, name in enumerate(order)}
-    units.sort(key=lambda u: (rank.get(u[0], len(rank)), u[0], u[1]))
+    plan = run.read_plan()
+    for variant in plan["variants"]:
+        for seed in plan["seeds"]:
+            model_dir = run.model_dir(variant["name"], seed)
+            if not (model_dir / "stage_key.json").exists() or not run.final_model_dir(variant["name"], seed).is_dir():
+                skipped.append({"variant": variant["name"], "seed": seed, "reason": "training not finished"})
+                continue
+            units.append((variant["name"], seed, model_dir))
     return units, skipped
 
 
 def unit_key(model_dir: Path, scores_path: Path, kl_limit: int | None) -> str:
-    from robust_sft.experiment.runner import stable_hash
-
     scores_key = scores_path.with_name(scores_path.name + ".key.json")
     scores_id = scores_key.read_text() if scores_key.exists() else [scores_path.stat().st_size,
                                                                      scores_path.stat().st_mtime_ns]
@@ -464,21 +456,21 @@ def analyze_run(run_dir: str | Path, kl_limit: int | None = None, progress: bool
     loss_curves}.png."""
     from tqdm.auto import tqdm
 
-    run_dir = Path(run_dir)
-    scores_path = run_dir / "scores" / "gt.parquet"
-    if not (run_dir / "models").is_dir():
+    run = RunDir(run_dir)
+    run_dir = run.root
+    scores_path = run.scores_file("gt")
+    if not run.models_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no models/ directory (not a run directory, or nothing trained yet)")
     if not scores_path.exists():
         raise FileNotFoundError(f"{run_dir}: no scores/gt.parquet (the target's training set, for the KL)")
     if kl_limit is not None and kl_limit < 1:
         raise ValueError(f"kl_limit must be at least 1 (or unset), not {kl_limit}")
-    results_path = run_dir / "results.json"
-    methods = json.loads(results_path.read_text())["methods"] if results_path.exists() else {}
-    units, skipped = find_units(run_dir)
+    methods = json.loads(run.results_file.read_text())["methods"] if run.results_file.exists() else {}
+    units, skipped = find_units(run)
     analysed: dict[str, dict] = {}
     computed = 0
     for variant, seed, model_dir in tqdm(units, desc="analyze", disable=not progress):
-        cache = run_dir / "analysis" / variant / f"seed{seed}.json"
+        cache = run.analysis_cache_file(variant, seed)
         key = unit_key(model_dir, scores_path, kl_limit)
         row = cached_row(cache, key)
         if row is None:
@@ -504,9 +496,9 @@ def analyze_run(run_dir: str | Path, kl_limit: int | None = None, progress: bool
         "correlations": correlations(analysis_units(analysed)),
         "computed_units": computed,  # units measured by this call (the others came from the cache)
     }
-    write_json(out or run_dir / "analysis.json", analysis)
+    write_json(out or run.analysis_file, analysis)
     rows = analysis_units(analysed)
-    figures = run_dir / "figures"
+    figures = run.figures_dir
     plot_mechanism(rows, figures / "mechanism_scatter.png", analysis["correlations"])
     plot_layer_norms(rows, figures / "delta_norm_per_layer.png")
     plot_loss_curves(rows, figures / "loss_curves.png")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robust_sft.core.artifacts import write_json, write_jsonl
+from robust_sft.core.rundir import task_file_name  # the sample logs' names are part of the run directory's layout
 from robust_sft.tasks import Task, get_task
 
 
@@ -19,10 +20,6 @@ class TaskScore:
     accuracy: float
     n: int
     n_correct: int
-
-
-def task_file_name(task_name: str) -> str:
-    return task_name.replace("/", "__")
 
 
 def evaluate_task(

@@ -1,9 +1,13 @@
-"""The plan of an experiment: the variants (training set, token policy, loss, learning rate) its config asks for."""
+"""The plan of an experiment: the variants (training set, token policy, loss, learning rate) its config asks for,
+and plan.json, the resolved plan the runner writes before any unit runs (what the report and analysis read)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from robust_sft.core.rundir import PLAN_SCHEMA
 from robust_sft.experiment.config import LOSS_METHODS, SOURCES, ExperimentConfig
 
 
@@ -75,3 +79,45 @@ def lr_sweep_variants(config: ExperimentConfig) -> list[Variant]:
 
 def sources_needed(variants: list[Variant]) -> list[str]:
     return sorted({v.source for v in variants}, key=SOURCES.index)
+
+
+def train_options(config: ExperimentConfig, variant: Variant, seed: int) -> dict:
+    """TrainConfig options of one run: the config's, the variant's, and per-seed ones."""
+    options = {**config.train, **dict(variant.train_overrides)}
+    if variant.method == "stm_random":
+        options["mask_seed"] = seed  # a new random mask per seed: the spread includes the mask's
+    return options
+
+
+def variant_plan(variant: Variant, train_configs: dict[int, object], run_dir: Path) -> dict:
+    """One variant as trained: its family, training set and, per seed, the token policy and every TrainConfig field.
+
+    Paths inside the run directory are written relative to it, so a copied run directory's plan stays true."""
+    per_seed = {}
+    for seed, train_config in train_configs.items():
+        options = asdict(train_config)
+        options.pop("progress")  # how a run shows itself, not what it trains
+        for name in ("data", "output_dir"):
+            options[name] = os.path.relpath(options[name], run_dir)
+        per_seed[str(seed)] = {"policy": asdict(train_config.policy()), "train": options}
+    first = next(iter(train_configs.values()))
+    return {"name": variant.name, "method": variant.method, "source": variant.source, "tau": variant.tau,
+            "loss": first.loss, "learning_rate": first.learning_rate, "lr_scale": variant.lr_scale,
+            "seeds": per_seed}
+
+
+def run_plan(config: ExperimentConfig, *, base: str, base_key: str, tasks: list[str], task_kwargs: dict[str, dict],
+             sources: list[str], variants: list[dict]) -> dict:
+    """plan.json: the run as resolved (base model, tasks, seeds, training sets, variants from `variant_plan`)."""
+    return {
+        "schema": PLAN_SCHEMA,
+        "name": config.name,
+        "base_model": {"path": base, "key": base_key},
+        "target": tasks[0],
+        "others": tasks[1:],
+        "task_kwargs": task_kwargs,  # how each task is built (the organism's world seed)
+        "seeds": list(config.seeds),
+        "sources": sources,
+        "control_tau": config.control_tau,
+        "variants": variants,
+    }

@@ -2,13 +2,14 @@
 
 Stages, each writing into the run directory:
   base      the model to fine-tune (the organism is built and cached; a Hub/local path is used as is)
+  plan      plan.json: the base model and its key, the tasks, every variant's policy and train options
   data      data/<source>.jsonl: GT from the target task; Self-Output and Rephrase generated + verified
   score     scores/<source>.parquet: token NLL of every training set under the base model
   train     models/<variant>/seed<k>/: one trainer for every method, best epoch by target validation accuracy
   evaluate  eval/base/ and eval/<variant>/seed<k>/: accuracies + per-sample logs
-  report    results.json, report.md, figures/
+  report    results.json, report.md, figures/, report.html: from the run directory alone (robust_sft.report)
 
-Every artifact has a key (a hash of everything it depends on) stored beside it; a stage whose artifact
+The layout of the run directory is robust_sft.core.rundir's. Every artifact has a key (a hash of everything it depends on) stored beside it; a stage whose artifact
 exists with the same key is skipped. A killed run therefore resumes where it stopped, and adding a method
 or a seed to the config trains only what is new.
 """
@@ -19,33 +20,38 @@ import importlib
 import json
 import logging
 import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 
-from robust_sft.core.artifacts import LOCK_NAME, WriteError, check_own_dir, dir_lock, write_json, write_jsonl
-from robust_sft.core.hashing import file_hash, model_fingerprint, stable_hash
+from robust_sft.core.artifacts import WriteError, check_own_dir, dir_lock, write_json
+from robust_sft.core.hashing import model_fingerprint, stable_hash
+from robust_sft.core.rundir import RunDir
 from robust_sft.executors.local import run_in_processes
 from robust_sft.experiment.config import ORGANISM, ExperimentConfig, load_config
-from robust_sft.experiment.plan import Variant, plan_variants, sources_needed
+from robust_sft.experiment.describe import describe_plan
+from robust_sft.experiment.inputs import InputStages
+from robust_sft.experiment.plan import Variant, plan_variants, run_plan, sources_needed, variant_plan
 from robust_sft.experiment.stages import run_stage
+from robust_sft.experiment.units import UnitStages, vllm_model_and_adapter
+from robust_sft.models.loading import load_model, load_tokenizer
+from robust_sft.report.write import write_report
+from robust_sft.tasks import get_task, list_tasks
+from robust_sft.tasks.base import Task, task_version
+
+__all__ = ["Experiment", "ExperimentConfig", "Variant", "load_config", "plan_variants", "run_experiment", "run_stage",
+           "vllm_model_and_adapter"]
 
 logger = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------------------------- variants
+class Experiment(InputStages, UnitStages):
+    """A run: its config, the run directory, the resolved base model and tasks; the stages are in inputs.py (data,
+    scores, base evaluation) and units.py (one fine-tune and its evaluation)."""
 
-
-# --------------------------------------------------------------------------------------------- caching
-
-
-# --------------------------------------------------------------------------------------------- the runner
-
-
-class Experiment:
     def __init__(self, config: ExperimentConfig, run_dir: str | Path, progress: bool = True):
         self.config = config
         self.dir = Path(run_dir)
+        self.run_dir = RunDir(self.dir)
         self.progress = progress
         self.variants = plan_variants(config)
         self.sources = sources_needed(self.variants)
@@ -55,7 +61,7 @@ class Experiment:
     def check_options(self) -> None:
         """Build every task, training and generation configuration of the run now, so that a value their
         own checks refuse fails before anything is scored or trained (and `--dry_run` catches it)."""
-        from robust_sft.data.synthesis import GenerationSettings
+        from robust_sft.data.synthesis import GenerationSettings  # imports torch
 
         for task_name in [self.config.target, *self.config.others]:
             self.get_task(task_name)
@@ -75,7 +81,7 @@ class Experiment:
     def base_model(self) -> str:
         if self.config.model != ORGANISM:
             return self.config.model
-        from robust_sft.organism.base_model import base_model_path
+        from robust_sft.organism.base_model import base_model_path  # imports torch and transformers
 
         return str(base_model_path(seed=self.config.organism_seed, progress=self.progress))
 
@@ -84,8 +90,6 @@ class Experiment:
             return list(self.config.others)
         if self.config.model != ORGANISM:
             raise ValueError("`others` (the non-target tasks) must be given for a model other than the organism")
-        from robust_sft.tasks import list_tasks
-
         return [t for t in list_tasks() if t.startswith("organism/") and t != self.config.target]
 
     def task_kwargs(self, task_name: str) -> dict:
@@ -93,14 +97,10 @@ class Experiment:
         return {"seed": self.config.organism_seed} if task_name.startswith("organism/") else {}
 
     def get_task(self, task_name: str):
-        from robust_sft.tasks import get_task
-
         return get_task(task_name, **self.task_kwargs(task_name))
 
     def task_versions(self, task_names: list[str]) -> dict[str, str]:
         """Each task's version (a hash of its prompt and checker code): part of every key that used the task."""
-        from robust_sft.tasks.base import task_version
-
         return {name: task_version(self.get_task(name)) for name in task_names}
 
     def load_examples(self, task_name: str, split: str, limit: int | None) -> list[dict]:
@@ -108,7 +108,7 @@ class Experiment:
 
     def sampler(self, adapter: str | None = None, full_model: str | None = None):
         """The generation backend: HF generate on the loaded model, or vLLM from the model path."""
-        from robust_sft.data.synthesis import vllm_sampler
+        from robust_sft.data.synthesis import vllm_sampler  # imports torch
 
         if self.config.backend == "vllm":
             return vllm_sampler(full_model or self.base, adapter_path=adapter, progress=self.progress)
@@ -117,81 +117,8 @@ class Experiment:
     def loaded_base(self):
         """The base model and tokenizer in memory (generation and evaluation share them)."""
         if self._loaded is None:
-            from robust_sft.models.loading import load_model, load_tokenizer
-
             self._loaded = (load_model(self.base), load_tokenizer(self.base))
         return self._loaded
-
-    def describe_plan(self) -> str:
-        """The stages and artifacts this config would produce, with example counts where knowable; loads no model."""
-        c = self.config
-        tasks = [c.target, *self.other_tasks()]
-        lines = [f"experiment {c.name!r} in {self.dir}",
-                 f"  model: {c.model}" + (f" (world {c.organism_seed}: shipped with the package, or built and cached "
-                                           "on first use)" if c.model == ORGANISM else ""),
-                 f"  target: {c.target}; other tasks: {', '.join(tasks[1:])}",
-                 f"  seeds: {c.seeds}; epoch selection: "
-                 + ("best target validation accuracy" if c.select_best_epoch else "last epoch")]
-        try:
-            n_train = len(self.load_examples(c.target, "train", c.train_limit))
-            lines.append(f"  target train examples: {n_train}")
-        except Exception as err:  # e.g. a Hub dataset while offline: the plan is still valid
-            lines.append(f"  target train examples: unknown here ({type(err).__name__}: {str(err)[:120]})")
-        lines.append("stages:")
-        for source in self.sources:
-            made = {"gt": "from the target's references", "oracle": "the target's answers in the model's own style"
-                    }.get(source, f"generated ({source}), verified")
-            lines.append(f"  data      {self.data_path(source)}  [{made}]")
-        for source in self.sources:
-            lines.append(f"  score     {self.scores_path(source)}")
-        lines.append(f"  evaluate  {self.dir / 'eval' / 'base'}  [{len(tasks)} tasks]")
-        for v in self.variants:
-            overrides = ", ".join(f"{k}={val}" for k, val in v.train_overrides)
-            for seed in c.seeds:
-                lines.append(f"  train     {self.model_dir(v, seed)}  [{v.source}; {overrides}]")
-                lines.append(f"  evaluate  {self.eval_dir(v, seed)}")
-        lines.append(f"  report    {self.dir / 'results.json'}, {self.dir / 'report.md'}, {self.dir / 'figures'}/")
-        lines.append(f"{len(self.variants)} variants x {len(c.seeds)} seeds = "
-                     f"{len(self.variants) * len(c.seeds)} fine-tuning runs")
-        return "\n".join(lines)
-
-    # ------------------------------------------------------------------ stages
-
-    def run(self) -> dict:
-        """Every stage, holding the run directory's lock: a second run on it stops at once, saying so."""
-        check_run_dir(self.dir)
-        with dir_lock(self.dir / LOCK_NAME, f"run directory {self.dir}"):
-            return self._run()
-
-    def _run(self) -> dict:
-        from robust_sft.report.write import write_report
-
-        write_json(self.dir / "config.json", asdict(self.config))
-        self.resolve_base()
-        costs = self.prepare_data()
-        self.score_data(costs)
-        self.evaluate_base()
-        units = [(variant, seed) for variant in self.variants for seed in self.config.seeds]
-        if self.config.workers == 1:
-            for variant, seed in units:
-                self.run_unit(variant, seed)
-        else:
-            run_units_in_parallel(self, units)
-        return write_report(self, costs)
-
-    def resolve_base(self) -> None:
-        """The base model's path and key, and the evaluated tasks: what every stage after data needs."""
-        self.base = self.base_model()
-        self.base_key = stable_hash([self.base, model_fingerprint(self.base)])
-        self.tasks = [self.config.target, *self.other_tasks()]
-
-    def run_unit(self, variant: Variant, seed: int) -> None:
-        """One fine-tuning run and its evaluation: independent of every other unit once data is scored.
-
-        Each unit holds its own lock, so no two processes ever train into the same model directory."""
-        with dir_lock(self.dir / "locks" / f"{variant.name}-seed{seed}.lock", f"{variant.name} seed {seed}"):
-            self.train_variant(variant, seed)
-            self.evaluate_variant(variant, seed)
 
     def eval_limits(self) -> dict[str, int | None]:
         """Test examples per task: the target may get more (its TI is the noisier measure)."""
@@ -200,178 +127,55 @@ class Experiment:
             limits[self.config.target] = self.config.target_eval_limit
         return limits
 
-    def data_path(self, source: str) -> Path:
-        return self.dir / "data" / f"{source}.jsonl"
+    def describe_plan(self) -> str:
+        return describe_plan(self)
 
-    def scores_path(self, source: str) -> Path:
-        return self.dir / "scores" / f"{source}.parquet"
+    # ------------------------------------------------------------------ the run
 
-    def prepare_data(self) -> dict[str, float]:
-        """GT rows from the target task, and generated Self-Output / Rephrase rows; returns seconds per source."""
-        from robust_sft.data.synthesis import GenerationSettings, rephrase, self_output
+    def run(self) -> dict:
+        """Every stage, holding the run directory's lock: a second run on it stops at once, saying so."""
+        check_run_dir(self.dir)
+        with dir_lock(self.run_dir.lock_file, f"run directory {self.dir}"):
+            return self._run()
 
-        task = self.get_task(self.config.target)
-        examples = self.load_examples(self.config.target, "train", self.config.train_limit)
-        gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit, self.config.task_paths,
-                              self.task_versions([self.config.target])])
-        run_stage("data gt", self.data_path("gt"), gt_key, lambda: write_jsonl(self.data_path("gt"), [
-            {"id": e["id"], "prompt": task.prompt(e), "answer": task.reference(e)} for e in examples]))
-        costs = {"gt": 0.0}
-        if "oracle" in self.sources:
-            rows = [{"id": e["id"], "prompt": task.prompt(e), "answer": task.oracle_reference(e)} for e in examples]
-            missing = [r["id"] for r in rows if r["answer"] is None]
-            if missing:
-                raise ValueError(f"method oracle: task {self.config.target} wrote no answer in the model's own "
-                                 f"style for {len(missing)} example(s), e.g. {missing[0]}")
-            run_stage("data oracle", self.data_path("oracle"), stable_hash([gt_key, "oracle"]),
-                      lambda: write_jsonl(self.data_path("oracle"), rows))
-            costs["oracle"] = 0.0
-        settings = GenerationSettings(**self.config.generation)
-        makers = {"self_output": self_output, "rephrase": rephrase}
-        for source in self.sources:
-            if source not in makers:
-                continue
-            path = self.data_path(source)
-            report_path = path.with_suffix(".report.json")
+    def _run(self) -> dict:
+        write_json(self.run_dir.config_file, asdict(self.config))
+        self.resolve_base()
+        self.write_plan()
+        self.prepare_data()
+        self.score_data()
+        self.evaluate_base()
+        units = [(variant, seed) for variant in self.variants for seed in self.config.seeds]
+        if self.config.workers == 1:
+            for variant, seed in units:
+                self.run_unit(variant, seed)
+        else:
+            run_units_in_parallel(self, units)
+        return write_report(self.dir)
 
-            def produce(source=source, path=path, report_path=report_path):
-                model, tokenizer = self.loaded_base()
-                rows, report = makers[source](model, tokenizer, task, examples, settings, sampler=self.sampler())
-                if not rows:
-                    raise RuntimeError(f"{source}: no verified example was generated ({report})")
-                write_jsonl(path, rows)
-                write_json(report_path, report)
+    def resolve_base(self) -> None:
+        """The base model's path and key, and the evaluated tasks: what every stage after data needs."""
+        self.base = self.base_model()
+        self.base_key = stable_hash([self.base, model_fingerprint(self.base)])
+        self.tasks = [self.config.target, *self.other_tasks()]
 
-            run_stage(f"data {source}", path, stable_hash([gt_key, source, asdict(settings)]), produce)
-            costs[source] = json.loads(report_path.read_text())["seconds"]
-        return costs
+    def plan(self) -> dict:
+        """plan.json's document: the resolved run, every variant as its units will train it."""
+        variants = [variant_plan(v, {seed: self.train_config(v, seed, self.base) for seed in self.config.seeds},
+                                 self.dir) for v in self.variants]
+        return run_plan(self.config, base=self.base, base_key=self.base_key, tasks=self.tasks,
+                        task_kwargs={t: self.task_kwargs(t) for t in self.tasks}, sources=self.sources,
+                        variants=variants)
 
-    def score_data(self, costs: dict[str, float]) -> None:
-        from robust_sft.scoring.token_nll import ScoreConfig, score
-
-        for source in self.sources:
-            out = self.scores_path(source)
-            key = stable_hash([self.base_key, file_hash(self.data_path(source))])
-
-            def produce(source=source, out=out):
-                start = time.perf_counter()
-                score(ScoreConfig(model=self.base, data=str(self.data_path(source)), out=str(out),
-                                  progress=self.progress))
-                write_json(out.with_name(out.name + ".seconds.json"), {"seconds": time.perf_counter() - start})
-
-            run_stage(f"score {source}", out, key, produce)
-            costs[f"score_{source}"] = json.loads(out.with_name(out.name + ".seconds.json").read_text())["seconds"]
-
-    def evaluate_base(self) -> None:
-        out = self.dir / "eval" / "base"
-        key = stable_hash([self.base_key, self.tasks, self.eval_limits(), self.config.task_paths,
-                           self.config.backend, self.task_versions(self.tasks)])
-
-        def produce():
-            from robust_sft.evaluation.engine import evaluate_tasks
-            from robust_sft.models.loading import load_tokenizer
-
-            # With vLLM the transformers model is not needed here, and would take GPU memory from vLLM.
-            model = self.loaded_base()[0] if self.config.backend == "hf" else None
-            evaluate_tasks(model, load_tokenizer(self.base), self.tasks, limit=self.eval_limits(),
-                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
-                           task_paths=self.config.task_paths, sampler=self.sampler(),
-                           task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
-
-        run_stage("evaluate base", out, key, produce)
-
-    def model_dir(self, variant: Variant, seed: int) -> Path:
-        return self.dir / "models" / variant.name / f"seed{seed}"
-
-    def train_options(self, variant: Variant, seed: int) -> dict:
-        """TrainConfig options of one run: the config's, the variant's, and per-seed ones."""
-        options = {**self.config.train, **dict(variant.train_overrides)}
-        if variant.method == "stm_random":
-            options["mask_seed"] = seed  # a new random mask per seed: the spread includes the mask's
-        return options
-
-    def train_key(self, variant: Variant, seed: int) -> str:
-        # The target's checker picks the best epoch, so its version is part of the trained model's key.
-        return stable_hash([self.base_key, file_hash(self.scores_path(variant.source)), variant.name, seed,
-                            self.train_options(variant, seed), self.config.select_best_epoch,
-                            self.config.validation_limit, self.config.task_paths,
-                            self.task_versions([self.config.target])])
-
-    def train_config(self, variant: Variant, seed: int, base: str):
-        from robust_sft.training.trainer import TrainConfig
-
-        return TrainConfig(model=base, data=str(self.scores_path(variant.source)),
-                           output_dir=str(self.model_dir(variant, seed)), seed=seed, progress=self.progress,
-                           **self.train_options(variant, seed))
-
-    def train_variant(self, variant: Variant, seed: int) -> None:
-        from robust_sft.training.trainer import train
-
-        out = self.model_dir(variant, seed)
-
-        def produce():
-            config = self.train_config(variant, seed, self.base)
-            if any(out.glob("checkpoint-*")):
-                config.resume_from_checkpoint = "latest"  # this stage was killed after saving an epoch
-            if not self.config.select_best_epoch:
-                train(config)
-                return
-            train(config, eval_fn=self.validation_accuracy_fn(), best_metric="accuracy", greater_is_better=True)
-
-        run_stage(f"train {variant.name} seed {seed}", out, self.train_key(variant, seed), produce)
-
-    def validation_accuracy_fn(self):
-        """Target-task validation accuracy (greedy), evaluated at each epoch end to pick the best epoch."""
-        from robust_sft.evaluation.engine import evaluate_task
-        from robust_sft.models.loading import load_tokenizer
-
-        task = self.get_task(self.config.target)
-        examples = self.load_examples(self.config.target, "validation", self.config.validation_limit)
-        tokenizer = load_tokenizer(self.base)
-
-        def accuracy(model) -> dict:
-            was_training = model.training
-            model.eval()
-            score = evaluate_task(model, tokenizer, task, examples, batch_size=self.config.eval_batch_size,
-                                  progress=False)
-            model.train(was_training)
-            return {"accuracy": score.accuracy}
-
-        return accuracy
-
-    def eval_dir(self, variant: Variant, seed: int) -> Path:
-        return self.dir / "eval" / variant.name / f"seed{seed}"
-
-    def evaluate_variant(self, variant: Variant, seed: int) -> None:
-        out = self.eval_dir(variant, seed)
-        key = stable_hash([self.train_key(variant, seed), self.tasks, self.eval_limits(),
-                           self.config.task_paths, self.config.backend, self.task_versions(self.tasks)])
-
-        def produce():
-            from robust_sft.evaluation.engine import evaluate_tasks
-            from robust_sft.models.loading import load_model, load_tokenizer
-
-            final = self.model_dir(variant, seed) / "final"
-            adapter = str(final) if (final / "adapter_config.json").exists() else None
-            tokenizer = load_tokenizer(self.base)
-            if self.config.backend == "vllm":
-                # vLLM serves LoRA adapters but not DoRA: those are merged into the weights first.
-                model_path, adapter = vllm_model_and_adapter(self.base, final, adapter)
-                sampler, model = self.sampler(adapter, full_model=model_path), None
-            else:
-                model, sampler = load_model(self.base if adapter else str(final), adapter=adapter, merge=True), None
-            evaluate_tasks(model, tokenizer, self.tasks, limit=self.eval_limits(),
-                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
-                           task_paths=self.config.task_paths, sampler=sampler,
-                           task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
-
-        run_stage(f"evaluate {variant.name} seed {seed}", out, key, produce)
+    def write_plan(self) -> None:
+        """plan.json, before any unit runs: what the report, the analysis and the study read of the run."""
+        write_json(self.run_dir.plan_file, self.plan())
 
 
 def check_run_dir(path: Path) -> None:
     """A run writes only into a new or empty directory, or one of its own (whose config.json is a run's)."""
-    check_own_dir(path, "config.json", "run directory")
-    config = path / "config.json"
+    config = RunDir(path).config_file
+    check_own_dir(path, config.name, "run directory")
     try:
         ours = not config.exists() or {"name", "methods", "target"} <= set(json.loads(config.read_text()))
     except (ValueError, TypeError):  # not JSON, or JSON that is no mapping
@@ -383,8 +187,6 @@ def check_run_dir(path: Path) -> None:
 
 def can_write_oracle(task) -> bool:
     """Whether a task overrides `Task.oracle_reference` (the organism's do; benchmarks cannot)."""
-    from robust_sft.tasks.base import Task
-
     return type(task).oracle_reference is not Task.oracle_reference
 
 
@@ -418,19 +220,6 @@ def run_unit_in_worker(config: ExperimentConfig, run_dir: str, variant_name: str
     exp.resolve_base()
     exp.run_unit(next(v for v in exp.variants if v.name == variant_name), seed)
     return f"{variant_name} seed {seed}"
-
-
-def vllm_model_and_adapter(base: str, final: Path, adapter: str | None) -> tuple[str, str | None]:
-    """What vLLM should load for a trained model: (base, LoRA adapter), or a merged model for DoRA/full."""
-    if adapter is None:
-        return str(final), None
-    if json.loads((final / "adapter_config.json").read_text()).get("use_dora"):
-        from robust_sft.models.loading import merge_adapter
-
-        # Named by the adapter's content, so a retrained adapter never reuses an old merge.
-        merged = final.parent / f"merged-{file_hash(final / 'adapter_model.safetensors')}"
-        return str(merge_adapter(base, adapter, merged)), None
-    return base, adapter
 
 
 def run_experiment(config: ExperimentConfig | str | Path, run_dir: str | Path, progress: bool = True) -> dict:

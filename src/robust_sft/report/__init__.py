@@ -4,8 +4,8 @@ from robust_sft.core.lazy import lazy_exports
 
 _EXPORTS = {
     "write_report": "write",
-    "rebuild_report": "write",
-    "judge_claims": "write",
+    "collect_results": "results",
+    "judge_claims": "claims",
     "write_inspect": "inspect",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -13,6 +13,9 @@ import re
 from pathlib import Path
 
 from robust_sft.core.artifacts import write_text
+from robust_sft.core.rundir import INSPECT_PAGE, RunDir, gt_inspect_page
+from robust_sft.report.inspect import write_inspect
+from robust_sft.report.markdown import SOURCE_LABELS
 
 FIGURES = {"ti_vs_bwt.png": "Target gain (TI) against forgetting (BWT), per method",
            "ppl_vs_bwt.png": "Perplexity of the trained tokens against forgetting (BWT), per method",
@@ -79,45 +82,35 @@ def markdown_to_html(markdown: str) -> str:
 # --------------------------------------------------------------------------------------------- inspect pages
 
 
-def inspect_views(exp) -> dict[str, str]:
-    """Page (relative to the run directory) showing each method's training set with the mask it trains with.
+def inspect_views(plan: dict) -> dict[str, str]:
+    """Page (relative to the run directory) showing each variant's training set with the mask it trains with.
 
     Every set side by side at the control tau is inspect.html; an STM variant at another tau gets a GT page
     at its own tau, inspect/gt_tau<tau>.html.
     """
     views = {}
-    for variant in exp.variants:
-        tau = variant.tau
-        if variant.method == "stm" and tau is not None and tau != exp.config.control_tau:
-            views[variant.name] = f"inspect/gt_tau{tau:g}.html"
+    for variant in plan["variants"]:
+        tau = variant["tau"]
+        if variant["method"] == "stm" and tau is not None and tau != plan["control_tau"]:
+            views[variant["name"]] = gt_inspect_page(tau)
         else:
-            views[variant.name] = "inspect.html"
+            views[variant["name"]] = INSPECT_PAGE
     return views
 
 
-def write_inspect_pages(exp, results: dict) -> dict[str, str]:
+def write_inspect_pages(run: RunDir, plan: dict, results: dict, tokenizer) -> dict[str, str]:
     """Write the inspect pages of a run's training sets (with the run's own evidence); return inspect_views."""
-    from robust_sft.report.inspect import write_inspect
-    from robust_sft.report.markdown import SOURCE_LABELS
-
-    views = inspect_views(exp)
-    named = {SOURCE_LABELS.get(s, s): exp.scores_path(s) for s in exp.sources}
-    tokenizer = _tokenizer_of(exp)
+    views = inspect_views(plan)
+    all_sets = {SOURCE_LABELS.get(s, s): run.scores_file(s) for s in plan["sources"]}
+    pages = {INSPECT_PAGE: (all_sets, plan["control_tau"], f"{results['name']}: the training sets, token by token")}
+    for variant in plan["variants"]:
+        if views[variant["name"]] != INSPECT_PAGE:
+            tau = variant["tau"]
+            pages[views[variant["name"]]] = ({"GT": run.scores_file("gt")}, tau, f"{results['name']}: GT at tau {tau:g}")
     for page in sorted(set(views.values())):
-        if page == "inspect.html":
-            write_inspect(named, exp.dir / page, tau=exp.config.control_tau, tokenizer=tokenizer, evidence=results,
-                          title=f"{results['name']}: the training sets, token by token")
-        else:
-            tau = float(page.removeprefix("inspect/gt_tau").removesuffix(".html"))
-            write_inspect({"GT": exp.scores_path("gt")}, exp.dir / page, tau=tau, tokenizer=tokenizer,
-                          evidence=results, title=f"{results['name']}: GT at tau {tau:g}")
+        named, tau, title = pages[page]
+        write_inspect(named, run.page(page), tau=tau, tokenizer=tokenizer, evidence=results, title=title)
     return views
-
-
-def _tokenizer_of(exp):
-    from robust_sft.models.loading import load_tokenizer
-
-    return load_tokenizer(str(exp.base))
 
 
 # --------------------------------------------------------------------------------------------- report.html
@@ -146,7 +139,6 @@ def render_report_html(results: dict, markdown: str, figures_dir: Path, views: d
             f"robust-sft report</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_report_html(run_dir: Path, results: dict, markdown: str, views: dict[str, str]) -> Path:
-    out = Path(run_dir) / "report.html"
-    write_text(out, render_report_html(results, markdown, Path(run_dir) / "figures", views))
-    return out
+def write_report_html(run: RunDir, results: dict, markdown: str, views: dict[str, str]) -> Path:
+    write_text(run.report_html_file, render_report_html(results, markdown, run.figures_dir, views))
+    return run.report_html_file

@@ -1,26 +1,26 @@
-"""The results.json document of a run: every number read from the run directory (scores, train summaries,
-evaluation accuracies and sample logs)."""
+"""The results.json document of a run: every number read from the run directory (plan.json, scores, train
+summaries, evaluation accuracies and sample logs, cost sidecars), never from a live experiment."""
 
 from __future__ import annotations
 
 import functools
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from robust_sft.core.artifacts import read_text
+from robust_sft.core.rundir import RunDir
 from robust_sft.evaluation.metrics import backward_transfer, mean_std, target_improvement, zero_base_tasks
+from robust_sft.masking.diagnostics import mask_location
+from robust_sft.masking.policies import MaskPolicy, apply_policy
+from robust_sft.models.loading import load_tokenizer
 from robust_sft.report.claims import judge_claims
+from robust_sft.scoring.stats import summarize
+from robust_sft.scoring.token_nll import load_scores
+from robust_sft.tasks.base import get_task
 
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def eval_accuracies(eval_dir: Path) -> dict[str, float]:
-    return {task: v["accuracy"] for task, v in read_json(eval_dir / "accuracies.json").items()}
+# The methods whose training set is GT masked by its score file: scoring GT is part of their data's cost.
+MASKING_METHODS = ("stm", "stm_random", "stm_lowest")
 
 
 def kept_token_ppl(scores, result) -> float:
@@ -32,20 +32,9 @@ def kept_token_ppl(scores, result) -> float:
 
 def policy_mask_location(scores, result, task, tokenizer) -> dict | None:
     """Where a policy's `MaskResult` masks: inside the answer span the task's checker reads, or in the prose."""
-    from robust_sft.masking.diagnostics import mask_location
-
     keeps = {i: np.zeros(len(ids), bool) for i, ids in enumerate(scores.input_ids)}
     keeps.update({i: labels != -100 for i, labels in zip(result.keep_examples, result.labels)})
     return mask_location(scores, keeps, task, tokenizer)
-
-
-def item_correctness(eval_dir: Path, task: str) -> dict[str, bool]:
-    """Per test item of a task: whether the evaluated model got it right (from the evaluation's sample log)."""
-    from robust_sft.evaluation.engine import task_file_name
-
-    path = eval_dir / f"{task_file_name(task)}.jsonl"
-    rows = [json.loads(line) for line in read_text(path).splitlines() if line.strip()]
-    return {row["id"]: bool(row["correct"]) for row in rows}
 
 
 def sample_transitions(before: dict[str, bool], after: dict[str, bool]) -> dict:
@@ -63,89 +52,105 @@ def sample_transitions(before: dict[str, bool], after: dict[str, bool]) -> dict:
             "base_right": len(right), "base_wrong": len(wrong)}
 
 
-def collect_results(exp, costs: dict[str, float]) -> dict:
-    """The results.json document (schema in the README)."""
-    from robust_sft.masking.policies import MaskPolicy, apply_policy
-    from robust_sft.models.loading import load_tokenizer
-    from robust_sft.scoring.stats import summarize
-    from robust_sft.scoring.token_nll import load_scores
-
-    config = exp.config
-    others = [t for t in exp.tasks if t != config.target]
-    tokenizer = functools.cache(lambda: load_tokenizer(exp.base))
-    base = eval_accuracies(exp.dir / "eval" / "base")
-    base_items = {t: item_correctness(exp.dir / "eval" / "base", t) for t in others}
-    scores = {s: load_scores(exp.scores_path(s)) for s in exp.sources}
-    data = {}
-    for source, sc in scores.items():
-        summary = summarize(sc)
-        entry = {k: summary[k] for k in ("examples", "answer_tokens", "sequence_ppl_mean", "sequence_ppl_var")}
-        entry["pct_tokens_ppl_above_2.5"] = summary["pct_tokens_ppl_above"]["2.5"]
-        entry["generation_seconds"] = costs.get(source, 0.0)
-        entry["scoring_seconds"] = costs.get(f"score_{source}", 0.0)
-        report_path = exp.data_path(source).with_suffix(".report.json")
-        if report_path.exists():
-            entry["generation_report"] = read_json(report_path)
-        data[source] = entry
-
+def collect_results(run_dir: str | Path, tokenizer=None) -> dict:
+    """The results.json document (schema in the README), from the run directory alone: plan.json, the scores,
+    the train summaries, the evaluations and the cost sidecars. `tokenizer`: the base model's, if already loaded."""
+    run = RunDir(run_dir)
+    plan = run.read_plan()
+    target, others = plan["target"], plan["others"]
+    base = run.accuracies(run.base_eval_dir)
+    base_items = {t: run.item_correctness(run.base_eval_dir, t) for t in others}
+    scores = {s: load_scores(run.scores_file(s)) for s in plan["sources"]}
+    costs = run.costs(plan["sources"])
+    # loaded only when a mask location needs it
+    base_tokenizer = (lambda: tokenizer) if tokenizer is not None else functools.cache(lambda: _base_tokenizer(plan))
     methods = {}
-    for variant in exp.variants:
-        summary0 = read_json(exp.model_dir(variant, config.seeds[0]) / "train_summary.json")
-        seeds = {}
-        for seed in config.seeds:
-            after = eval_accuracies(exp.eval_dir(variant, seed))
-            train_summary = read_json(exp.model_dir(variant, seed) / "train_summary.json")
-            seeds[str(seed)] = {
-                "accuracies": after,
-                "target_accuracy": after[config.target],
-                "ti": target_improvement(base, after, config.target),
-                "bwt": backward_transfer(base, after, others),
-                "best_checkpoint": train_summary.get("best_checkpoint"),
-                "train_loss": train_summary.get("train_loss"),
-                "transitions": {t: sample_transitions(base_items[t], item_correctness(exp.eval_dir(variant, seed), t))
-                                for t in others},
-            }
-        policy = {**exp.config.train, **dict(variant.train_overrides)}
-        mask_policy = MaskPolicy(
-            kind=policy.get("mask", "none"), tau=policy.get("tau", 2.5), ratio=policy.get("ratio"),
-            seed=config.seeds[0] if variant.method == "stm_random" else policy.get("mask_seed", 0))
-        masked = apply_policy(scores[variant.source], mask_policy)  # once: the trained ppl and the diagnostic
-        kept_ppl = kept_token_ppl(scores[variant.source], masked)
-        location = (policy_mask_location(scores[variant.source], masked, exp.get_task(config.target),
-                                         tokenizer()) if mask_policy.kind != "none" else None)
-        data_cost = costs.get(variant.source, 0.0) + (
-            costs.get("score_gt", 0.0) if variant.method in ("stm", "stm_random", "stm_lowest") else 0.0)
-        methods[variant.name] = {
-            "method": variant.method,
-            "source": variant.source,
-            "tau": variant.tau,
-            "loss": policy.get("loss", "nll"),
-            "learning_rate": policy.get("learning_rate"),
-            "lr_scale": variant.lr_scale,
-            "masked_fraction": summary0["mask_report"]["masked_fraction"],
-            "trained_tokens": summary0["trained_tokens"],
-            "train_examples": summary0["n_train_examples"],
-            "trained_token_ppl": kept_ppl,
-            "data_cost_seconds": data_cost,
-            "mask_location": location,
+    for variant in plan["variants"]:
+        seeds = {str(seed): seed_results(run, variant["name"], seed, target, others, base, base_items)
+                 for seed in plan["seeds"]}
+        methods[variant["name"]] = {
+            **variant_results(run, plan, variant, scores[variant["source"]], costs, base_tokenizer),
             "seeds": seeds,
-            **_aggregate(seeds, exp.tasks),
+            **_aggregate(seeds, [target, *others]),
             "transitions": _mean_transitions(seeds, others),
         }
     results = {
         "schema": "robust-sft/results/v1",
-        "name": config.name,
-        "model": exp.base,
-        "target": config.target,
+        "name": plan["name"],
+        "model": plan["base_model"]["path"],
+        "target": target,
         "others": others,
-        "seeds": config.seeds,
+        "seeds": plan["seeds"],
         "base": {"accuracies": base},
         "percentage_point_tasks": zero_base_tasks(base),  # base accuracy 0: TI/BWT terms in points
-        "data": data,
+        "data": {source: data_results(run, source, sc, costs) for source, sc in scores.items()},
         "methods": methods,
     }
     results["claims"] = judge_claims(results)
     return results
+
+
+def data_results(run: RunDir, source: str, scores, costs: dict[str, float]) -> dict:
+    """Table 1's row of a training set: its size and perplexity under the base model, and what it cost."""
+    summary = summarize(scores)
+    entry = {k: summary[k] for k in ("examples", "answer_tokens", "sequence_ppl_mean", "sequence_ppl_var")}
+    entry["pct_tokens_ppl_above_2.5"] = summary["pct_tokens_ppl_above"]["2.5"]
+    entry["generation_seconds"] = costs.get(source, 0.0)
+    entry["scoring_seconds"] = costs.get(f"score_{source}", 0.0)
+    report = run.data_report(source)
+    if report is not None:
+        entry["generation_report"] = report
+    return entry
+
+
+def seed_results(run: RunDir, variant: str, seed: int, target: str, others: list[str], base: dict[str, float],
+                 base_items: dict[str, dict[str, bool]]) -> dict:
+    """One trained model's accuracies, TI, BWT and sample-wise forgetting against the base model."""
+    eval_dir = run.eval_dir(variant, seed)
+    after = run.accuracies(eval_dir)
+    train_summary = run.train_summary(variant, seed)
+    return {
+        "accuracies": after,
+        "target_accuracy": after[target],
+        "ti": target_improvement(base, after, target),
+        "bwt": backward_transfer(base, after, others),
+        "best_checkpoint": train_summary.get("best_checkpoint"),
+        "train_loss": train_summary.get("train_loss"),
+        "transitions": {t: sample_transitions(base_items[t], run.item_correctness(eval_dir, t)) for t in others},
+    }
+
+
+def variant_results(run: RunDir, plan: dict, variant: dict, scores, costs: dict[str, float], base_tokenizer) -> dict:
+    """What a variant trains on: its policy as plan.json records it (the first seed's), the tokens it keeps and
+    their perplexity, where its mask falls, and the cost of its data."""
+    first_seed = plan["seeds"][0]
+    trained = run.train_summary(variant["name"], first_seed)
+    policy = MaskPolicy(**variant["seeds"][str(first_seed)]["policy"])
+    masked = apply_policy(scores, policy)  # once: the trained ppl and the diagnostic
+    location = None
+    if policy.kind != "none":
+        target = get_task(plan["target"], **plan["task_kwargs"].get(plan["target"], {}))
+        location = policy_mask_location(scores, masked, target, base_tokenizer())
+    data_cost = costs.get(variant["source"], 0.0) + (
+        costs.get("score_gt", 0.0) if variant["method"] in MASKING_METHODS else 0.0)
+    return {
+        "method": variant["method"],
+        "source": variant["source"],
+        "tau": variant["tau"],
+        "loss": variant["loss"],
+        "learning_rate": variant["learning_rate"],
+        "lr_scale": variant["lr_scale"],
+        "masked_fraction": trained["mask_report"]["masked_fraction"],
+        "trained_tokens": trained["trained_tokens"],
+        "train_examples": trained["n_train_examples"],
+        "trained_token_ppl": kept_token_ppl(scores, masked),
+        "data_cost_seconds": data_cost,
+        "mask_location": location,
+    }
+
+
+def _base_tokenizer(plan: dict):
+    return load_tokenizer(plan["base_model"]["path"])
 
 
 def _aggregate(seeds: dict, tasks: list[str]) -> dict:

@@ -1,32 +1,48 @@
-"""results.json, report.md and figures from an experiment's artifacts.
+"""results.json, report.md, figures/, the inspect pages and report.html of a run, from its run directory alone.
 
-Every number here is read from the run directory (scores, train summaries, evaluation accuracies);
-the claims of the paper are then judged from those numbers by fixed, stated criteria.
+Every number is read from the run directory (robust_sft.core.rundir: plan.json, scores, train summaries,
+evaluation accuracies, cost sidecars); the claims of the paper are then judged from those numbers by fixed,
+stated criteria. The runner and `robust-sft report RUN_DIR` call the same `write_report`, so a report rebuilt
+from a copy of a run directory equals the original.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from robust_sft.core.artifacts import write_json, write_text
+from robust_sft.core.rundir import RunDir
+from robust_sft.models.loading import load_tokenizer
 from robust_sft.report.figures import has_lr_sweep, plot_lr_control, plot_ppl_vs_bwt, plot_tau_sweep, plot_ti_vs_bwt
+from robust_sft.report.html import write_inspect_pages, write_report_html
 from robust_sft.report.markdown import SOURCE_LABELS, render_markdown
-from robust_sft.report.results import collect_results, eval_accuracies, read_json
+from robust_sft.report.results import collect_results
+from robust_sft.scoring.stats import plot_histogram
+from robust_sft.scoring.token_nll import load_scores
 
 logger = logging.getLogger(__name__)
 
 
-def write_report(exp, costs: dict[str, float]) -> dict:
-    """results.json, report.md, figures/, the inspect pages of the training sets and report.html."""
-    from robust_sft.report.html import write_inspect_pages, write_report_html
-    from robust_sft.scoring.stats import plot_histogram
-    from robust_sft.scoring.token_nll import load_scores
+def write_report(run_dir: str | Path) -> dict:
+    """results.json, report.md, figures/, the inspect pages of the training sets and report.html; returns results."""
+    run = RunDir(run_dir)
+    plan = run.read_plan()
+    tokenizer = load_tokenizer(plan["base_model"]["path"])  # token strings and answer spans; no model is loaded
+    results = collect_results(run.root, tokenizer)
+    write_json(run.results_file, results)  # first: a figure that fails must not lose the results
+    write_figures(run, plan, results)
+    markdown = render_markdown(results)
+    write_text(run.report_md_file, markdown)
+    views = write_inspect_pages(run, plan, results, tokenizer)
+    write_report_html(run, results, markdown, views)
+    return results
 
-    results = collect_results(exp, costs)
-    write_json(exp.dir / "results.json", results)  # first: a figure that fails must not lose the results
-    figures = exp.dir / "figures"
+
+def write_figures(run: RunDir, plan: dict, results: dict) -> None:
+    """figures/: TI and perplexity against BWT and the tau sweep (at the config's learning rate), the
+    learning-rate control when swept, and the token perplexity of each training set."""
+    figures = run.figures_dir
     at_config_rate = {**results, "methods": {n: m for n, m in results["methods"].items()
                                              if m.get("lr_scale", 1.0) == 1.0}}
     _figure(plot_ti_vs_bwt, at_config_rate, figures / "ti_vs_bwt.png")
@@ -34,13 +50,8 @@ def write_report(exp, costs: dict[str, float]) -> dict:
     _figure(plot_tau_sweep, at_config_rate, figures / "tau_sweep.png")
     if has_lr_sweep(results):
         _figure(plot_lr_control, results, figures / "lr_control.png")
-    _figure(plot_histogram, {SOURCE_LABELS[s]: load_scores(exp.scores_path(s)) for s in exp.sources},
+    _figure(plot_histogram, {SOURCE_LABELS[s]: load_scores(run.scores_file(s)) for s in plan["sources"]},
             figures / "token_ppl_hist.png")
-    markdown = render_markdown(results)
-    write_text(exp.dir / "report.md", markdown)
-    views = write_inspect_pages(exp, results)
-    write_report_html(exp.dir, results, markdown, views)
-    return results
 
 
 def _figure(plot, data, path: Path) -> None:
@@ -53,43 +64,3 @@ def _figure(plot, data, path: Path) -> None:
         import matplotlib.pyplot as plt
 
         plt.close("all")
-
-
-# --------------------------------------------------------------------------------------------- from a run dir
-
-
-def run_costs(run_dir: Path, sources: list[str]) -> dict[str, float]:
-    """Seconds spent making each training set and scoring it, as the runner recorded them."""
-    costs = {}
-    for source in sources:
-        report = run_dir / "data" / f"{source}.report.json"  # generated sets only; GT and oracle cost nothing
-        costs[source] = read_json(report)["seconds"] if report.exists() else 0.0
-        timing = run_dir / "scores" / f"{source}.parquet.seconds.json"
-        if timing.exists():
-            costs[f"score_{source}"] = read_json(timing)["seconds"]
-    return costs
-
-
-def load_run(run_dir: str | Path):
-    """The experiment of a finished run directory (config.json + its artifacts), without loading any model."""
-    import pyarrow.parquet as pq
-
-    from robust_sft.core.artifacts import METADATA_KEY
-    from robust_sft.experiment.runner import Experiment, ExperimentConfig
-
-    run_dir = Path(run_dir)
-    for needed in ("config.json", "eval/base/accuracies.json", "scores/gt.parquet"):
-        if not (run_dir / needed).exists():
-            raise FileNotFoundError(f"{run_dir}: not a finished run directory (no {needed})")
-    exp = Experiment(ExperimentConfig(**read_json(run_dir / "config.json")), run_dir, progress=False)
-    # The base model and the task list as the run resolved them (the organism's path, its other tasks).
-    exp.base = json.loads(pq.read_schema(exp.scores_path("gt")).metadata[METADATA_KEY])["model"]
-    evaluated = list(eval_accuracies(run_dir / "eval" / "base"))
-    exp.tasks = [exp.config.target, *[t for t in evaluated if t != exp.config.target]]
-    return exp
-
-
-def rebuild_report(run_dir: str | Path) -> dict:
-    """`robust-sft report RUN_DIR`: every report artifact again, from the run directory alone."""
-    exp = load_run(run_dir)
-    return write_report(exp, run_costs(exp.dir, exp.sources))

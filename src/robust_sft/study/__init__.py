@@ -3,10 +3,10 @@
 from robust_sft.core.lazy import lazy_exports
 
 _EXPORTS = {
-    "StudyConfig": "runner",
-    "load_study_config": "runner",
+    "StudyConfig": "config",
+    "load_study_config": "config",
     "run_study": "runner",
-    "publish": "runner",
+    "publish": "publish",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,40 @@
+"""`robust-sft run --dry_run`: the stages and artifacts a config would produce, without loading any model."""
+
+from __future__ import annotations
+
+from robust_sft.experiment.config import ORGANISM
+
+
+def describe_plan(exp) -> str:
+    """The stages and artifacts of an `Experiment`, with example counts where knowable."""
+    c, run_dir = exp.config, exp.run_dir
+    tasks = [c.target, *exp.other_tasks()]
+    lines = [f"experiment {c.name!r} in {exp.dir}",
+             f"  model: {c.model}" + (f" (world {c.organism_seed}: shipped with the package, or built and cached "
+                                       "on first use)" if c.model == ORGANISM else ""),
+             f"  target: {c.target}; other tasks: {', '.join(tasks[1:])}",
+             f"  seeds: {c.seeds}; epoch selection: "
+             + ("best target validation accuracy" if c.select_best_epoch else "last epoch")]
+    try:
+        n_train = len(exp.load_examples(c.target, "train", c.train_limit))
+        lines.append(f"  target train examples: {n_train}")
+    except Exception as err:  # e.g. a Hub dataset while offline: the plan is still valid
+        lines.append(f"  target train examples: unknown here ({type(err).__name__}: {str(err)[:120]})")
+    lines.append("stages:")
+    lines.append(f"  plan      {run_dir.plan_file}  [base model, tasks, every variant's policy and options]")
+    for source in exp.sources:
+        made = {"gt": "from the target's references", "oracle": "the target's answers in the model's own style"
+                }.get(source, f"generated ({source}), verified")
+        lines.append(f"  data      {run_dir.data_file(source)}  [{made}]")
+    for source in exp.sources:
+        lines.append(f"  score     {run_dir.scores_file(source)}")
+    lines.append(f"  evaluate  {run_dir.base_eval_dir}  [{len(tasks)} tasks]")
+    for v in exp.variants:
+        overrides = ", ".join(f"{k}={val}" for k, val in v.train_overrides)
+        for seed in c.seeds:
+            lines.append(f"  train     {run_dir.model_dir(v.name, seed)}  [{v.source}; {overrides}]")
+            lines.append(f"  evaluate  {run_dir.eval_dir(v.name, seed)}")
+    lines.append(f"  report    {run_dir.results_file}, {run_dir.report_md_file}, {run_dir.figures_dir}/")
+    lines.append(f"{len(exp.variants)} variants x {len(c.seeds)} seeds = "
+                 f"{len(exp.variants) * len(c.seeds)} fine-tuning runs")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""The stages every unit shares, run once per run directory: the training sets, their scores, the base evaluation."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from robust_sft.core.artifacts import write_json, write_jsonl
+from robust_sft.core.hashing import file_hash, stable_hash
+from robust_sft.evaluation.engine import evaluate_tasks
+from robust_sft.experiment.stages import run_stage
+from robust_sft.models.loading import load_tokenizer
+from robust_sft.scoring.token_nll import ScoreConfig, score
+
+
+class InputStages:
+    """Stages of `Experiment` (runner.py) that make what the (variant, seed) units read: data, scores, base eval."""
+
+    def prepare_data(self) -> None:
+        """GT rows from the target task, and generated Self-Output / Rephrase rows (with their seconds, for the report)."""
+        from robust_sft.data.synthesis import GenerationSettings, rephrase, self_output  # imports torch
+
+        task = self.get_task(self.config.target)
+        examples = self.load_examples(self.config.target, "train", self.config.train_limit)
+        gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit, self.config.task_paths,
+                              self.task_versions([self.config.target])])
+        gt_path = self.run_dir.data_file("gt")
+        run_stage("data gt", gt_path, gt_key, lambda: write_jsonl(gt_path, [
+            {"id": e["id"], "prompt": task.prompt(e), "answer": task.reference(e)} for e in examples]))
+        if "oracle" in self.sources:
+            rows = [{"id": e["id"], "prompt": task.prompt(e), "answer": task.oracle_reference(e)} for e in examples]
+            missing = [r["id"] for r in rows if r["answer"] is None]
+            if missing:
+                raise ValueError(f"method oracle: task {self.config.target} wrote no answer in the model's own "
+                                 f"style for {len(missing)} example(s), e.g. {missing[0]}")
+            oracle_path = self.run_dir.data_file("oracle")
+            run_stage("data oracle", oracle_path, stable_hash([gt_key, "oracle"]),
+                      lambda: write_jsonl(oracle_path, rows))
+        settings = GenerationSettings(**self.config.generation)
+        makers = {"self_output": self_output, "rephrase": rephrase}
+        for source in self.sources:
+            if source not in makers:
+                continue
+            path = self.run_dir.data_file(source)
+            report_path = self.run_dir.data_report_file(source)
+
+            def produce(source=source, path=path, report_path=report_path):
+                model, tokenizer = self.loaded_base()
+                rows, report = makers[source](model, tokenizer, task, examples, settings, sampler=self.sampler())
+                if not rows:
+                    raise RuntimeError(f"{source}: no verified example was generated ({report})")
+                write_jsonl(path, rows)
+                write_json(report_path, report)
+
+            run_stage(f"data {source}", path, stable_hash([gt_key, source, asdict(settings)]), produce)
+
+    def score_data(self) -> None:
+        """The token NLL of every training set under the base model, and the seconds it took (for the report)."""
+        for source in self.sources:
+            out = self.run_dir.scores_file(source)
+            key = stable_hash([self.base_key, file_hash(self.run_dir.data_file(source))])
+
+            def produce(source=source, out=out):
+                start = time.perf_counter()
+                score(ScoreConfig(model=self.base, data=str(self.run_dir.data_file(source)), out=str(out),
+                                  progress=self.progress))
+                write_json(self.run_dir.scores_seconds_file(source), {"seconds": time.perf_counter() - start})
+
+            run_stage(f"score {source}", out, key, produce)
+
+    def evaluate_base(self) -> None:
+        out = self.run_dir.base_eval_dir
+        key = stable_hash([self.base_key, self.tasks, self.eval_limits(), self.config.task_paths,
+                           self.config.backend, self.task_versions(self.tasks)])
+
+        def produce():
+            # With vLLM the transformers model is not needed here, and would take GPU memory from vLLM.
+            model = self.loaded_base()[0] if self.config.backend == "hf" else None
+            evaluate_tasks(model, load_tokenizer(self.base), self.tasks, limit=self.eval_limits(),
+                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
+                           task_paths=self.config.task_paths, sampler=self.sampler(),
+                           task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
+
+        run_stage("evaluate base", out, key, produce)

@@ -1,0 +1,106 @@
+"""One (variant, seed) unit: a fine-tune and its evaluation, reading and writing only the run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from robust_sft.core.artifacts import dir_lock
+from robust_sft.core.hashing import file_hash, stable_hash
+from robust_sft.evaluation.engine import evaluate_task, evaluate_tasks
+from robust_sft.experiment import plan
+from robust_sft.experiment.plan import Variant
+from robust_sft.experiment.stages import run_stage
+from robust_sft.models.loading import load_model, load_tokenizer, merge_adapter
+from robust_sft.training import trainer as training  # called as training.train: tests stand in for it
+
+
+class UnitStages:
+    """Stages of `Experiment` (runner.py) run per (variant, seed), independent of every other unit."""
+
+    def run_unit(self, variant: Variant, seed: int) -> None:
+        """One fine-tuning run and its evaluation: independent of every other unit once data is scored.
+
+        Each unit holds its own lock, so no two processes ever train into the same model directory."""
+        with dir_lock(self.run_dir.unit_lock_file(variant.name, seed), f"{variant.name} seed {seed}"):
+            self.train_variant(variant, seed)
+            self.evaluate_variant(variant, seed)
+
+    def train_options(self, variant: Variant, seed: int) -> dict:
+        """TrainConfig options of one run: the config's, the variant's, and per-seed ones."""
+        return plan.train_options(self.config, variant, seed)
+
+    def train_key(self, variant: Variant, seed: int) -> str:
+        # The target's checker picks the best epoch, so its version is part of the trained model's key.
+        return stable_hash([self.base_key, file_hash(self.run_dir.scores_file(variant.source)), variant.name, seed,
+                            self.train_options(variant, seed), self.config.select_best_epoch,
+                            self.config.validation_limit, self.config.task_paths,
+                            self.task_versions([self.config.target])])
+
+    def train_config(self, variant: Variant, seed: int, base: str):
+        return training.TrainConfig(model=base, data=str(self.run_dir.scores_file(variant.source)),
+                           output_dir=str(self.run_dir.model_dir(variant.name, seed)), seed=seed,
+                           progress=self.progress, **self.train_options(variant, seed))
+
+    def train_variant(self, variant: Variant, seed: int) -> None:
+        out = self.run_dir.model_dir(variant.name, seed)
+
+        def produce():
+            config = self.train_config(variant, seed, self.base)
+            if any(out.glob("checkpoint-*")):
+                config.resume_from_checkpoint = "latest"  # this stage was killed after saving an epoch
+            if not self.config.select_best_epoch:
+                training.train(config)
+                return
+            training.train(config, eval_fn=self.validation_accuracy_fn(), best_metric="accuracy", greater_is_better=True)
+
+        run_stage(f"train {variant.name} seed {seed}", out, self.train_key(variant, seed), produce)
+
+    def validation_accuracy_fn(self):
+        """Target-task validation accuracy (greedy), evaluated at each epoch end to pick the best epoch."""
+        task = self.get_task(self.config.target)
+        examples = self.load_examples(self.config.target, "validation", self.config.validation_limit)
+        tokenizer = load_tokenizer(self.base)
+
+        def accuracy(model) -> dict:
+            was_training = model.training
+            model.eval()
+            score = evaluate_task(model, tokenizer, task, examples, batch_size=self.config.eval_batch_size,
+                                  progress=False)
+            model.train(was_training)
+            return {"accuracy": score.accuracy}
+
+        return accuracy
+
+    def evaluate_variant(self, variant: Variant, seed: int) -> None:
+        out = self.run_dir.eval_dir(variant.name, seed)
+        key = stable_hash([self.train_key(variant, seed), self.tasks, self.eval_limits(),
+                           self.config.task_paths, self.config.backend, self.task_versions(self.tasks)])
+
+        def produce():
+            final = self.run_dir.final_model_dir(variant.name, seed)
+            adapter = str(final) if (final / "adapter_config.json").exists() else None
+            tokenizer = load_tokenizer(self.base)
+            if self.config.backend == "vllm":
+                # vLLM serves LoRA adapters but not DoRA: those are merged into the weights first.
+                model_path, adapter = vllm_model_and_adapter(self.base, final, adapter)
+                sampler, model = self.sampler(adapter, full_model=model_path), None
+            else:
+                model, sampler = load_model(self.base if adapter else str(final), adapter=adapter, merge=True), None
+            evaluate_tasks(model, tokenizer, self.tasks, limit=self.eval_limits(),
+                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
+                           task_paths=self.config.task_paths, sampler=sampler,
+                           task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
+
+        run_stage(f"evaluate {variant.name} seed {seed}", out, key, produce)
+
+
+def vllm_model_and_adapter(base: str, final: Path, adapter: str | None) -> tuple[str, str | None]:
+    """What vLLM should load for a trained model: (base, LoRA adapter), or a merged model for DoRA/full."""
+    if adapter is None:
+        return str(final), None
+    if json.loads((final / "adapter_config.json").read_text()).get("use_dora"):
+        # Named by the adapter's content, so a retrained adapter never reuses an old merge.
+        merged = final.parent / f"merged-{file_hash(final / 'adapter_model.safetensors')}"
+        return str(merge_adapter(base, adapter, merged)), None
+    return base, adapter

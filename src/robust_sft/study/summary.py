@@ -1,0 +1,171 @@
+"""study.json and study.md: every claim held in k of n settings, TI/BWT per method and setting, the learning-rate
+control and the mechanism measures, all read from the settings' run directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from robust_sft.analysis.mechanism import analysis_units, correlations, plot_mechanism
+from robust_sft.core.artifacts import write_json, write_text
+from robust_sft.core.rundir import RunDir
+from robust_sft.report.figures import plot_lr_control
+from robust_sft.study.config import StudyConfig
+from robust_sft.study.figures import plot_claims_grid, plot_lr_control_grid
+
+
+def claims_table(results_by_setting: dict[str, dict]) -> list[dict]:
+    """Every claim id across settings: its statement and criterion, per setting its status and numbers, and k of n
+    (n counts the settings where it was tested)."""
+    rows = {}
+    for setting, results in results_by_setting.items():
+        for claim in results["claims"]:
+            row = rows.setdefault(claim["id"], {"id": claim["id"], "claim": claim["claim"],
+                                                "criterion": claim["criterion"], "settings": {}})
+            row["settings"][setting] = {"status": claim["status"], "evidence": claim["evidence"]}
+    for row in rows.values():
+        statuses = [s["status"] for s in row["settings"].values()]
+        row["held"] = statuses.count("held")
+        row["tested"] = sum(s != "not tested" for s in statuses)
+    return list(rows.values())
+
+
+def method_table(results_by_setting: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """Per method (at the config's learning rate), per setting: mean/std TI and BWT, and sample-wise forgetting
+    averaged over the other tasks."""
+    table = {}
+    for setting, results in results_by_setting.items():
+        for name, m in results["methods"].items():
+            if m.get("lr_scale", 1.0) != 1.0:
+                continue
+            transitions = m.get("transitions", {})
+            table.setdefault(name, {})[setting] = {
+                "ti": m["mean"]["ti"], "ti_std": m["std"]["ti"], "bwt": m["mean"]["bwt"], "bwt_std": m["std"]["bwt"],
+                "lost": float(np.nanmean([t["right_to_wrong"] for t in transitions.values()])) if transitions else None,
+                "gained": float(np.nanmean([t["wrong_to_right"] for t in transitions.values()])) if transitions
+                else None,
+            }
+    return table
+
+
+def write_summary(out: Path, config: StudyConfig, chosen: dict, runs: dict, control: dict | None,
+                  analyses: dict[str, dict], timings: dict) -> dict:
+    results = {name: RunDir(r["dir"]).read_results() for name, r in runs.items()}
+    figures = out / "figures"
+    units = []
+    for name, run in runs.items():
+        methods = results[name]["methods"]
+        for unit in analysis_units(analyses[run["dir"]]["methods"]):
+            variant = unit["label"]
+            family = variant.rsplit("_lr", 1)[0] + " (smaller lr)" if methods[variant].get("lr_scale", 1.0) != 1.0 \
+                else variant
+            units.append({**unit, "variant": variant, "label": family, "setting": name, "mode": run["mode"]})
+    mechanism = {"correlations": correlations(units),
+                 "by_mode": {m: correlations([u for u in units if u["mode"] == m]) for m in config.modes},
+                 "units": len(units)}
+    if units:
+        plot_mechanism(units, figures / "mechanism_scatter.png", mechanism["correlations"])
+        for mode in config.modes:
+            plot_mechanism([u for u in units if u["mode"] == mode], figures / f"mechanism_scatter_{mode}.png",
+                           mechanism["by_mode"][mode])
+    control_results = RunDir(control["dir"]).read_results() if control else None
+    if control_results:
+        plot_lr_control(control_results, figures / "lr_control.png",
+                        title="Learning-rate control (world %d, the demo's LoRA options)" % config.worlds[0])
+    plot_lr_control_grid(results, figures / "lr_control_by_setting.png")
+    plot_claims_grid(claims_table(results), list(results), figures / "claims.png")
+    summary = {
+        "schema": "robust-sft/study/v1",
+        "name": config.name,
+        "worlds": config.worlds,
+        "modes": {m: {"chosen": chosen[m]["options"], "selection": chosen[m]} for m in config.modes},
+        "settings": {name: {**run, "target_base_accuracy": results[name]["base"]["accuracies"][results[name]["target"]],
+                            "base_accuracies": results[name]["base"]["accuracies"]} for name, run in runs.items()},
+        "claims": claims_table(results),
+        "methods": method_table(results),
+        "lr_control": ({"same_as": control["same_as"], "claims": [c for c in control_results["claims"]
+                                                                  if c["id"] == "f"],
+                        "points": {n: {"learning_rate": m.get("learning_rate"), "ti": m["mean"]["ti"],
+                                       "ti_std": m["std"]["ti"], "bwt": m["mean"]["bwt"], "bwt_std": m["std"]["bwt"]}
+                                   for n, m in control_results["methods"].items()
+                                   if m["method"] in ("gt", "stm", "oracle")}}
+                       if control_results else None),
+        "mechanism": mechanism,
+        "seconds": timings,
+    }
+    write_json(out / "study.json", summary)
+    write_text(out / "study.md", render_study(summary))
+    return summary
+
+
+def _status_cell(entry: dict) -> str:
+    return {"held": "held", "not held": "**not held**", "not tested": "n/t"}[entry["status"]]
+
+
+def render_study(summary: dict) -> str:
+    settings = list(summary["settings"])
+    lines = [f"# {summary['name']}: the paper's claims across worlds and fine-tuning modes", "",
+             f"Organism worlds {summary['worlds']} x modes {', '.join(summary['modes'])} = {len(settings)} settings; "
+             "every number is a mean over seeds with the sample standard deviation where shown.", "",
+             "## Fine-tuning modes (chosen once, on the first world, by the oracle's validation accuracy)", "",
+             "| mode | chosen | oracle validation accuracy (base) | grid |", "|---|---|---|---|"]
+    for mode, m in summary["modes"].items():
+        sel = m["selection"]
+        grid = ", ".join(f"{t['name']} {t['validation_accuracy']:.3f}" for t in sel["trials"])
+        lines.append(f"| {mode} | {sel['name']} | {max(t['validation_accuracy'] for t in sel['trials']):.3f} "
+                     f"({sel['base_validation_accuracy']:.3f}) | {grid} |")
+    lines += ["", "## Claims: held in k of n settings", "",
+              "| claim | criterion | held | " + " | ".join(settings) + " |", "|---" * (len(settings) + 3) + "|"]
+    for row in summary["claims"]:
+        cells = [_status_cell(row["settings"][s]) if s in row["settings"] else "-" for s in settings]
+        lines.append(f"| ({row['id']}) {row['claim']} | {row['criterion']} | {row['held']} of {row['tested']} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "n/t: not tested in that setting (what it needs is named in the setting's report). "
+              "Numbers per setting:", ""]
+    for row in summary["claims"]:
+        lines.append(f"- ({row['id']}) " + "; ".join(f"{s}: {e['evidence']}" for s, e in row["settings"].items()))
+    lines += ["", "## TI and BWT per method and setting (%, mean ± std over seeds)", "",
+              "| method | " + " | ".join(settings) + " |", "|---" * (len(settings) + 1) + "|"]
+    for method, per in summary["methods"].items():
+        cells = [f"TI {p['ti']:+.1f} ± {p['ti_std']:.1f}, BWT {p['bwt']:+.1f} ± {p['bwt_std']:.1f}"
+                 if (p := per.get(s)) else "-" for s in settings]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", "## Sample-wise forgetting (% of base-right items lost / % of base-wrong items gained, mean over "
+              "the other tasks and seeds)", "", "| method | " + " | ".join(settings) + " |",
+              "|---" * (len(settings) + 1) + "|"]
+    for method, per in summary["methods"].items():
+        cells = [f"{100 * p['lost']:.1f} / {100 * p['gained']:.1f}" if (p := per.get(s)) and p["lost"] is not None
+                 else "-" for s in settings]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    control = summary.get("lr_control")
+    if control:
+        lines += ["", "## Learning-rate control (world %d, the demo's training options%s)" % (
+            summary["worlds"][0], f"; the same run as setting {control['same_as']}" if control["same_as"] else ""),
+            "", "| variant | learning rate | TI % | BWT % |", "|---|---|---|---|"]
+        for name, p in control["points"].items():
+            lr = f"{p['learning_rate']:.0e}" if p["learning_rate"] else "-"
+            lines.append(f"| {name} | {lr} | {p['ti']:+.1f} ± {p['ti_std']:.1f} | {p['bwt']:+.1f} ± {p['bwt_std']:.1f} |")
+        for c in control["claims"]:
+            lines.append(f"\n({c['id']}) {c['claim']}: **{c['status']}** ({c['criterion']}). {c['evidence']}")
+    mech = summary.get("mechanism") or {}
+    if mech.get("correlations"):
+        modes = list(mech["by_mode"])
+        lines += ["", "## Mechanism: what goes with forgetting (every fine-tuned model of every setting)", "",
+                  "Spearman rank correlation of each measure with BWT over all fine-tuned models (n), pooled and per "
+                  "fine-tuning mode. A negative rho: the larger the measure, the more the model forgets.", "",
+                  "| measure | all | " + " | ".join(modes) + " |", "|---" * (len(modes) + 2) + "|"]
+
+        def cell(c):
+            return f"{c['rho']:+.2f} (n {c['n']})" if c["rho"] is not None else f"n/a (n {c['n']})"
+
+        for measure, c in mech["correlations"].items():
+            lines.append(f"| {measure} | {cell(c)} | " + " | ".join(cell(mech["by_mode"][m][measure]) for m in modes)
+                         + " |")
+    lines += ["", "## Time", "", "Wall-clock minutes of the call that wrote this summary, per stage; a stage it found done "
+              "(cached by an earlier call) costs next to nothing here.", "", "| stage | minutes |", "|---|---|"]
+    lines += [f"| {stage} | {seconds / 60:.1f} |" for stage, seconds in summary["seconds"].items()]
+    lines += ["", "Figures: `figures/claims.png`, `figures/lr_control.png`, `figures/lr_control_by_setting.png`, "
+              "`figures/mechanism_scatter.png` (+ one per mode); each setting's report, analysis and figures are in its "
+              "directory.", ""]
+    return "\n".join(lines)
