@@ -116,6 +116,31 @@ def test_results_schema(finished_run):
     assert methods["gt"]["mask_location"] is None
 
 
+def test_plan_json_records_every_variant_as_its_units_trained_it(finished_run):
+    """(Before the rerun test below changes the run's config.)"""
+    from pathlib import Path
+
+    run_dir, results = finished_run
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["base_model"]["path"] == results["model"] and plan["seeds"] == [0]
+    assert [plan["target"], *plan["others"]] == ["test/even_length", "test/nonempty", "test/has_space"]
+    assert [v["name"] for v in plan["variants"]] == list(results["methods"])
+    for variant in plan["variants"]:
+        entry = variant["seeds"]["0"]
+        trained = json.loads((run_dir / "models" / variant["name"] / "seed0" / "train_summary.json").read_text())
+        trained = trained["config"]
+        assert entry["policy"] == {"kind": trained["mask"], "tau": trained["tau"], "ratio": trained["ratio"],
+                                   "seed": trained["mask_seed"], "dpf_tau": trained["dpf_tau"]}
+        for name in ("data", "output_dir"):  # relative: a copied run directory's plan stays true
+            assert run_dir / entry["train"][name] == Path(trained[name])
+        assert {k: v for k, v in entry["train"].items() if k not in ("data", "output_dir")} == {
+            k: v for k, v in trained.items() if k not in ("data", "output_dir", "progress")}
+        method = results["methods"][variant["name"]]
+        for key in ("method", "source", "tau", "loss", "learning_rate", "lr_scale"):
+            assert variant[key] == method[key], (variant["name"], key)
+    assert plan["variants"][-1]["seeds"]["0"]["train"]["learning_rate"] == pytest.approx(5e-4)  # stm@500_lr5e-04
+
+
 def test_trained_token_ppl_is_that_of_the_tokens_each_method_trains_on(finished_run):
     import numpy as np
 
@@ -286,3 +311,14 @@ def test_units_in_parallel_processes_give_the_same_results(tmp_path, tiny_model_
             assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
     with pytest.raises(ValueError, match="workers must be at least 1"):
         mini_config(tiny_model_dir, workers=0)
+
+
+def test_the_random_controls_mask_seed_is_the_units_seed_in_the_plan(tmp_path, tiny_model_dir):
+    experiment = Experiment(mini_config(tiny_model_dir, methods=["stm_random", "gt"], lr_sweep={}, seeds=[0, 3]),
+                            tmp_path, progress=False)
+    experiment.base, experiment.base_key, experiment.tasks = tiny_model_dir, "key", ["test/even_length"]
+    stm_random, gt = experiment.plan()["variants"]
+    assert {s: e["policy"]["seed"] for s, e in stm_random["seeds"].items()} == {"0": 0, "3": 3}
+    assert {s: e["policy"]["kind"] for s, e in stm_random["seeds"].items()} == {"0": "random", "3": "random"}
+    assert {s: e["policy"]["seed"] for s, e in gt["seeds"].items()} == {"0": 0, "3": 0}
+    assert not (tmp_path / "plan.json").exists()  # building the plan writes nothing; the run writes it

@@ -20,11 +20,14 @@ DEMO_POINTS = {"gt": (3.908, -71.1, 0.5), "stm@1.5": (1.037, -3.8, 2.6), "stm@2.
                "stm_random@2.5": (3.790, -63.7, 0.9), "stm_lowest@2.5": (7.002, -80.5, 3.4)}
 
 
+def report_config(model_dir: str):
+    return mini_config(model_dir, methods=["gt", "stm", "self_output"], taus=[500, 1e6], control_tau=500)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, tiny_model_dir):
     run_dir = tmp_path_factory.mktemp("run")
-    config = mini_config(tiny_model_dir, methods=["gt", "stm", "self_output"], taus=[500, 1e6], control_tau=500)
-    Experiment(config, run_dir, progress=False).run()
+    Experiment(report_config(tiny_model_dir), run_dir, progress=False).run()
     return run_dir
 
 
@@ -59,6 +62,56 @@ def test_report_rebuilds_from_the_run_directory_alone(run_dir, capsys):
     assert (run_dir / "inspect" / "gt_tau1e+06.html").exists()
     for figure in ("ti_vs_bwt.png", "ppl_vs_bwt.png", "tau_sweep.png", "token_ppl_hist.png"):
         assert (run_dir / "figures" / figure).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_of_a_copied_run_directory_equals_the_original_without_loading_a_model(run_dir, tmp_path,
+                                                                                       monkeypatch, capsys):
+    import transformers
+
+    import robust_sft.models.loading
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the report loaded a model")
+
+    monkeypatch.setattr(robust_sft.models.loading, "load_model", no_model)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_model)
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    for name in ("results.json", "report.md", "report.html", "inspect.html"):
+        (copy / name).unlink()
+    shutil.rmtree(copy / "figures")
+    (copy / "config.json").write_text("{}")  # the report reads what the run resolved (plan.json), not the config
+    away = tmp_path / "away"
+    run_dir.rename(away)  # the copy alone: nothing may be read from the original
+    try:
+        assert main(["report", str(copy)]) == 0
+    finally:
+        away.rename(run_dir)
+    assert "report.html" in capsys.readouterr().out
+    for name in ("results.json", "report.md", "inspect.html", "inspect/gt_tau1e+06.html"):
+        assert (copy / name).read_bytes() == (run_dir / name).read_bytes(), name
+    html = (copy / "report.html").read_text()
+    assert str(run_dir) not in html and str(copy) not in html  # no path of either directory: equal as they are
+    assert html == (run_dir / "report.html").read_text()
+
+
+def test_a_run_from_before_plan_json_says_how_to_get_one_and_a_rerun_trains_nothing(run_dir, tmp_path,
+                                                                                    tiny_model_dir, monkeypatch):
+    import robust_sft.training.trainer as training
+    from robust_sft.analysis.mechanism import analyze_run
+    from robust_sft.core.rundir import NotARunError
+    from robust_sft.report.write import write_report
+
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    (old / "plan.json").unlink()
+    for read in (write_report, lambda d: analyze_run(d, progress=False)):
+        with pytest.raises(NotARunError, match=f"no plan.json.*re-run `robust-sft run CONFIG --out {old}`"):
+            read(old)
+    monkeypatch.setattr(training, "train", lambda *args, **kwargs: pytest.fail("a cached unit was trained again"))
+    Experiment(report_config(tiny_model_dir), old, progress=False).run()
+    assert json.loads((old / "plan.json").read_text()) == json.loads((run_dir / "plan.json").read_text())
+    assert (old / "results.json").read_bytes() == (run_dir / "results.json").read_bytes()
 
 
 def test_report_of_a_directory_that_is_no_run_says_what_is_missing(tmp_path, capsys):
