@@ -298,9 +298,11 @@ def cmd_report(argv: list[str]) -> None:
     from robust_sft.report.write import write_report
 
     config = _parse(ReportConfig, argv, "report", positional="run_dir")
+    from robust_sft.core.rundir import RunDir
+
     results = write_report(config.run_dir)
-    run_dir = Path(config.run_dir)
-    print(f"wrote {run_dir / 'report.md'}, {run_dir / 'report.html'}  ({len(results['methods'])} methods)")
+    run = RunDir(config.run_dir)
+    print(f"wrote {run.report_md_file}, {run.report_html_file}  ({len(results['methods'])} methods)")
 
 
 def cmd_analyze(argv: list[str]) -> None:
@@ -401,8 +403,8 @@ def cmd_run(argv: list[str]) -> None:
         print(experiment.describe_plan())
         return
     results = experiment.run()
-    print((experiment.dir / "report.md").read_text())
-    print(f"results: {experiment.dir / 'results.json'}  ({len(results['methods'])} methods)")
+    print(experiment.run_dir.report_md_file.read_text())
+    print(f"results: {experiment.run_dir.results_file}  ({len(results['methods'])} methods)")
 
 
 def cmd_study(argv: list[str]) -> None:

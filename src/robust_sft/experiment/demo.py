@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from robust_sft.configs import SHIPPED
+from robust_sft.core.rundir import RunDir
+from robust_sft.experiment.runner import Experiment, load_config
 
 DEMO_CONFIG = "demo.yaml"
 
@@ -15,9 +17,7 @@ def demo_config_path() -> Path:
 
 def run_demo(out: str | Path = "runs/demo", progress: bool = True) -> dict:
     """Build (or reuse) the organism, run every method over the configured seeds, write the report."""
-    from robust_sft.experiment.runner import Experiment, load_config
-
     experiment = Experiment(load_config(demo_config_path()), out, progress=progress)
     results = experiment.run()
-    print((Path(out) / "report.md").read_text())
+    print(RunDir(out).report_md_file.read_text())
     return results
