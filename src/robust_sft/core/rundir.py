@@ -164,6 +164,12 @@ class RunDir:
                                f"{self.root}` writes it once every unit has)")
         return _read_json(self.results_file)
 
+    def read_analysis(self) -> dict:
+        """analysis.json, as `robust-sft analyze` wrote it."""
+        if not self.analysis_file.exists():
+            raise NotARunError(f"{self.root}: no analysis.json (`robust-sft analyze {self.root}` writes it)")
+        return _read_json(self.analysis_file)
+
     def accuracies(self, eval_dir: Path) -> dict[str, float]:
         """Task -> accuracy of one evaluation (eval/base or eval/<variant>/seed<k>)."""
         return {task: entry["accuracy"] for task, entry in _read_json(eval_dir / "accuracies.json").items()}

@@ -71,9 +71,9 @@ class Study:
                         self.run_setting("lr_control", self.config.lr_control_options())
                     timings["lr_control"] = time.perf_counter() - start
         start = time.perf_counter()
-        analyses = self.analyze([r["dir"] for r in runs.values()] + ([control["dir"]] if control else []))
+        self.analyze([r["dir"] for r in runs.values()] + ([control["dir"]] if control else []))
         timings["analyze"] = time.perf_counter() - start
-        return write_summary(self.dir, self.config, chosen, runs, control, analyses, timings)
+        return write_summary(self.dir, self.config, chosen, runs, control, timings)
 
     # ------------------------------------------------------------------ select
 
@@ -134,7 +134,8 @@ class Study:
     # ------------------------------------------------------------------ analyze
 
     def analyze(self, run_dirs: list[str]) -> dict[str, dict]:
-        """analyze_run on every run, `experiment.workers` runs at a time (each in its own process)."""
+        """analyze_run on every run, `experiment.workers` runs at a time (each in its own process); each writes its
+        run's analysis.json, which the summary reads."""
         workers = min(int(self.config.experiment.get("workers", 1)), len(run_dirs))
         if workers <= 1:
             return {d: analyze_run(d, kl_limit=self.config.kl_limit, progress=self.progress) for d in run_dirs}

@@ -50,31 +50,15 @@ def method_table(results_by_setting: dict[str, dict]) -> dict[str, dict[str, dic
 
 
 def write_summary(out: Path, config: StudyConfig, chosen: dict, runs: dict, control: dict | None,
-                  analyses: dict[str, dict], timings: dict) -> dict:
+                  timings: dict) -> dict:
+    """study.json, study.md and figures/ from the settings' run directories (results.json, analysis.json)."""
     results = {name: RunDir(r["dir"]).read_results() for name, r in runs.items()}
-    figures = out / "figures"
-    units = []
-    for name, run in runs.items():
-        methods = results[name]["methods"]
-        for unit in analysis_units(analyses[run["dir"]]["methods"]):
-            variant = unit["label"]
-            family = variant.rsplit("_lr", 1)[0] + " (smaller lr)" if methods[variant].get("lr_scale", 1.0) != 1.0 \
-                else variant
-            units.append({**unit, "variant": variant, "label": family, "setting": name, "mode": run["mode"]})
+    control_results = RunDir(control["dir"]).read_results() if control else None
+    units = mechanism_units(runs, results)
     mechanism = {"correlations": correlations(units),
                  "by_mode": {m: correlations([u for u in units if u["mode"] == m]) for m in config.modes},
                  "units": len(units)}
-    if units:
-        plot_mechanism(units, figures / "mechanism_scatter.png", mechanism["correlations"])
-        for mode in config.modes:
-            plot_mechanism([u for u in units if u["mode"] == mode], figures / f"mechanism_scatter_{mode}.png",
-                           mechanism["by_mode"][mode])
-    control_results = RunDir(control["dir"]).read_results() if control else None
-    if control_results:
-        plot_lr_control(control_results, figures / "lr_control.png",
-                        title="Learning-rate control (world %d, the demo's LoRA options)" % config.worlds[0])
-    plot_lr_control_grid(results, figures / "lr_control_by_setting.png")
-    plot_claims_grid(claims_table(results), list(results), figures / "claims.png")
+    write_figures(out / "figures", config, results, control_results, units, mechanism)
     summary = {
         "schema": "robust-sft/study/v1",
         "name": config.name,
@@ -84,19 +68,49 @@ def write_summary(out: Path, config: StudyConfig, chosen: dict, runs: dict, cont
                             "base_accuracies": results[name]["base"]["accuracies"]} for name, run in runs.items()},
         "claims": claims_table(results),
         "methods": method_table(results),
-        "lr_control": ({"same_as": control["same_as"], "claims": [c for c in control_results["claims"]
-                                                                  if c["id"] == "f"],
-                        "points": {n: {"learning_rate": m.get("learning_rate"), "ti": m["mean"]["ti"],
-                                       "ti_std": m["std"]["ti"], "bwt": m["mean"]["bwt"], "bwt_std": m["std"]["bwt"]}
-                                   for n, m in control_results["methods"].items()
-                                   if m["method"] in ("gt", "stm", "oracle")}}
-                       if control_results else None),
+        "lr_control": lr_control_summary(control, control_results) if control_results else None,
         "mechanism": mechanism,
         "seconds": timings,
     }
     write_json(out / "study.json", summary)
     write_text(out / "study.md", render_study(summary))
     return summary
+
+
+def mechanism_units(runs: dict, results: dict[str, dict]) -> list[dict]:
+    """Every fine-tuned model of every setting with its mechanism measures (the run's analysis.json) and BWT; the
+    learning-rate variants labelled by their family ("gt (smaller lr)")."""
+    units = []
+    for name, run in runs.items():
+        methods = results[name]["methods"]
+        for unit in analysis_units(RunDir(run["dir"]).read_analysis()["methods"]):
+            variant = unit["label"]
+            family = variant.rsplit("_lr", 1)[0] + " (smaller lr)" if methods[variant].get("lr_scale", 1.0) != 1.0 \
+                else variant
+            units.append({**unit, "variant": variant, "label": family, "setting": name, "mode": run["mode"]})
+    return units
+
+
+def lr_control_summary(control: dict, control_results: dict) -> dict:
+    """The learning-rate control's claim (f) and its (method, learning rate) points."""
+    return {"same_as": control["same_as"], "claims": [c for c in control_results["claims"] if c["id"] == "f"],
+            "points": {n: {"learning_rate": m.get("learning_rate"), "ti": m["mean"]["ti"], "ti_std": m["std"]["ti"],
+                           "bwt": m["mean"]["bwt"], "bwt_std": m["std"]["bwt"]}
+                       for n, m in control_results["methods"].items() if m["method"] in ("gt", "stm", "oracle")}}
+
+
+def write_figures(figures: Path, config: StudyConfig, results: dict[str, dict], control_results: dict | None,
+                  units: list[dict], mechanism: dict) -> None:
+    if units:
+        plot_mechanism(units, figures / "mechanism_scatter.png", mechanism["correlations"])
+        for mode in config.modes:
+            plot_mechanism([u for u in units if u["mode"] == mode], figures / f"mechanism_scatter_{mode}.png",
+                           mechanism["by_mode"][mode])
+    if control_results:
+        plot_lr_control(control_results, figures / "lr_control.png",
+                        title="Learning-rate control (world %d, the demo's LoRA options)" % config.worlds[0])
+    plot_lr_control_grid(results, figures / "lr_control_by_setting.png")
+    plot_claims_grid(claims_table(results), list(results), figures / "claims.png")
 
 
 def _status_cell(entry: dict) -> str:
