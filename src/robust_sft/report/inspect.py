@@ -292,87 +292,26 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
                     max_tokens: int | None = DEFAULT_MAX_TOKENS, evidence: dict | None = None,
                     title: str | None = None, page_size: int | None = None) -> dict:
     """Everything the page shows, as one JSON-serialisable document."""
-    if not named:
-        raise ValueError("inspect needs at least one score file")
-    if not (tau > 1 and math.isfinite(tau)):  # the page's colours are centred on log(tau)
-        raise ValueError(f"tau must be > 1 and finite (a perplexity), not {tau}")
-    tokenizer = _resolve_tokenizer(named, tokenizer)
-    for name, scores in named.items():  # every id decodes with this tokenizer (a stray id would size a table)
-        check_token_ids(np.concatenate(scores.input_ids) if len(scores) else np.zeros(0, np.int64), len(tokenizer),
-                        name)
-
-    # Rows: the union of example ids, in first-seen order; each file points its examples at a row.
-    row_of, row_ids, prompts = {}, [], []
-    for scores in named.values():
-        for i, example_id in enumerate(scores.ids):
-            if example_id not in row_of:
-                row_of[example_id] = len(row_ids)
-                row_ids.append(example_id)
-                prompts.append(_prompt_text(scores.messages[i] or []))
-    # Cap the rows shown: keep the most surprising (highest sequence ppl in any file) within max_examples
-    # and max_tokens; the summary, figures and token list still cover every example.
-    worst = np.full(len(row_ids), -np.inf)
-    row_tokens = np.zeros(len(row_ids), np.int64)
-    for scores in named.values():
-        for i, example_id in enumerate(scores.ids):
-            nll = scores.answer_nll(i)
-            r = row_of[example_id]
-            row_tokens[r] += len(nll)
-            if len(nll):
-                worst[r] = max(worst[r], sequence_perplexity(nll))
-    by_surprise = np.argsort(-worst, kind="stable")
-    fits = np.ones(len(row_ids), bool)
-    if max_tokens:
-        fits = np.cumsum(row_tokens[by_surprise]) <= max_tokens
-        fits[0] = True  # at least one prompt, however long
-    n_shown = int(fits.sum()) if max_examples is None else min(int(fits.sum()), max_examples)
-    keep_rows = sorted(by_surprise[:n_shown].tolist())
+    tokenizer = _checked_tokenizer(named, tau, tokenizer)
+    rows = _prompt_rows(named)
+    keep_rows = _rows_shown(named, rows, max_examples, max_tokens)
     new_row = {old: new for new, old in enumerate(keep_rows)}
-
-    used = sorted(set(np.concatenate([s.input_ids[i][_answer_positions(s, i)] for s in named.values()
-                                      for i in range(len(s))]).tolist()) if any(len(s) for s in named.values()) else [])
-    strings = token_strings(tokenizer, used)
-    index_of = np.full(max(used, default=0) + 1, 0, np.uint32)
-    index_of[used] = np.arange(len(used), dtype=np.uint32)
-    special = set(getattr(tokenizer, "all_special_ids", []) or [])
-
-    files, summaries, hists, curves, tops = {}, {}, {}, {}, {}
-    for name, scores in named.items():
-        summaries[name] = file_summary(scores, tau)
-        all_tokens = [scores.answer_nll(i) for i in range(len(scores))]
-        flat = np.concatenate(all_tokens) if all_tokens else np.zeros(0, np.float32)
-        hists[name], curves[name] = histogram(flat), masked_curve(flat)
-        tops[name] = top_surprising_tokens(scores, strings, tau)
-        rows, seq_ppl, share, n_tokens, token_index, codes = [], [], [], [], [], []
-        for i, example_id in enumerate(scores.ids):
-            if row_of[example_id] not in new_row:
-                continue
-            pos = _answer_positions(scores, i)
-            nll = scores.token_nll[i][pos]
-            rows.append(new_row[row_of[example_id]])
-            seq_ppl.append(round(sequence_perplexity(nll), 4) if len(nll) else None)
-            share.append(round(float((nll > math.log(tau)).mean()), 4) if len(nll) else None)
-            n_tokens.append(int(len(pos)))
-            token_index.append(index_of[scores.input_ids[i][pos]])
-            codes.append(quantise_nll(nll, tau))
-        files[name] = _FileTokens(rows, seq_ppl, share, n_tokens,
-                                  np.concatenate(token_index) if token_index else np.zeros(0, np.uint32),
-                                  np.concatenate(codes) if codes else np.zeros(0, np.uint8))
-
-    index_bytes = 2 if len(used) <= 2**16 else 4
+    table = _StringTable.of(named, tokenizer)
+    summaries = {name: file_summary(scores, tau) for name, scores in named.items()}
+    files = {name: _file_tokens(scores, tau, rows, new_row, table) for name, scores in named.items()}
+    index_bytes = 2 if len(table.used) <= 2**16 else 4
     shown_tokens = sum(len(f.codes) for f in files.values())
-    at_tau = {n: s["pct_tokens_above_tau"] for n, s in summaries.items()}
     return {
         "title": title or "robust-sft inspect: " + ", ".join(named),
         "tau": tau,
         "files": list(named),
         "colours": [FILE_COLOURS[k % len(FILE_COLOURS)] for k in range(len(named))],
         "model": str(next(iter(named.values())).metadata.get("model", "")),
-        "total_rows": len(row_ids),
-        "row_ids": [row_ids[r] for r in keep_rows],
-        "prompts": [prompts[r] for r in keep_rows],
-        "strings": [strings[i] for i in used],
-        "special": [k for k, i in enumerate(used) if i in special],
+        "total_rows": len(rows.ids),
+        "row_ids": [rows.ids[r] for r in keep_rows],
+        "prompts": [rows.prompts[r] for r in keep_rows],
+        "strings": [table.strings[i] for i in table.used],
+        "special": [k for k, i in enumerate(table.used) if i in table.special],
         "index_bytes": index_bytes,
         "quant": {"steps_per_nat": STEPS_PER_NAT, "code_tau": CODE_TAU},
         "class_bounds": list(PPL_CLASS_BOUNDS),
@@ -380,17 +319,122 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
         "summary": summaries,
         "risk": {n: risk_line(s, tau) for n, s in summaries.items()},
         "evidence": evidence,
-        "top_tokens": tops,
-        "histogram_svg": histogram_svg(hists, tau),
-        "curve_svg": curve_svg(curves, tau, at_tau),
-        "file_tokens": {
-            name: {"row": f.row, "seq_ppl": f.seq_ppl, "share": f.share, "n_tokens": f.n_tokens,
-                   "tokens": base64.b64encode(f.token_index.astype("<u2" if index_bytes == 2 else "<u4").tobytes())
-                   .decode("ascii"),
-                   "nll": base64.b64encode(f.codes.tobytes()).decode("ascii")}
-            for name, f in files.items()
-        },
+        "top_tokens": {name: top_surprising_tokens(scores, table.strings, tau) for name, scores in named.items()},
+        **_figures(named, tau, summaries),
+        "file_tokens": {name: _encoded(f, index_bytes) for name, f in files.items()},
     }
+
+
+def _checked_tokenizer(named: dict[str, Scores], tau: float, tokenizer):
+    """The page's tokenizer, once the inputs are known to make a page: files given, a perplexity tau, and every
+    token id decodable by the tokenizer (a stray id would size a table)."""
+    if not named:
+        raise ValueError("inspect needs at least one score file")
+    if not (tau > 1 and math.isfinite(tau)):  # the page's colours are centred on log(tau)
+        raise ValueError(f"tau must be > 1 and finite (a perplexity), not {tau}")
+    tokenizer = _resolve_tokenizer(named, tokenizer)
+    for name, scores in named.items():
+        check_token_ids(np.concatenate(scores.input_ids) if len(scores) else np.zeros(0, np.int64), len(tokenizer),
+                        name)
+    return tokenizer
+
+
+@dataclass
+class _Rows:
+    """The page's rows: the union of the files' example ids in first-seen order, each with its prompt."""
+
+    of: dict[str, int]  # example id -> row
+    ids: list[str]
+    prompts: list[str]
+
+
+def _prompt_rows(named: dict[str, Scores]) -> _Rows:
+    rows = _Rows({}, [], [])
+    for scores in named.values():
+        for i, example_id in enumerate(scores.ids):
+            if example_id not in rows.of:
+                rows.of[example_id] = len(rows.ids)
+                rows.ids.append(example_id)
+                rows.prompts.append(_prompt_text(scores.messages[i] or []))
+    return rows
+
+
+def _rows_shown(named: dict[str, Scores], rows: _Rows, max_examples: int | None, max_tokens: int | None) -> list[int]:
+    """The rows the heat-map carries, in row order: the most surprising (highest sequence ppl in any file) within
+    max_examples and max_tokens; the summary, figures and token list still cover every example."""
+    worst = np.full(len(rows.ids), -np.inf)
+    row_tokens = np.zeros(len(rows.ids), np.int64)
+    for scores in named.values():
+        for i, example_id in enumerate(scores.ids):
+            nll = scores.answer_nll(i)
+            r = rows.of[example_id]
+            row_tokens[r] += len(nll)
+            if len(nll):
+                worst[r] = max(worst[r], sequence_perplexity(nll))
+    by_surprise = np.argsort(-worst, kind="stable")
+    fits = np.ones(len(rows.ids), bool)
+    if max_tokens:
+        fits = np.cumsum(row_tokens[by_surprise]) <= max_tokens
+        fits[0] = True  # at least one prompt, however long
+    n_shown = int(fits.sum()) if max_examples is None else min(int(fits.sum()), max_examples)
+    return sorted(by_surprise[:n_shown].tolist())
+
+
+@dataclass
+class _StringTable:
+    """Each distinct answer token id of the files, decoded once; tokens travel as indices into `used`."""
+
+    used: list[int]  # the distinct answer token ids, sorted
+    strings: dict[int, str]  # token id -> display text
+    index_of: np.ndarray  # token id -> its index in `used`
+    special: set[int]  # the tokenizer's special ids
+
+    @classmethod
+    def of(cls, named: dict[str, Scores], tokenizer) -> _StringTable:
+        answer_ids = [s.input_ids[i][_answer_positions(s, i)] for s in named.values() for i in range(len(s))]
+        used = sorted(set(np.concatenate(answer_ids).tolist())) if any(len(s) for s in named.values()) else []
+        index_of = np.full(max(used, default=0) + 1, 0, np.uint32)
+        index_of[used] = np.arange(len(used), dtype=np.uint32)
+        return cls(used, token_strings(tokenizer, used), index_of,
+                   set(getattr(tokenizer, "all_special_ids", []) or []))
+
+
+def _file_tokens(scores: Scores, tau: float, rows: _Rows, new_row: dict[int, int], table: _StringTable) -> _FileTokens:
+    """One file's examples among the shown rows: per-example figures and the concatenated quantised tokens."""
+    out, token_index, codes = _FileTokens([], [], [], [], np.zeros(0, np.uint32), np.zeros(0, np.uint8)), [], []
+    for i, example_id in enumerate(scores.ids):
+        if rows.of[example_id] not in new_row:
+            continue
+        pos = _answer_positions(scores, i)
+        nll = scores.token_nll[i][pos]
+        out.row.append(new_row[rows.of[example_id]])
+        out.seq_ppl.append(round(sequence_perplexity(nll), 4) if len(nll) else None)
+        out.share.append(round(float((nll > math.log(tau)).mean()), 4) if len(nll) else None)
+        out.n_tokens.append(int(len(pos)))
+        token_index.append(table.index_of[scores.input_ids[i][pos]])
+        codes.append(quantise_nll(nll, tau))
+    if token_index:
+        out.token_index, out.codes = np.concatenate(token_index), np.concatenate(codes)
+    return out
+
+
+def _figures(named: dict[str, Scores], tau: float, summaries: dict[str, dict]) -> dict[str, str]:
+    """The histogram and masked-share figures over every example of each file."""
+    hists, curves = {}, {}
+    for name, scores in named.items():
+        all_tokens = [scores.answer_nll(i) for i in range(len(scores))]
+        flat = np.concatenate(all_tokens) if all_tokens else np.zeros(0, np.float32)
+        hists[name], curves[name] = histogram(flat), masked_curve(flat)
+    at_tau = {n: s["pct_tokens_above_tau"] for n, s in summaries.items()}
+    return {"histogram_svg": histogram_svg(hists, tau), "curve_svg": curve_svg(curves, tau, at_tau)}
+
+
+def _encoded(f: _FileTokens, index_bytes: int) -> dict:
+    """One file's token data as the page reads it: little-endian indices and NLL codes, base64."""
+    return {"row": f.row, "seq_ppl": f.seq_ppl, "share": f.share, "n_tokens": f.n_tokens,
+            "tokens": base64.b64encode(f.token_index.astype("<u2" if index_bytes == 2 else "<u4").tobytes())
+            .decode("ascii"),
+            "nll": base64.b64encode(f.codes.tobytes()).decode("ascii")}
 
 
 def _json_for_script(obj) -> str:
