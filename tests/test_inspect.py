@@ -23,8 +23,8 @@ from robust_sft.report.inspect import (
     token_strings,
     write_inspect,
 )
-from robust_sft.scoring.token_nll import Scores, load_scores
 from robust_sft.scoring.stats import fraction_above, summarize
+from robust_sft.scoring.token_nll import Scores, load_scores
 
 
 def page_json(path) -> dict:
@@ -178,8 +178,8 @@ def test_inspect_errors_name_the_file_and_write_nothing(scores_path, tmp_path, c
 
 
 def test_inspect_refuses_a_tokenizer_that_did_not_make_the_ids(scores_path, tmp_path):
-    from robust_sft.scoring.token_nll import TokenizerMismatchError
     from robust_sft.models.tiny import build_tokenizer
+    from robust_sft.scoring.token_nll import TokenizerMismatchError
 
     with pytest.raises(TokenizerMismatchError, match="GT"):
         write_inspect({"GT": scores_path}, tmp_path / "p.html", tokenizer=build_tokenizer(vocab_size=300))
@@ -197,7 +197,7 @@ def test_page_size_holds_a_bounded_number_of_tokens():
 class _LetterTokenizer:
     """A hand-made tokenizer: id k is the letter chr(97 + k % 26) (ids 0 and 1 special; 5 a word-start piece)."""
 
-    all_special_ids = [0, 1]
+    all_special_ids = (0, 1)
 
     def __len__(self):
         return 40

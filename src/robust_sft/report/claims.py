@@ -8,7 +8,7 @@ lists them in the report's order.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 # The positive control's forgetting tolerance: its BWT may dip this many points below 0 and still count as
 # "no forgetting" (test-set noise on the other tasks is about this size).
