@@ -81,7 +81,7 @@ def sources_needed(variants: list[Variant]) -> list[str]:
     return sorted({v.source for v in variants}, key=SOURCES.index)
 
 
-def train_options(config: ExperimentConfig, variant: Variant, seed: int) -> dict:
+def variant_train_options(config: ExperimentConfig, variant: Variant, seed: int) -> dict:
     """TrainConfig options of one run: the config's, the variant's, and per-seed ones."""
     options = {**config.train, **dict(variant.train_overrides)}
     if variant.method == "stm_random":

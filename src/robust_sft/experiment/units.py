@@ -8,8 +8,7 @@ from pathlib import Path
 from robust_sft.core.artifacts import dir_lock
 from robust_sft.core.hashing import file_hash, stable_hash
 from robust_sft.evaluation.engine import evaluate_task, evaluate_tasks
-from robust_sft.experiment import plan
-from robust_sft.experiment.plan import Variant
+from robust_sft.experiment.plan import Variant, variant_train_options
 from robust_sft.experiment.stages import run_stage
 from robust_sft.models.loading import load_model, load_tokenizer, merge_adapter
 from robust_sft.training import trainer as training  # called as training.train: tests stand in for it
@@ -28,7 +27,7 @@ class UnitStages:
 
     def train_options(self, variant: Variant, seed: int) -> dict:
         """TrainConfig options of one run: the config's, the variant's, and per-seed ones."""
-        return plan.train_options(self.config, variant, seed)
+        return variant_train_options(self.config, variant, seed)
 
     def train_key(self, variant: Variant, seed: int) -> str:
         # The target's checker picks the best epoch, so its version is part of the trained model's key.
