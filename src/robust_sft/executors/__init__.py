@@ -56,6 +56,16 @@ class ExecutorConfig:
         # Never infinite (Ray's -1): a call that keeps killing its worker (out of memory) must end the run.
         require(self.max_retries >= 0, f"max_retries must be 0 or more, not {self.max_retries}")
 
+    def describe(self) -> str:
+        """Where calls run, in words (a dry run's plan says it)."""
+        if self.executor == "local":
+            return "one at a time, in this process" if self.workers == 1 else f"{self.workers} at a time, in processes"
+        where = {None: "a Ray instance started here", "auto": "the Ray cluster this machine is in (auto)"}.get(
+            self.ray_address, f"the Ray cluster at {self.ray_address}")
+        at_once = f"up to {self.workers} at once" if self.workers else "as many at once as free resources allow"
+        return (f"as Ray tasks on {where}, {at_once}, each reserving {self.cpus_per_unit:g} CPUs and "
+                f"{self.gpus_per_unit:g} GPUs, rerun up to {self.max_retries} times if its worker dies")
+
 
 class CallFailed(RuntimeError):
     """A call raised (or its worker died past its retries); `index` and `call` say which. The cause is chained."""
@@ -89,6 +99,7 @@ def run_calls(fn: Callable, calls: list[tuple], config: ExecutorConfig, *, setup
                             desc=desc)
 
 
-def _short(call: tuple, limit: int = 200) -> str:
-    text = repr(call)
-    return text if len(text) <= limit else text[:limit] + "...)"
+def _short(call: tuple, limit: int = 60) -> str:
+    """The call's arguments, each cut to `limit` characters: a long config must not hide the variant and seed."""
+    parts = [text if len(text) <= limit else text[:limit] + "..." for text in map(repr, call)]
+    return "(" + ", ".join(parts) + ")"
