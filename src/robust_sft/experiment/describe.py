@@ -14,7 +14,8 @@ def describe_plan(exp) -> str:
                                        "on first use)" if c.model == ORGANISM else ""),
              f"  target: {c.target}; other tasks: {', '.join(tasks[1:])}",
              f"  seeds: {c.seeds}; epoch selection: "
-             + ("best target validation accuracy" if c.select_best_epoch else "last epoch")]
+             + ("best target validation accuracy" if c.select_best_epoch else "last epoch"),
+             f"  (variant, seed) units run {c.executor.describe()}"]
     try:
         n_train = len(exp.load_examples(c.target, "train", c.train_limit))
         lines.append(f"  target train examples: {n_train}")
