@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -629,3 +630,18 @@ def plot_loss_curves(units: list[dict], path: str | Path) -> Path:
     ax.set_title("Training loss")
     _legend_outside(fig, ax)
     return _save(fig, path)
+
+
+@dataclass
+class AnalyzeConfig:
+    """Options of `robust-sft analyze RUN_DIR`."""
+
+    run_dir: str = field(metadata={"help": "Directory of a run (`robust-sft run` / `demo`)."})
+    kl_limit: int | None = field(
+        default=None, metadata={"help": "KL to the base on the first N GT training examples (default: all)."})
+    out: str | None = field(default=None, metadata={"help": "Where to write analysis.json (default: RUN_DIR)."})
+
+
+def analyze(config: AnalyzeConfig) -> dict:
+    """`robust-sft analyze`: `analyze_run` with the verb's options."""
+    return analyze_run(config.run_dir, kl_limit=config.kl_limit, out=config.out)

@@ -18,9 +18,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 from robust_sft.core.artifacts import read_lines, read_text
+from robust_sft.core.config_types import Options, check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,28 @@ class DataFormat:
     system_field: str | None = "system"
     id_field: str = "id"
     split: str = "train"
+
+
+OnError = Literal["raise", "skip"]
+
+
+@dataclass(kw_only=True)
+class DataFormatOptions(Options):
+    """The data-reading options of the verbs that read SFT data (`score`, `import-scores`): flat flags, one
+    `DataFormat`, and what to do with a bad example."""
+
+    on_error: OnError = field(default="raise", metadata={
+        "help": "raise: stop at the first bad example; skip: skip it (each skipped example is logged)."})
+    prompt_field: str = field(default="prompt", metadata={"help": "Prompt column of prompt/answer data."})
+    answer_field: str | None = field(default=None, metadata={
+        "help": "Answer column (default: answer, completion, response or output)."})
+    messages_field: str = field(default="messages", metadata={"help": "Chat messages column."})
+    id_field: str = field(default="id", metadata={"help": "Example id column (row number when absent)."})
+    split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict."})
+
+    def data_format(self) -> DataFormat:
+        return DataFormat(prompt_field=self.prompt_field, answer_field=self.answer_field,
+                          messages_field=self.messages_field, id_field=self.id_field, split=self.split)
 
 
 @dataclass
@@ -287,7 +310,7 @@ def read_examples(
     """
     fmt = fmt or DataFormat()
     errors = errors if errors is not None else ErrorLog()
-    _check_on_error(on_error)
+    check_choice("on_error", on_error, OnError)
     examples, seen = [], {}
     for index, (location, row) in enumerate(iter_rows(source, fmt.split)):
         try:
@@ -304,11 +327,6 @@ def read_examples(
     if not examples:
         raise DataError(f"{source}: no usable example ({errors.summary()})")
     return examples
-
-
-def _check_on_error(on_error: str) -> None:
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
 
 
 # --------------------------------------------------------------------------------------------- tokenization
@@ -401,7 +419,7 @@ def tokenize_examples(
     from tqdm.auto import tqdm
 
     _check_tokenizer(tokenizer)
-    _check_on_error(on_error)
+    check_choice("on_error", on_error, OnError)
     errors = errors if errors is not None else ErrorLog()
     out = []
     for example in tqdm(examples, desc="tokenize", disable=not progress, leave=False):

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from robust_sft.core.artifacts import LOCK_NAME, WriteError, check_own_dir, dir_lock, write_json, write_jsonl
@@ -208,7 +208,7 @@ class Experiment:
 
     def prepare_data(self) -> dict[str, float]:
         """GT rows from the target task, and generated Self-Output / Rephrase rows; returns seconds per source."""
-        from robust_sft.data.synthesis import GenerationSettings, rephrase, self_output
+        from robust_sft.data.synthesis import GenerationSettings, report_path, write_generated_data
 
         task = self.get_task(self.config.target)
         examples = self.load_examples(self.config.target, "train", self.config.train_limit)
@@ -227,23 +227,17 @@ class Experiment:
                       lambda: write_jsonl(self.data_path("oracle"), rows))
             costs["oracle"] = 0.0
         settings = GenerationSettings(**self.config.generation)
-        makers = {"self_output": self_output, "rephrase": rephrase}
         for source in self.sources:
-            if source not in makers:
+            if source not in ("self_output", "rephrase"):
                 continue
             path = self.data_path(source)
-            report_path = path.with_suffix(".report.json")
 
-            def produce(source=source, path=path, report_path=report_path):
+            def produce(source=source, path=path):
                 model, tokenizer = self.loaded_base()
-                rows, report = makers[source](model, tokenizer, task, examples, settings, sampler=self.sampler())
-                if not rows:
-                    raise RuntimeError(f"{source}: no verified example was generated ({report})")
-                write_jsonl(path, rows)
-                write_json(report_path, report)
+                write_generated_data(source, model, tokenizer, task, examples, settings, path, sampler=self.sampler())
 
             run_stage(f"data {source}", path, stable_hash([gt_key, source, asdict(settings)]), produce)
-            costs[source] = json.loads(report_path.read_text())["seconds"]
+            costs[source] = json.loads(report_path(path).read_text())["seconds"]
         return costs
 
     def score_data(self, costs: dict[str, float]) -> None:
@@ -348,21 +342,13 @@ class Experiment:
                            self.config.task_paths, self.config.backend, self.task_versions(self.tasks)])
 
         def produce():
-            from robust_sft.evaluation.engine import evaluate_tasks
-            from robust_sft.models.loading import load_model, load_tokenizer
+            from robust_sft.evaluation.model import evaluate_model
+            from robust_sft.models.loading import trained_model_parts
 
-            final = self.model_dir(variant, seed) / "final"
-            adapter = str(final) if (final / "adapter_config.json").exists() else None
-            tokenizer = load_tokenizer(self.base)
-            if self.config.backend == "vllm":
-                # vLLM serves LoRA adapters but not DoRA: those are merged into the weights first.
-                model_path, adapter = vllm_model_and_adapter(self.base, final, adapter)
-                sampler, model = self.sampler(adapter, full_model=model_path), None
-            else:
-                model, sampler = load_model(self.base if adapter else str(final), adapter=adapter, merge=True), None
-            evaluate_tasks(model, tokenizer, self.tasks, limit=self.eval_limits(),
-                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
-                           task_paths=self.config.task_paths, sampler=sampler,
+            model, adapter = trained_model_parts(self.base, self.model_dir(variant, seed) / "final")
+            evaluate_model(model, self.tasks, adapter=adapter, tokenizer=self.base, backend=self.config.backend,
+                           merge=True, progress=self.progress, limit=self.eval_limits(),
+                           batch_size=self.config.eval_batch_size, log_dir=out, task_paths=self.config.task_paths,
                            task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
 
         run_stage(f"evaluate {variant.name} seed {seed}", out, key, produce)
@@ -420,20 +406,27 @@ def run_unit_in_worker(config: ExperimentConfig, run_dir: str, variant_name: str
     return f"{variant_name} seed {seed}"
 
 
-def vllm_model_and_adapter(base: str, final: Path, adapter: str | None) -> tuple[str, str | None]:
-    """What vLLM should load for a trained model: (base, LoRA adapter), or a merged model for DoRA/full."""
-    if adapter is None:
-        return str(final), None
-    if json.loads((final / "adapter_config.json").read_text()).get("use_dora"):
-        from robust_sft.models.loading import merge_adapter
-
-        # Named by the adapter's content, so a retrained adapter never reuses an old merge.
-        merged = final.parent / f"merged-{file_hash(final / 'adapter_model.safetensors')}"
-        return str(merge_adapter(base, adapter, merged)), None
-    return base, adapter
-
-
 def run_experiment(config: ExperimentConfig | str | Path, run_dir: str | Path, progress: bool = True) -> dict:
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
     return Experiment(config, run_dir, progress).run()
+
+
+@dataclass
+class RunConfig:
+    """Options of `robust-sft run CONFIG.yaml`."""
+
+    config: str = field(metadata={"help": "Experiment YAML (src/robust_sft/configs/demo.yaml documents every option)."})
+    out: str | None = field(default=None, metadata={"help": "Run directory (default: runs/<name>)."})
+    dry_run: bool = field(default=False, metadata={"help": "Validate the config and print the plan; load nothing."})
+
+
+def run(config: RunConfig) -> tuple[Experiment, dict | None]:
+    """`robust-sft run`: the experiment (every stage's options checked now, so a bad value fails here and in
+    --dry_run, not hours later) and its results; None for a dry run, which loads nothing."""
+    experiment_config = load_config(config.config)
+    try:
+        experiment = Experiment(experiment_config, config.out or f"runs/{experiment_config.name}")
+    except ValueError as err:
+        raise ValueError(f"{config.config}: {err}") from err
+    return experiment, None if config.dry_run else experiment.run()

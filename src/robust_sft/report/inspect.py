@@ -18,13 +18,14 @@ import html
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from robust_sft.core.artifacts import check_output_file, write_text
+from robust_sft.masking.policies import ThresholdOption
 from robust_sft.scoring.token_nll import Scores, check_token_ids, load_scores, sequence_perplexity
 
 # NLL quantisation: one byte per token, 1/16 nat per step, centred on log(tau) so that
@@ -450,3 +451,31 @@ def parse_named_scores(items: list[str]) -> dict[str, str]:
             raise ValueError(f"two score files are named {name!r}; label them NAME=path")
         named[name] = path
     return named
+
+
+@dataclass(kw_only=True)
+class InspectConfig(ThresholdOption):
+    """Options of `robust-sft inspect SCORES... --out inspect.html` (`tau`: what STM would mask is marked)."""
+
+    scores: list[str] = field(
+        metadata={"help": "Score files of the same prompts (name=path to label a column), e.g. GT=gt.parquet "
+                  "Self-Output=self_output.parquet."})
+    out: str = field(default="inspect.html", metadata={"help": "The HTML page to write."})
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "Tokenizer to decode the tokens (default: the scoring model's, from the file)."})
+    max_examples: int | None = field(
+        default=None, metadata={"help": "Show at most this many prompts (the most surprising); stats cover all."})
+    max_tokens: int = field(
+        default=2_000_000,
+        metadata={"help": "Show the most surprising prompts up to this many answer tokens (~4.2 bytes each in the "
+                  "page); 0: no cap. The summary, figures and token list cover every example."})
+    evidence: str | None = field(
+        default=None, metadata={"help": "results.json of an experiment: its measured perplexity-vs-BWT points."})
+    title: str | None = field(default=None, metadata={"help": "Page title."})
+
+
+def inspect_scores(config: InspectConfig) -> Path:
+    """`robust-sft inspect`: the page of `config.scores`, written to `config.out`."""
+    return write_inspect(parse_named_scores(config.scores), config.out, tau=config.tau, tokenizer=config.tokenizer,
+                         max_examples=config.max_examples, max_tokens=config.max_tokens, evidence=config.evidence,
+                         title=config.title)

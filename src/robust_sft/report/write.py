@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from robust_sft.core.artifacts import write_json, write_text
@@ -93,3 +94,10 @@ def rebuild_report(run_dir: str | Path) -> dict:
     """`robust-sft report RUN_DIR`: every report artifact again, from the run directory alone."""
     exp = load_run(run_dir)
     return write_report(exp, run_costs(exp.dir, exp.sources))
+
+
+@dataclass
+class ReportConfig:
+    """Options of `robust-sft report RUN_DIR`."""
+
+    run_dir: str = field(metadata={"help": "Directory of a run (`robust-sft run` / `demo`)."})

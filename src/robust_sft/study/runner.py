@@ -543,3 +543,31 @@ def run_study(config: StudyConfig | str | Path, out: str | Path, progress: bool 
     if not isinstance(config, StudyConfig):
         config = load_study_config(config)
     return Study(config, out, progress).run()
+
+
+@dataclass
+class StudyCommandConfig:
+    """Options of `robust-sft study CONFIG.yaml`."""
+
+    config: str = field(metadata={"help": "Study YAML (study/study.yaml documents every option)."})
+    out: str | None = field(default=None, metadata={"help": "Study directory (default: runs/<name>); re-running resumes."})
+    docs: str | None = field(default=None, metadata={"help": "Also copy the summary, figures and each run's report, "
+                                                             "results and analysis (no models) here."})
+    dry_run: bool = field(default=False, metadata={"help": "Validate the config and print the settings; load nothing."})
+
+
+def study(config: StudyCommandConfig) -> tuple[str, Path | None]:
+    """`robust-sft study`: run (or, with dry_run, describe) the study; returns the text to show (study.md, or the
+    settings) and where it was published (`docs`), if asked."""
+    try:
+        study_config = load_study_config(config.config)
+    except ValueError as err:
+        raise ValueError(f"{config.config}: {err}") from err
+    out = config.out or f"runs/{study_config.name}"
+    if config.dry_run:
+        return describe_study(study_config, out), None
+    if config.docs:
+        check_publish_target(config.docs)  # now, not after the study's hours of work
+    run_study(study_config, out)
+    summary = (Path(out) / "study.md").read_text()
+    return summary, publish(out, config.docs) if config.docs else None

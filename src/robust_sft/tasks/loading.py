@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
+from dataclasses import dataclass
+from dataclasses import field as option
 from pathlib import Path
 from typing import Any
 
 from robust_sft.core.artifacts import read_lines, read_parquet, read_text
+from robust_sft.core.config_types import Options, require_limit
 from robust_sft.tasks.base import Task, TaskError
+
+
+@dataclass(kw_only=True)
+class LimitOption(Options):
+    """How many of a task's examples a verb uses (`generate`, `evaluate`): `DatasetTask.load`'s limit."""
+
+    limit: int | None = option(default=None, metadata={
+        "help": "At most this many examples (of each task); default: all."})
+
+    def check(self) -> None:
+        require_limit("limit", self.limit)
 
 Located = tuple[str, dict]  # (where, row)
 
