@@ -24,7 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from robust_sft.core.artifacts import atomic_path, write_json
+from robust_sft.core.artifacts import write_json
+from robust_sft.core.figures import save_figure
+from robust_sft.evaluation.metrics import average_ranks, spearman  # noqa: F401 (average_ranks: public here too)
+from robust_sft.models.loading import adapter_config, is_adapter
 
 logger = logging.getLogger(__name__)
 
@@ -85,34 +88,6 @@ def kl_rows(logits_p, logits_q):
     log_p = torch.log_softmax(logits_p.float(), dim=-1)
     log_q = torch.log_softmax(logits_q.float(), dim=-1)
     return (log_p.exp() * (log_p - log_q)).sum(-1)
-
-
-def average_ranks(values) -> np.ndarray:
-    """Ranks 1..n of `values`, ties sharing the mean of the ranks they span."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
-
-
-def spearman(x, y) -> float | None:
-    """Spearman's rho (Pearson correlation of average ranks); None when fewer than 3 pairs or a side is constant."""
-    if len(x) != len(y):
-        raise ValueError(f"spearman: {len(x)} x values but {len(y)} y values")
-    if len(x) < 3:
-        return None
-    rx, ry = average_ranks(x), average_ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denominator = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
-    return float((rx * ry).sum() / denominator) if denominator > 0 else None
 
 
 LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
@@ -216,7 +191,7 @@ def adapter_deltas(adapter_dir: str | Path, base_dir: str | Path) -> tuple[dict[
     from safetensors import safe_open
 
     adapter_dir = Path(adapter_dir)
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config = adapter_config(adapter_dir)
     with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="pt") as f:
         tensors = {key: f.get_tensor(key) for key in f.keys()}
     modules = sorted({k[: -len(".lora_A.weight")] for k in tensors if k.endswith(".lora_A.weight")})
@@ -314,7 +289,7 @@ def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | P
     tokenizer = load_tokenizer(str(base_dir))
     data = load_training_data(str(scores_path), MaskPolicy(kind="none"), tokenizer)
     input_ids, labels = data.input_ids[:limit], data.labels[:limit]
-    if (final_dir / "adapter_config.json").exists():
+    if is_adapter(final_dir):
         model = load_model(str(base_dir), dtype="float32", device="cpu", adapter=str(final_dir))
         states = [(model, contextlib.nullcontext), (model, model.disable_adapter)]
     else:
@@ -391,7 +366,7 @@ def analyze_unit(model_dir: str | Path, scores_path: str | Path, kl_limit: int |
     summary = json.loads((model_dir / "train_summary.json").read_text())
     config = summary["config"]
     base, final = config["model"], model_dir / "final"
-    if (final / "adapter_config.json").exists():
+    if is_adapter(final):
         matrices, left_out = adapter_deltas(final, base)
         compared = "the adapted linear layers (merged LoRA/DoRA update)"
     else:
@@ -545,14 +520,6 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    _pyplot().close(fig)
-    return path
-
-
 def _colours(units: list[dict]) -> dict[str, str]:
     import matplotlib
 
@@ -592,7 +559,7 @@ def plot_mechanism(units: list[dict], path: str | Path, rhos: dict | None = None
         fig.legend(handles.values(), handles.keys(), loc="center right", fontsize=7)
     fig.suptitle("Which change of the model goes with forgetting?")
     fig.tight_layout(rect=(0, 0, 0.9 if handles else 1, 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_layer_norms(units: list[dict], path: str | Path) -> Path:
@@ -610,7 +577,7 @@ def plot_layer_norms(units: list[dict], path: str | Path) -> Path:
     ax.set_ylabel("||delta W|| of the layer (Frobenius)")
     ax.set_title("Where the fine-tune changed the weights")
     _legend_outside(fig, ax)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_loss_curves(units: list[dict], path: str | Path) -> Path:
@@ -629,7 +596,7 @@ def plot_loss_curves(units: list[dict], path: str | Path) -> Path:
     ax.set_ylabel("training loss")
     ax.set_title("Training loss")
     _legend_outside(fig, ax)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 @dataclass

@@ -70,14 +70,15 @@ Sampler = Callable[[list, SamplingConfig], list[list[str]]]
 
 def hf_sampler(model, tokenizer, batch_size: int = 32, progress: bool = True) -> Sampler:
     """Sample with Hugging Face `generate` on a loaded model."""
-    return lambda conversations, config: generation.generate(model, tokenizer, conversations, config, batch_size=batch_size,
-                                                  progress=progress)
+    return lambda conversations, config: generation.generate(model, tokenizer, conversations, config,
+                                                             batch_size=batch_size, progress=progress)
 
 
 def vllm_sampler(model_path: str, adapter_path: str | None = None, progress: bool = True) -> Sampler:
     """Sample with vLLM (GPU machines) from a model path (+ LoRA adapter)."""
-    return lambda conversations, config: generation.generate(model_path, None, conversations, config, backend="vllm",
-                                                  adapter_path=adapter_path, progress=progress)
+    return lambda conversations, config: generation.generate(model_path, None, conversations, config,
+                                                             backend="vllm", adapter_path=adapter_path,
+                                                             progress=progress)
 
 
 def sequence_ppls(model, tokenizer, prompts: list[str], answers: list[str], max_length: int) -> list[float]:

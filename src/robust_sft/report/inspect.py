@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from robust_sft.core.artifacts import check_output_file, write_text
+from robust_sft.evaluation.metrics import spearman
 from robust_sft.masking.policies import ThresholdOption
 from robust_sft.scoring.token_nll import Scores, check_token_ids, load_scores, sequence_perplexity
 
@@ -59,26 +60,6 @@ def quantise_nll(nll: np.ndarray, tau: float) -> np.ndarray:
 def dequantise_nll(codes: np.ndarray, tau: float) -> np.ndarray:
     """Midpoint of each code's NLL interval (the page does the same in JavaScript)."""
     return math.log(tau) + (np.asarray(codes, np.float64) - CODE_TAU - 0.5) / STEPS_PER_NAT
-
-
-def spearman(x: list[float], y: list[float]) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN for fewer than 3 points or a constant input."""
-    if len(x) < 3:
-        return float("nan")
-
-    def ranks(v):
-        v = np.asarray(v, np.float64)
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v))
-        for value in np.unique(v):  # ties share their mean rank
-            r[v == value] = r[v == value].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def token_strings(tokenizer, token_ids) -> dict[int, str]:
@@ -182,7 +163,11 @@ def evidence_from_results(results: dict) -> dict | None:
         return None
     points.sort(key=lambda p: p["trained_token_ppl"])
     return {"run": results.get("name", ""), "model": str(results.get("model", "")), "points": points,
-            "spearman": spearman([p["trained_token_ppl"] for p in points], [p["bwt"] for p in points])}
+            "spearman": _nan_if_none(spearman([p["trained_token_ppl"] for p in points], [p["bwt"] for p in points]))}
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value  # the page shows NaN as "undefined"
 
 
 # --------------------------------------------------------------------------------------------- SVG figures

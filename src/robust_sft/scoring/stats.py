@@ -72,7 +72,7 @@ def plot_histogram(named_scores: dict[str, Scores], path: str | Path, tau: float
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from robust_sft.core.artifacts import atomic_path
+    from robust_sft.core.figures import save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(0, 10, 61)
@@ -87,10 +87,7 @@ def plot_histogram(named_scores: dict[str, Scores], path: str | Path, tau: float
     ax.legend()
     ax.set_title("Answer-token perplexity under the model")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 @dataclass

@@ -33,7 +33,6 @@ from robust_sft.core.artifacts import (
 )
 from robust_sft.core.config_types import ProgressOption, check_choice, require
 from robust_sft.data.examples import (
-    DataFormat,
     DataFormatOptions,
     ErrorLog,
     TokenizedExample,
@@ -41,7 +40,6 @@ from robust_sft.data.examples import (
     tokenize_examples,
     tokenizer_fingerprint,
 )
-
 from robust_sft.models.options import AdapterOption, DtypeOption
 
 logger = logging.getLogger(__name__)
