@@ -159,9 +159,9 @@ def test_stats_and_mask_from_the_command_line_equal_their_functions(tmp_path, sc
     assert main(["stats", f"GT={scores_path}", "--json", "--taus", "2", "3"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(
         stats(StatsConfig(scores=[f"GT={scores_path}"], taus=[2.0, 3.0]))))
-    assert main(["mask", scores_path, "--mask", "random", "--tau", "3", "--out", str(tmp_path / "a.parquet")]) == 0
+    assert main(["mask", scores_path, "--mask", "random", "--ratio", "0.2", "--out", str(tmp_path / "a.parquet")]) == 0
     printed = json.loads(capsys.readouterr().out.rsplit("wrote", 1)[0])
-    assert printed == mask(MaskConfig(scores=scores_path, mask="random", tau=3.0, out=str(tmp_path / "b.parquet")))
+    assert printed == mask(MaskConfig(scores=scores_path, mask="random", ratio=0.2, out=str(tmp_path / "b.parquet")))
     assert (tmp_path / "a.parquet").read_bytes() != b"" and (tmp_path / "b.parquet").exists()
 
 
