@@ -1,8 +1,7 @@
 import math
 
-import pytest
-
 import numpy as np
+import pytest
 
 from robust_sft.evaluation.metrics import (
     backward_transfer,

@@ -154,11 +154,11 @@ def test_mask_options_are_one_policy():
 
 def test_stats_and_mask_from_the_command_line_equal_their_functions(tmp_path, scores_path, capsys):
     from robust_sft.masking.export import MaskConfig, mask
-    from robust_sft.scoring.stats import StatsConfig, stats
+    from robust_sft.scoring.stats import StatsConfig, summarize_files
 
     assert main(["stats", f"GT={scores_path}", "--json", "--taus", "2", "3"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(
-        stats(StatsConfig(scores=[f"GT={scores_path}"], taus=[2.0, 3.0]))))
+        summarize_files(StatsConfig(scores=[f"GT={scores_path}"], taus=[2.0, 3.0]))))
     assert main(["mask", scores_path, "--mask", "random", "--ratio", "0.2", "--out", str(tmp_path / "a.parquet")]) == 0
     printed = json.loads(capsys.readouterr().out.rsplit("wrote", 1)[0])
     assert printed == mask(MaskConfig(scores=scores_path, mask="random", ratio=0.2, out=str(tmp_path / "b.parquet")))
@@ -228,3 +228,19 @@ def test_models_is_the_only_caller_of_from_pretrained():
     callers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
                      if ".from_pretrained(" in p.read_text() and p.parent.name != "models")
     assert callers == []
+
+
+def test_each_verbs_function_is_importable_from_its_package():
+    import importlib
+
+    for verb, spec in VERBS.items():
+        module, name = spec.function.split(":")
+        package = importlib.import_module(f"robust_sft.{module.split('.')[0]}")
+        importlib.import_module(f"robust_sft.{module}")  # a submodule of the same name would now shadow it
+        if name in getattr(package, "__all__", ()):
+            assert getattr(package, name) is spec.load(spec.function), verb
+    from robust_sft.data import generate
+    from robust_sft.evaluation import evaluate
+    from robust_sft.scoring import summarize_files
+
+    assert callable(generate) and callable(evaluate) and callable(summarize_files)

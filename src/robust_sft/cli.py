@@ -34,7 +34,7 @@ VERBS = {
     "import-scores": Verb("Per-token perplexity/NLL made elsewhere (one value per chat-templated token) -> a score "
                           "file.", "scoring.external:ImportScoresConfig", "scoring.external:import_scores"),
     "stats": Verb("Perplexity statistics of score files, side by side; histogram; --json.",
-                  "scoring.stats:StatsConfig", "scoring.stats:stats", "scores"),
+                  "scoring.stats:StatsConfig", "scoring.stats:summarize_files", "scores"),
     "inspect": Verb("One self-contained HTML page: every answer token coloured by perplexity, what STM would mask.",
                     "report.inspect:InspectConfig", "report.inspect:inspect_scores", "scores"),
     "mask": Verb("Apply a token policy (STM tau, ratio, random, ...) -> pre-tokenized input_ids/attention_mask/labels.",

@@ -24,11 +24,10 @@ from typing import Literal
 
 import numpy as np
 
-from robust_sft.core.config_types import Options, check_choice, choices
+from robust_sft.core.config_types import Options, check_choice
 
 IGNORE_INDEX = -100
 MaskKind = Literal["none", "threshold", "ratio", "lowest", "random", "dpf", "stm_dpf"]
-POLICIES = choices(MaskKind)
 
 
 # --------------------------------------------------------------------------------------------- one example

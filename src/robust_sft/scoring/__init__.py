@@ -12,7 +12,7 @@ _EXPORTS = {
     "import_scores": "external",
     "summarize": "stats",
     "StatsConfig": "stats",
-    "stats": "stats",
+    "summarize_files": "stats",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -112,8 +112,9 @@ def named_score_paths(items: list[str]) -> dict[str, str]:
     return dict(item.rpartition("=")[::2] if "=" in item else (Path(item).stem, item) for item in items)
 
 
-def stats(config: StatsConfig) -> dict[str, dict]:
-    """`robust-sft stats`: a summary per score file (and the histogram, when asked)."""
+def summarize_files(config: StatsConfig) -> dict[str, dict]:
+    """`robust-sft stats`: a summary per score file (and the histogram, when asked). (Not named `stats`: the
+    package's `stats` attribute is this module once it is imported.)"""
     if config.histogram:
         check_output_file(config.histogram)  # before any work
     named = {name: load_scores(path) for name, path in named_score_paths(config.scores).items()}
