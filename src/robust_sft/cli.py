@@ -60,6 +60,14 @@ VERBS = {
 }
 
 
+def __getattr__(name: str):
+    """The verbs' configs (`from robust_sft.cli import RunConfig`) as before they moved beside their functions."""
+    for spec in VERBS.values():
+        if spec.config.endswith(f":{name}"):
+            return spec.load(spec.config)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _parse(config_cls, argv: list[str], verb: str, positional: str | None = None):
     """Parse argv into `config_cls`; leading bare words fill the `positional` field; a lone .yaml is a config."""
     from transformers import HfArgumentParser

@@ -11,14 +11,14 @@ from typing import Literal
 
 from robust_sft.core.config_types import require
 from robust_sft.evaluation.engine import evaluate_tasks
-from robust_sft.models.options import AdapterOption, Backend, BackendOption, BatchSizeOption, DtypeOption
+from robust_sft.models.options import AdapterOption, Backend, BackendOption, BatchSizeOption, Dtype, DtypeOption
 from robust_sft.tasks.loading import LimitOption
 
 Harness = Literal["robust-sft", "lm-eval"]
 
 
 def evaluate_model(model: str, task_names: list[str], *, adapter: str | None = None, tokenizer: str | None = None,
-                   backend: Backend = "hf", dtype: str = "auto", merge: bool = False, progress: bool = True,
+                   backend: Backend = "hf", dtype: Dtype = "auto", merge: bool = False, progress: bool = True,
                    **evaluate_options) -> dict[str, float]:
     """Accuracy per task of `model` (+ `adapter`), tokenized by `tokenizer` (default: the model's).
 
