@@ -80,12 +80,14 @@ class DataFormatOptions(Options):
 
     on_error: OnError = field(default="raise", metadata={
         "help": "raise: stop at the first bad example; skip: skip it (each skipped example is logged)."})
-    prompt_field: str = field(default="prompt", metadata={"help": "Prompt column of prompt/answer data."})
-    answer_field: str | None = field(default=None, metadata={
+    # Defaults are DataFormat's: the flags and the library's value object cannot drift apart.
+    prompt_field: str = field(default=DataFormat.prompt_field, metadata={
+        "help": "Prompt column of prompt/answer data."})
+    answer_field: str | None = field(default=DataFormat.answer_field, metadata={
         "help": "Answer column (default: answer, completion, response or output)."})
-    messages_field: str = field(default="messages", metadata={"help": "Chat messages column."})
-    id_field: str = field(default="id", metadata={"help": "Example id column (row number when absent)."})
-    split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict."})
+    messages_field: str = field(default=DataFormat.messages_field, metadata={"help": "Chat messages column."})
+    id_field: str = field(default=DataFormat.id_field, metadata={"help": "Example id column (row number when absent)."})
+    split: str = field(default=DataFormat.split, metadata={"help": "Split of a Hub dataset or DatasetDict."})
 
     def data_format(self) -> DataFormat:
         return DataFormat(prompt_field=self.prompt_field, answer_field=self.answer_field,

@@ -20,7 +20,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from robust_sft.core.artifacts import check_output_file, write_json, write_jsonl
-from robust_sft.core.config_types import is_finite_number, require, require_suffix
+from robust_sft.core.config_types import check_choice, is_finite_number, require, require_suffix
 from robust_sft.data.examples import Example, tokenize_examples
 from robust_sft.models import generation
 from robust_sft.models.generation import SamplingConfig
@@ -170,10 +170,11 @@ def report_path(out: str | Path) -> Path:
     return Path(out).with_suffix(".report.json")
 
 
-def write_generated_data(method: str, model, tokenizer, task, examples: list[dict], settings: GenerationSettings,
+def write_generated_data(method: Method, model, tokenizer, task, examples: list[dict], settings: GenerationSettings,
                          out: str | Path, sampler: Sampler | None = None) -> dict:
     """Make Self-Output or Rephrase rows and write them to `out` (jsonl) and their report beside it; return the
     report. The report is written first, so a set where nothing passed the checker still says why."""
+    check_choice("method", method, Method)
     rows, report = MAKERS[method](model, tokenizer, task, examples, settings, sampler=sampler)
     write_json(report_path(out), report)
     if not rows:

@@ -208,7 +208,7 @@ class Experiment:
 
     def prepare_data(self) -> dict[str, float]:
         """GT rows from the target task, and generated Self-Output / Rephrase rows; returns seconds per source."""
-        from robust_sft.data.synthesis import GenerationSettings, report_path, write_generated_data
+        from robust_sft.data.synthesis import MAKERS, GenerationSettings, report_path, write_generated_data
 
         task = self.get_task(self.config.target)
         examples = self.load_examples(self.config.target, "train", self.config.train_limit)
@@ -228,7 +228,7 @@ class Experiment:
             costs["oracle"] = 0.0
         settings = GenerationSettings(**self.config.generation)
         for source in self.sources:
-            if source not in ("self_output", "rephrase"):
+            if source not in MAKERS:
                 continue
             path = self.data_path(source)
 

@@ -123,7 +123,7 @@ class MaskPolicy:
 class ThresholdOption(Options):
     """STM's threshold, alone (`inspect` marks what it would mask) or as part of `MaskOptions`."""
 
-    tau: float = field(default=2.5, metadata={
+    tau: float = field(default=MaskPolicy.tau, metadata={
         "help": "STM threshold: answer tokens with perplexity > tau are masked (not trained)."})
 
 
@@ -131,14 +131,16 @@ class ThresholdOption(Options):
 class MaskOptions(ThresholdOption):
     """The token-policy options of `train` and `mask`: flat fields (flags and YAML keys), one `MaskPolicy`."""
 
-    mask: MaskKind = field(default="threshold", metadata={
+    # Defaults are MaskPolicy's: the flags and the policy they build cannot drift apart.
+    mask: MaskKind = field(default=MaskPolicy.kind, metadata={
         "help": "Token policy: none (GT baseline), threshold (STM), ratio, lowest, random, dpf, stm_dpf."})
-    ratio: float | None = field(default=None, metadata={
+    ratio: float | None = field(default=MaskPolicy.ratio, metadata={
         "help": "Mask this fraction of answer tokens (0-1) instead of using tau."})
-    mask_seed: int = field(default=0, metadata={"help": "Seed of the random policy."})
+    mask_seed: int = field(default=MaskPolicy.seed, metadata={"help": "Seed of the random policy."})
     dpf_scores: str | None = field(default=None, metadata={
         "help": "dpf/stm_dpf: the same data scored by a model fine-tuned on GT."})
-    dpf_tau: float = field(default=1.5, metadata={"help": "dpf: mask tokens whose ppl fell by more than this factor."})
+    dpf_tau: float = field(default=MaskPolicy.dpf_tau, metadata={
+        "help": "dpf: mask tokens whose ppl fell by more than this factor."})
 
     def check(self) -> None:
         self.policy()
