@@ -1,6 +1,7 @@
 """Every verb: a config dataclass beside its library function; every option declared once; choices checked and shown."""
 
 import dataclasses
+import inspect
 import json
 
 import pytest
@@ -49,6 +50,9 @@ def test_every_verb_has_a_config_beside_its_library_function():
         assert dataclasses.is_dataclass(config), verb
         assert config.__module__ == function.__module__, f"{verb}: {config.__module__} vs {function.__module__}"
         assert not config.__module__.startswith("robust_sft.cli")
+        first, *rest = inspect.signature(function).parameters.values()  # called with the config alone
+        assert first.annotation in (config, config.__name__), verb
+        assert all(p.default is not inspect.Parameter.empty for p in rest), verb
 
 
 def test_every_option_is_declared_once_with_help():

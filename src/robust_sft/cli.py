@@ -50,7 +50,7 @@ VERBS = {
     "demo": Verb("Run the paper's experiment on the embedded model organism (no download needed).",
                  "experiment.demo:DemoConfig", "experiment.demo:demo"),
     "report": Verb("Rebuild report.md, report.html and the figures of a run from its directory alone.",
-                   "report.write:ReportConfig", "report.write:rebuild_report", "run_dir"),
+                   "report.write:ReportConfig", "report.write:report", "run_dir"),
     "study": Verb("The paper's claims across organism worlds and fine-tuning modes, with controls (study/study.yaml, "
                   "shipped).", "study.runner:StudyCommandConfig", "study.runner:study", "config"),
     "analyze": Verb("Why does it forget? Weight-update norm and effective rank, KL to the base, loss curves vs BWT.",

@@ -101,3 +101,8 @@ class ReportConfig:
     """Options of `robust-sft report RUN_DIR`."""
 
     run_dir: str = field(metadata={"help": "Directory of a run (`robust-sft run` / `demo`)."})
+
+
+def report(config: ReportConfig) -> dict:
+    """`robust-sft report`: `rebuild_report` of `config.run_dir`."""
+    return rebuild_report(config.run_dir)
