@@ -8,7 +8,7 @@ mutant and the score; exits 1 when fewer than --threshold of the mutants are kil
 
 With --boundary each mutant moves one line instead (`>` becomes `>=`, `<=` becomes `<`): the tests must hold each
 rule at its equality case. Two of those mutants cannot change a verdict, so expect 2 survivors there:
-`g_bwt < 0` beside `g_bwt + g_sd < 0` (a std is >= 0), and `oracle_ti > 0` behind `oracle_ti and`.
+`bwt < 0` beside `bwt + sd < 0` in claim (b1) (a std is >= 0), and `oracle_ti > 0` behind `oracle_ti and`.
 
     .venv/bin/python scripts/mutate_claims.py [--boundary] [--tests tests/test_claims.py] [--threshold 0.9]
 
@@ -28,7 +28,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MODULE = Path("robust_sft") / "report" / "claims.py"
-CLAIM_FUNCTIONS = ("judge_claims", "add_lr_control_claim", "_stm_at")
 NEGATION = {ast.Gt: ast.LtE, ast.LtE: ast.Gt, ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Eq: ast.NotEq,
             ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is}
 BOUNDARY = {ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Lt: ast.LtE, ast.LtE: ast.Lt}
@@ -37,10 +36,11 @@ SYMBOL = {ast.Gt: ">", ast.LtE: "<=", ast.Lt: "<", ast.GtE: ">=", ast.Eq: "==", 
 
 
 def comparisons(tree: ast.Module, flip: dict) -> list[tuple[str, ast.Compare, int]]:
-    """(function, comparison node, index of its operator) for every operator of the claim functions `flip` maps."""
+    """(function, comparison node, index of its operator) for every operator `flip` maps, in every function of
+    the module (one per claim, and the helpers they share)."""
     found = []
     for function in tree.body:
-        if isinstance(function, ast.FunctionDef) and function.name in CLAIM_FUNCTIONS:
+        if isinstance(function, ast.FunctionDef):
             for node in ast.walk(function):
                 if isinstance(node, ast.Compare):
                     found += [(function.name, node, i) for i, op in enumerate(node.ops) if type(op) in flip]
@@ -89,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         if not tests_pass(src, args.tests):
             sys.exit("the tests fail on the unmutated (unparsed) module: fix them before mutating")
         survivors = 0
-        print(f"{'#':>3}  {'line':>4}  {'function':<21} {'mutation':<15} {'result':<9} comparison")
+        print(f"{'#':>3}  {'line':>4}  {'function':<36} {'mutation':<15} {'result':<9} comparison")
         for number, (function, node, i) in enumerate(sites):
             target.write_text(mutant_source(source, number, flip))
             killed = not tests_pass(src, args.tests)
             survivors += not killed
             op = type(node.ops[i])
             text = " ".join(ast.get_source_segment(source, node).split())
-            print(f"{number:>3}  {node.lineno:>4}  {function:<21} {SYMBOL[op] + ' -> ' + SYMBOL[flip[op]]:<15} "
+            print(f"{number:>3}  {node.lineno:>4}  {function:<36} {SYMBOL[op] + ' -> ' + SYMBOL[flip[op]]:<15} "
                   f"{'killed' if killed else 'SURVIVED':<9} {text[:70]}")
     total = len(sites)
     score = (total - survivors) / total

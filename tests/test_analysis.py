@@ -7,21 +7,17 @@ import pytest
 import torch
 
 import tests.fake_tasks  # noqa: F401  (registers the test tasks)
-from robust_sft.analysis.mechanism import (
-    adapter_deltas,
-    analyze_run,
-    average_ranks,
-    correlations,
+from robust_sft.analysis.kl import kl_to_base
+from robust_sft.analysis.loss import final_train_loss
+from robust_sft.analysis.measures import (
     effective_rank,
-    final_train_loss,
-    full_deltas,
     kl_rows,
-    kl_to_base,
     layer_index,
     low_rank_singular_values,
-    spearman,
     summarize_matrices,
 )
+from robust_sft.analysis.mechanism import analyze_run, average_ranks, correlations, spearman
+from robust_sft.analysis.weights import adapter_deltas, full_deltas
 from robust_sft.experiment.runner import Experiment
 from robust_sft.scoring.token_nll import TokenScorer
 from tests.test_experiment import mini_config

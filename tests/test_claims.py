@@ -1,4 +1,5 @@
-"""Every claim rule of report.judge_claims, on both sides of its line and at its "not testable" case.
+"""Every claim rule of report.judge_claims, on both sides of its line and at its "not testable" case; then each
+claim function on its own (held, not held, not testable, absent).
 
 The numbers are made by hand: `paper_world()` is a run in which every claim holds, and each test moves one number
 across one claim's line. No model is trained, so `scripts/mutate_claims.py` can rerun this file per mutant.
@@ -8,6 +9,7 @@ import math
 
 import pytest
 
+from robust_sft.report import claims as rules
 from robust_sft.report.claims import ORACLE_BWT_TOLERANCE, judge_claims
 
 NAN = float("nan")
@@ -352,3 +354,152 @@ def test_every_status_is_one_of_three_and_nan_anywhere_in_evidence_decides_nothi
     # stm@2.5's TI feeds (c), (d) and (f); its BWT alone feeds (b): that stays decided
     assert {by_id[i] for i in ("c-stm@2.5", "d", "f")} == {"not tested"}
     assert by_id["b-stm@2.5"] == "held" and by_id["o"] == "held"
+
+
+# --------------------------------------------------------------------------------------------- one function per claim
+
+
+def statuses(claims: list[dict]) -> dict[str, str]:
+    return {c["id"]: c["status"] for c in claims}
+
+
+def test_judge_claims_is_the_claim_functions_in_the_reports_order():
+    results = set_mean(paper_world(), "dft", bwt=-29)  # one claim not held, so the order of mixed statuses counts
+    assert judge_claims(results) == [c for judge in rules.CLAIM_JUDGES for c in judge(results)]
+    ids = [[c["id"] for c in judge(paper_world())] for judge in rules.CLAIM_JUDGES]
+    assert ids == [["a"], ["b1"], ["b-self_output", "b-stm@2.5", "b-dft", "b-eaft"], ["o"],
+                   ["c-stm@2.5", "c-self_output", "c-rephrase", "c-dft", "c-eaft"], ["m"], ["d"], ["e"], ["f"]]
+
+
+def test_claim_entry_holds_not_holds_and_nan_decides_nothing():
+    entry = rules.claim_entry("x", "a statement", "a criterion", True, "1.0 < 2.0")
+    assert entry == {"id": "x", "claim": "a statement", "criterion": "a criterion", "status": "held",
+                     "evidence": "1.0 < 2.0"}
+    assert rules.claim_entry("x", "s", "c", False, "2.0 < 1.0")["status"] == "not held"
+    assert rules.claim_entry("x", "s", "c", None, "needs more")["status"] == "not tested"
+    assert rules.claim_entry("x", "s", "c", True, "TI NaN")["status"] == "not tested"
+
+
+def test_claims_stm_prefers_the_claims_tau_then_the_first_stm():
+    methods = rules.config_rate_methods(paper_world())
+    assert rules.claims_stm(methods) == "stm@2.5"
+    assert rules.claims_stm({n: m for n, m in methods.items() if n != "stm@2.5"}) == "stm@1.5"
+    assert rules.claims_stm({n: m for n, m in methods.items() if m["method"] != "stm"}) is None
+
+
+def test_config_rate_methods_drop_the_learning_rate_sweep():
+    kept = rules.config_rate_methods(paper_world())
+    assert "gt_lr5e-04" not in kept and "stm@2.5_lr5e-04" not in kept and "gt" in kept
+    results = paper_world()
+    del results["methods"]["gt"]["lr_scale"]  # absent means the config's rate
+    assert "gt" in rules.config_rate_methods(results)
+
+
+def _data(results, **ppl):
+    for source, value in ppl.items():
+        results["data"][source]["sequence_ppl_mean"] = value
+    return results
+
+
+def _drop_data(results, source):
+    del results["data"][source]
+    return results
+
+
+def _location(results, answer, prose):
+    results["methods"]["stm@2.5"]["mask_location"].update(answer_tokens_masked=answer, prose_tokens_masked=prose)
+    return results
+
+
+def _masked(results, fraction):
+    results["methods"]["stm@2.5"]["masked_fraction"] = fraction
+    return results
+
+
+def _no_location(results):
+    results["methods"]["stm@2.5"]["mask_location"] = None
+    return results
+
+
+STM_TAUS = ("stm@1.5", "stm@2.5", "stm@5", "stm@2.5_lr5e-04")
+
+# (claim function, claim id, a change to the paper world that makes it not held, one that makes it not testable,
+#  one that leaves the run without anything the claim speaks about: no entry at all, or "not tested")
+PER_FUNCTION = [
+    (rules.claim_perplexity_order, "a", lambda r: _data(r, gt=1.8), lambda r: _data(r, rephrase=NAN),
+     lambda r: _drop_data(r, "self_output")),
+    (rules.claim_gt_forgets, "b1", lambda r: set_mean(r, "gt", bwt=-1), lambda r: set_std(r, "gt", bwt=NAN),
+     lambda r: without(r, "gt")),
+    (rules.claim_methods_forget_less, "b-eaft", lambda r: set_mean(r, "eaft", bwt=-25),
+     lambda r: set_mean(r, "eaft", bwt=NAN), lambda r: without(r, "gt")),
+    (rules.claim_oracle_learns, "o", lambda r: set_mean(r, "oracle", bwt=-ORACLE_BWT_TOLERANCE - 1),
+     lambda r: set_std(r, "oracle", ti=NAN), lambda r: without(r, "oracle")),
+    (rules.claim_methods_learn, "c-rephrase", lambda r: set_mean(r, "rephrase", ti=3),
+     lambda r: set_std(r, "rephrase", ti=NAN), lambda r: without(r, *STM_TAUS, "self_output", "rephrase", "dft",
+                                                                 "eaft")),
+    (rules.claim_mask_spares_answers, "m", lambda r: _location(r, 0.4, 0.3), lambda r: _location(r, NAN, 0.3),
+     _no_location),
+    (rules.claim_beats_mask_controls, "d", lambda r: set_mean(r, "stm_random@2.5", ti=21, bwt=-5),
+     lambda r: set_mean(r, "stm_random@2.5", ti=NAN), lambda r: without(r, "stm_random@2.5", "stm_lowest@2.5")),
+    (rules.claim_best_tau_masks_a_fifth, "e", lambda r: _masked(r, 0.5), lambda r: _masked(r, NAN),
+     lambda r: without(r, "stm@5")),
+    (rules.claim_not_dominated_by_smaller_rate, "f", lambda r: set_mean(r, "gt_lr5e-04", ti=25, bwt=0),
+     lambda r: set_mean(r, "gt_lr5e-04", ti=NAN), lambda r: without(r, "gt_lr5e-04")),
+]
+
+
+@pytest.mark.parametrize("judge, cid, not_held, untestable, absent", PER_FUNCTION,
+                         ids=[row[1] for row in PER_FUNCTION])
+def test_each_claim_function_held_not_held_and_not_testable(judge, cid, not_held, untestable, absent):
+    held = statuses(judge(paper_world()))
+    assert held[cid] == "held" and set(held.values()) == {"held"}
+    assert statuses(judge(not_held(paper_world())))[cid] == "not held"
+    assert statuses(judge(untestable(paper_world())))[cid] == "not tested"
+    # a claim with nothing to speak about says so when the run was meant to test it ((a), (f)), else is left out
+    assert statuses(judge(absent(paper_world()))) in ({}, {cid: "not tested"})
+
+
+@pytest.mark.parametrize("judge", rules.CLAIM_JUDGES)
+def test_each_claim_function_leaves_its_input_alone(judge):
+    results = paper_world()
+    judge(results)
+    assert results == paper_world()
+
+
+def test_claim_perplexity_order_evidence_and_not_tested_without_a_source():
+    [claim] = rules.claim_perplexity_order(paper_world())
+    assert claim["evidence"] == "GT 3.000, Rephrase 2.000, Self-Output 1.500"
+    [claim] = rules.claim_perplexity_order(_drop_data(paper_world(), "gt"))
+    assert claim["status"] == "not tested" and claim["evidence"] == "needs gt, rephrase and self_output"
+
+
+def test_claim_methods_forget_less_names_each_present_method_against_gt():
+    claims = rules.claim_methods_forget_less(without(paper_world(), "dft"))
+    assert [c["id"] for c in claims] == ["b-self_output", "b-stm@2.5", "b-eaft"]
+    assert claims[0]["evidence"] == "self_output BWT -4.0 ± 1.0 vs GT -30.0 ± 3.0 %"
+
+
+def test_claim_oracle_learns_evidence_and_criterion():
+    [claim] = rules.claim_oracle_learns(paper_world())
+    assert claim["evidence"] == "oracle TI +40.0 ± 5.0 %, BWT -1.0 ± 1.0 %"
+    assert claim["criterion"] == "TI(oracle) > its seed std, and BWT(oracle) >= -5 %"
+
+
+def test_claim_mask_spares_answers_evidence():
+    [claim] = rules.claim_mask_spares_answers(paper_world())
+    assert claim["evidence"] == ("masks 2.0 % of answer-span tokens vs 30.0 % of prose tokens; "
+                                 "1.0 % of its masked tokens lie in the answer span")
+    assert claim["claim"].startswith("stm@2.5 keeps the tokens")
+
+
+def test_claim_best_tau_criterion_states_the_range():
+    [claim] = rules.claim_best_tau_masks_a_fifth(paper_world())
+    assert claim["criterion"] == "best BWT + TI at a masked share in 10-35 %"
+
+
+def test_claim_not_dominated_evidence_lists_every_gt_point_and_the_rate():
+    results = paper_world()
+    results["methods"]["stm@2.5"]["learning_rate"] = 1e-3
+    [claim] = rules.claim_not_dominated_by_smaller_rate(results)
+    assert claim["evidence"] == ("STM's best: stm@2.5 (lr 1e-03) TI +20.0, BWT -5.0; gt: TI +10.0, BWT -30.0; "
+                                 "gt_lr5e-04: TI +5.0, BWT -15.0")

@@ -1,6 +1,7 @@
 """`robust-sft inspect`: the page's numbers, its compact token data, and the verb (the browser test is separate)."""
 
 import base64
+import hashlib
 import json
 import math
 import re
@@ -17,11 +18,12 @@ from robust_sft.report.inspect import (
     file_summary,
     masked_curve,
     quantise_nll,
+    render_page,
     token_strings,
     write_inspect,
 )
-from robust_sft.scoring.token_nll import Scores, load_scores
 from robust_sft.scoring.stats import fraction_above, summarize
+from robust_sft.scoring.token_nll import Scores, load_scores
 
 
 def page_json(path) -> dict:
@@ -168,8 +170,8 @@ def test_inspect_errors_name_the_file_and_write_nothing(scores_path, tmp_path, c
 
 
 def test_inspect_refuses_a_tokenizer_that_did_not_make_the_ids(scores_path, tmp_path):
-    from robust_sft.scoring.token_nll import TokenizerMismatchError
     from robust_sft.models.tiny import build_tokenizer
+    from robust_sft.scoring.token_nll import TokenizerMismatchError
 
     with pytest.raises(TokenizerMismatchError, match="GT"):
         write_inspect({"GT": scores_path}, tmp_path / "p.html", tokenizer=build_tokenizer(vocab_size=300))
@@ -179,3 +181,75 @@ def test_page_size_holds_a_bounded_number_of_tokens():
     from robust_sft.report.inspect import PAGE_TOKENS, page_size_for
 
     assert page_size_for(1000) * 1000 <= PAGE_TOKENS and page_size_for(10) == 50 and page_size_for(1e6) == 5
+
+
+# --------------------------------------------------------------------------------------------- the page, pinned
+
+
+class _LetterTokenizer:
+    """A hand-made tokenizer: id k is the letter chr(97 + k % 26) (ids 0 and 1 special; 5 a word-start piece)."""
+
+    all_special_ids = (0, 1)
+
+    def __len__(self):
+        return 40
+
+    def convert_ids_to_tokens(self, ids):
+        return [None if i == 39 else ("\u2581" if i == 5 else "") + chr(97 + i % 26) for i in ids]
+
+    def convert_tokens_to_string(self, pieces):
+        return "".join(pieces).replace("\u2581", " ").lstrip()
+
+
+def pinned_scores() -> dict[str, Scores]:
+    """Two small score files of overlapping prompts, with a NaN token, an empty answer and a special token."""
+    rng = np.random.default_rng(16)
+
+    def example(n, answer_from):
+        ids = rng.integers(0, 40, n)
+        mask = np.arange(n) >= answer_from
+        nll = rng.exponential(1.2, n).astype(np.float32)
+        return ids, mask, nll
+
+    rows = [example(12, 4), example(9, 3), example(6, 6), example(15, 2), example(7, 1)]
+    rows[1][2][5] = np.nan
+    messages = [[{"role": "user", "content": f"question {k} </script>"}, {"role": "assistant", "content": "a"}]
+                for k in range(5)]
+    messages[4] = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "q4"},
+                   {"role": "assistant", "content": "a"}]
+    first = Scores(ids=[f"p{k}" for k in range(5)], input_ids=[r[0] for r in rows],
+                   answer_mask=[r[1] for r in rows], token_nll=[r[2] for r in rows], messages=messages,
+                   metadata={"model": "letters"})
+    second = scaled_copy(first, 1.7, slice(1, 5))
+    second.ids = ["p1", "p2", "p5", "p3"]
+    return {"gt": first, "self_output": second}
+
+
+PINNED_PAGES = {  # sha256 of the page: any change to what it shows or how it encodes it changes these
+    "default": "627c94f568d05538894b147517bd05ad87b64225e886231aa91805950a63c9c7",
+    "capped": "baea5d2a74805423a3e827357c1d31f2a190f98d17b04687dd4d2a1413339f1d",
+    "one_file": "195c6fb0cb0480cef6188b8668a874bc34d5fdef08bcb7ae3bc61d0bfd98e313",
+}
+
+
+def pinned_page(kind: str) -> str:
+    named = pinned_scores()
+    evidence = evidence_from_results({"name": "run", "model": "m", "methods": {
+        "gt": {"trained_token_ppl": 3.0, "mean": {"bwt": -10.0}},
+        "stm": {"trained_token_ppl": 1.5, "mean": {"bwt": -2.0}},
+        "so": {"trained_token_ppl": 1.2, "mean": {"bwt": -1.0}}}})
+    if kind == "default":
+        data = build_page_data(named, tokenizer=_LetterTokenizer(), evidence=evidence)
+    elif kind == "capped":
+        data = build_page_data(named, tau=1.5, tokenizer=_LetterTokenizer(), max_examples=3, max_tokens=20,
+                               title="capped <page>", page_size=7)
+    else:
+        data = build_page_data({"gt": named["gt"]}, tau=10.0, tokenizer=_LetterTokenizer(), max_tokens=None)
+    return render_page(data)
+
+
+@pytest.mark.parametrize("kind", sorted(PINNED_PAGES))
+def test_the_page_is_byte_identical_for_a_fixed_input(kind):
+    page = pinned_page(kind)
+    assert page.count("__DATA__") == 0 and "</script>" in page
+    assert hashlib.sha256(page.encode("utf-8")).hexdigest() == PINNED_PAGES[kind]

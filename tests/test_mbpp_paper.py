@@ -2,6 +2,7 @@
 no pass without running every assert, setup code after the solution."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,36 @@ def test_evalplus_reference_outputs_are_compared_exactly_for_non_floats(tmp_path
     task = get_task("mbpp", timeout=5)
     assert task.check(example, block("def half(x):\n    return [x, x]"))
     assert not task.check(example, block("def half(x):\n    return [1, 1]"))
+
+
+# ------------------------------------------------------------------ the task's version covers its checker's sandbox
+
+
+def sandbox_modules() -> list[str]:
+    """Every module of the sandbox package but its __init__ (lazy re-exports, which decide no check)."""
+    import robust_sft.sandbox as package
+
+    return sorted(f"robust_sft.sandbox.{p.stem}" for p in Path(package.__file__).parent.glob("*.py")
+                  if p.stem != "__init__")
+
+
+def test_mbpp_version_hashes_every_sandbox_module():
+    from robust_sft.tasks.base import task_modules
+
+    modules = task_modules(get_task("mbpp"))
+    assert len(sandbox_modules()) >= 7 and set(sandbox_modules()) <= modules
+    assert not [m for m in task_modules(get_task("gsm8k")) if m.startswith("robust_sft.sandbox")]
+
+
+@pytest.mark.parametrize("module", sandbox_modules())
+def test_editing_any_sandbox_module_changes_the_mbpp_version(module, tmp_path, monkeypatch):
+    import sys
+
+    from robust_sft.tasks.base import task_version
+
+    task = get_task("mbpp")
+    before = task_version(task)
+    edited = tmp_path / "edited.py"
+    edited.write_bytes(Path(sys.modules[module].__file__).read_bytes() + b"# a fix to the checker's sandbox\n")
+    monkeypatch.setattr(sys.modules[module], "__file__", str(edited))
+    assert task_version(task) != before

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from robust_sft.sandbox import cgroups, uids
 from robust_sft.sandbox import runner as sandbox
 from robust_sft.sandbox.runner import run_many, run_python
 
@@ -283,7 +284,7 @@ def test_forked_children_share_one_memory_cap():
 
 @needs_root_mode
 def test_fallback_without_cgroup_bounds_the_total(monkeypatch):
-    monkeypatch.setattr(sandbox, "_cgroup_backend", lambda: None)
+    monkeypatch.setattr(cgroups, "cgroup_backend", lambda: None)
     result = run_python(FORK_AND_ALLOCATE, memory_mb=256, timeout=10)
     assert result.stdout.count("held") <= 2, result
     # ... and a single process still gets its share of the memory
@@ -417,7 +418,7 @@ def test_later_run_with_the_same_uid_sees_nothing_of_an_earlier_one():
     assert first.passed, first
     uid = int(first.stdout)
     try:
-        for _ in range(sandbox.UID_POOL_SIZE + 1):  # until the pool hands out the writer's uid again
+        for _ in range(uids.UID_POOL_SIZE + 1):  # until the pool hands out the writer's uid again
             later = run_python(reader)
             if int(later.stdout.split()[0]) == uid:
                 break
@@ -518,7 +519,7 @@ def test_run_many_defaults_to_the_usable_cores(monkeypatch):
 
 @needs_root_mode
 def test_run_ends_when_the_runner_is_killed():
-    sandbox_uids = range(sandbox.UID_BASE, sandbox.UID_BASE + 64)
+    sandbox_uids = range(uids.UID_BASE, uids.UID_BASE + 64)
     before = {uid for uid in sandbox_uids if live_processes_of(uid)}
     runner = subprocess.Popen([sys.executable, "-c", (
         "from robust_sft.sandbox.runner import run_python\n"
@@ -541,16 +542,16 @@ def test_run_ends_when_the_runner_is_killed():
         runner.kill()
         for uid in sandbox_uids:
             if uid not in before:
-                sandbox._kill_uid(uid)
-        if sandbox._cgroup_backend() is not None:  # the killed runner could not remove its cgroup
+                uids.kill_uid(uid)
+        if cgroups.cgroup_backend() is not None:  # the killed runner could not remove its cgroup
             for uid in started:
-                sandbox._cgroup_backend().discard(f"run-{uid}")
+                cgroups.cgroup_backend().discard(f"run-{uid}")
 
 
 def test_cgroup_v2_limits_are_written_where_the_kernel_reads_them(tmp_path):
     # The v2 path cannot run on this host (cgroup v1); this checks its use of the documented files on
     # a plain directory standing in for the delegated cgroup.
-    backend = sandbox._CgroupBackend("v2", {"memory": str(tmp_path), "pids": str(tmp_path)})
+    backend = cgroups.CgroupBackend("v2", {"memory": str(tmp_path), "pids": str(tmp_path)})
     run = backend.create("run-1", 256 << 20, 33)
     directory = tmp_path / "run-1"
     assert run.dirs == [str(directory)] and run.procs_files == [str(directory / "cgroup.procs")]

@@ -9,6 +9,7 @@ each distinct token id is decoded once into a string table; every answer token i
 index into that table plus one byte of quantised NLL, base64-encoded. The page decodes them once and
 renders one page of examples at a time. Every number in the summary is computed here, exactly, from the
 unrounded NLLs; only the per-token colours and hover values use the quantised ones.
+The two figures are drawn by inspect_figures.py; the page's HTML and script are templates/inspect.html.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from robust_sft.core.artifacts import check_output_file, write_text
 from robust_sft.evaluation.metrics import spearman
 from robust_sft.masking.policies import ThresholdOption
+from robust_sft.report.inspect_figures import FILE_COLOURS, curve_svg, histogram, histogram_svg, masked_curve
 from robust_sft.scoring.token_nll import Scores, check_token_ids, load_scores, sequence_perplexity
 
 # NLL quantisation: one byte per token, 1/16 nat per step, centred on log(tau) so that
@@ -35,9 +37,6 @@ STEPS_PER_NAT = 16
 CODE_TAU = 63
 # Colour classes of the heat-map: upper perplexity bounds of each class (the last is open).
 PPL_CLASS_BOUNDS = (1.1, 1.5, 2, 3, 5, 10, 30, 100, 1000)
-HIST_LOG10_MAX = 5.0  # histogram x range: token ppl 1 .. 1e5 (larger values go in the last bin)
-HIST_BINS = 50
-CURVE_TAUS = tuple(float(t) for t in np.round(np.logspace(0, 3, 61), 4))  # 1 .. 1000
 TOP_TOKENS = 30
 # Answer tokens carried in the page by default (~4.2 bytes each: a 2-byte string index and a 1-byte NLL,
 # base64): beyond it the page keeps the most surprising prompts and says so; the summary always covers all.
@@ -45,7 +44,6 @@ DEFAULT_MAX_TOKENS = 2_000_000
 # Examples per page of the heat-map: as many as hold about this many token spans (5 to 50); the DOM, not
 # the dataset, is what makes a page slow, so a page costs the same for 100 or 100,000 examples.
 PAGE_TOKENS = 8000
-FILE_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
 # --------------------------------------------------------------------------------------------- pure helpers
@@ -112,20 +110,6 @@ def file_summary(scores: Scores, tau: float) -> dict:
     }
 
 
-def histogram(tokens: np.ndarray) -> list[float]:
-    """Share of tokens per log10(ppl) bin over [0, HIST_LOG10_MAX] (the last bin holds everything above)."""
-    log10_ppl = np.clip(np.asarray(tokens, np.float64) / math.log(10), 0, HIST_LOG10_MAX - 1e-9)
-    counts, _ = np.histogram(log10_ppl, bins=HIST_BINS, range=(0, HIST_LOG10_MAX))
-    return (counts / max(len(tokens), 1)).tolist()
-
-
-def masked_curve(tokens: np.ndarray, taus=CURVE_TAUS) -> list[float]:
-    """% of tokens with ppl > tau, for each tau."""
-    ordered = np.sort(np.asarray(tokens, np.float64))
-    n = max(len(ordered), 1)
-    return [100 * (len(ordered) - np.searchsorted(ordered, math.log(t), side="right")) / n for t in taus]
-
-
 def top_surprising_tokens(scores: Scores, strings: dict[int, str], tau: float, k: int = TOP_TOKENS) -> list[dict]:
     """Tokens most often above tau: their text, how often above tau, the share of their occurrences that is."""
     ids, nll = [], []
@@ -168,71 +152,6 @@ def evidence_from_results(results: dict) -> dict | None:
 
 def _nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else value  # the page shows NaN as "undefined"
-
-
-# --------------------------------------------------------------------------------------------- SVG figures
-
-
-def _svg_axes(width, height, margin, x_ticks, y_ticks, x_label, y_label):
-    left, right, top, bottom = margin
-    parts = [f'<svg viewBox="0 0 {width} {height}" class="fig">',
-             f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" class="ax"/>',
-             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" class="ax"/>']
-    for x, label in x_ticks:
-        parts.append(f'<line x1="{x:.1f}" y1="{height - bottom}" x2="{x:.1f}" y2="{height - bottom + 4}" class="ax"/>'
-                     f'<text x="{x:.1f}" y="{height - bottom + 16}" class="tick" text-anchor="middle">{label}</text>')
-    for y, label in y_ticks:
-        parts.append(f'<line x1="{left - 4}" y1="{y:.1f}" x2="{left}" y2="{y:.1f}" class="ax"/>'
-                     f'<text x="{left - 7}" y="{y + 4:.1f}" class="tick" text-anchor="end">{label}</text>')
-    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 4}" class="lab" text-anchor="middle">'
-                 f'{x_label}</text>')
-    parts.append(f'<text transform="translate(13,{(top + height - bottom) / 2}) rotate(-90)" class="lab" '
-                 f'text-anchor="middle">{y_label}</text>')
-    return parts
-
-
-def histogram_svg(hists: dict[str, list[float]], tau: float) -> str:
-    width, height, margin = 460, 250, (52, 12, 12, 40)
-    left, right, top, bottom = margin
-    plot_w, plot_h = width - left - right, height - top - bottom
-    peak = max((max(h) for h in hists.values() if h), default=1.0) or 1.0
-    sx = lambda v: left + plot_w * v / HIST_LOG10_MAX  # noqa: E731
-    sy = lambda v: top + plot_h * (1 - v / peak)  # noqa: E731
-    x_ticks = [(sx(e), f"{10 ** e:g}" if e < 4 else f"1e{e}") for e in range(int(HIST_LOG10_MAX) + 1)]
-    y_ticks = [(sy(v), f"{100 * v:.0f}%") for v in np.linspace(0, peak, 5)]
-    parts = _svg_axes(width, height, margin, x_ticks, y_ticks, "token perplexity (log scale)", "share of tokens")
-    step = HIST_LOG10_MAX / HIST_BINS
-    for k, (name, h) in enumerate(hists.items()):
-        points = [f"{sx(0):.1f},{sy(0):.1f}"]
-        for b, v in enumerate(h):
-            points += [f"{sx(b * step):.1f},{sy(v):.1f}", f"{sx((b + 1) * step):.1f},{sy(v):.1f}"]
-        points.append(f"{sx(HIST_LOG10_MAX):.1f},{sy(0):.1f}")
-        colour = FILE_COLOURS[k % len(FILE_COLOURS)]
-        parts.append(f'<polyline points="{" ".join(points)}" fill="{colour}" fill-opacity="0.15" stroke="{colour}"/>')
-    x = sx(math.log10(tau))
-    parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" class="tau"/>'
-                 f'<text x="{x + 4:.1f}" y="{top + 12}" class="tick">tau {tau:g}</text></svg>')
-    return "".join(parts)
-
-
-def curve_svg(curves: dict[str, list[float]], tau: float, at_tau: dict[str, float]) -> str:
-    width, height, margin = 460, 250, (52, 12, 12, 40)
-    left, right, top, bottom = margin
-    plot_w, plot_h = width - left - right, height - top - bottom
-    sx = lambda t: left + plot_w * math.log10(t) / 3  # noqa: E731
-    sy = lambda p: top + plot_h * (1 - p / 100)  # noqa: E731
-    x_ticks = [(sx(t), f"{t:g}") for t in (1, 1.5, 2.5, 5, 10, 30, 100, 1000)]
-    y_ticks = [(sy(p), f"{p}%") for p in (0, 25, 50, 75, 100)]
-    parts = _svg_axes(width, height, margin, x_ticks, y_ticks, "tau (log scale)", "% of answer tokens masked")
-    for k, (name, curve) in enumerate(curves.items()):
-        colour = FILE_COLOURS[k % len(FILE_COLOURS)]
-        points = " ".join(f"{sx(t):.1f},{sy(p):.1f}" for t, p in zip(CURVE_TAUS, curve))
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.8"/>')
-        parts.append(f'<circle cx="{sx(tau):.1f}" cy="{sy(at_tau[name]):.1f}" r="3.5" fill="{colour}"/>')
-    x = sx(tau)
-    parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" class="tau"/>'
-                 f'<text x="{x + 4:.1f}" y="{top + 12}" class="tick">tau {tau:g}</text></svg>')
-    return "".join(parts)
 
 
 # --------------------------------------------------------------------------------------------- the page
@@ -278,87 +197,26 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
                     max_tokens: int | None = DEFAULT_MAX_TOKENS, evidence: dict | None = None,
                     title: str | None = None, page_size: int | None = None) -> dict:
     """Everything the page shows, as one JSON-serialisable document."""
-    if not named:
-        raise ValueError("inspect needs at least one score file")
-    if not (tau > 1 and math.isfinite(tau)):  # the page's colours are centred on log(tau)
-        raise ValueError(f"tau must be > 1 and finite (a perplexity), not {tau}")
-    tokenizer = _resolve_tokenizer(named, tokenizer)
-    for name, scores in named.items():  # every id decodes with this tokenizer (a stray id would size a table)
-        check_token_ids(np.concatenate(scores.input_ids) if len(scores) else np.zeros(0, np.int64), len(tokenizer),
-                        name)
-
-    # Rows: the union of example ids, in first-seen order; each file points its examples at a row.
-    row_of, row_ids, prompts = {}, [], []
-    for scores in named.values():
-        for i, example_id in enumerate(scores.ids):
-            if example_id not in row_of:
-                row_of[example_id] = len(row_ids)
-                row_ids.append(example_id)
-                prompts.append(_prompt_text(scores.messages[i] or []))
-    # Cap the rows shown: keep the most surprising (highest sequence ppl in any file) within max_examples
-    # and max_tokens; the summary, figures and token list still cover every example.
-    worst = np.full(len(row_ids), -np.inf)
-    row_tokens = np.zeros(len(row_ids), np.int64)
-    for scores in named.values():
-        for i, example_id in enumerate(scores.ids):
-            nll = scores.answer_nll(i)
-            r = row_of[example_id]
-            row_tokens[r] += len(nll)
-            if len(nll):
-                worst[r] = max(worst[r], sequence_perplexity(nll))
-    by_surprise = np.argsort(-worst, kind="stable")
-    fits = np.ones(len(row_ids), bool)
-    if max_tokens:
-        fits = np.cumsum(row_tokens[by_surprise]) <= max_tokens
-        fits[0] = True  # at least one prompt, however long
-    n_shown = int(fits.sum()) if max_examples is None else min(int(fits.sum()), max_examples)
-    keep_rows = sorted(by_surprise[:n_shown].tolist())
+    tokenizer = _checked_tokenizer(named, tau, tokenizer)
+    rows = _prompt_rows(named)
+    keep_rows = _rows_shown(named, rows, max_examples, max_tokens)
     new_row = {old: new for new, old in enumerate(keep_rows)}
-
-    used = sorted(set(np.concatenate([s.input_ids[i][_answer_positions(s, i)] for s in named.values()
-                                      for i in range(len(s))]).tolist()) if any(len(s) for s in named.values()) else [])
-    strings = token_strings(tokenizer, used)
-    index_of = np.full(max(used, default=0) + 1, 0, np.uint32)
-    index_of[used] = np.arange(len(used), dtype=np.uint32)
-    special = set(getattr(tokenizer, "all_special_ids", []) or [])
-
-    files, summaries, hists, curves, tops = {}, {}, {}, {}, {}
-    for name, scores in named.items():
-        summaries[name] = file_summary(scores, tau)
-        all_tokens = [scores.answer_nll(i) for i in range(len(scores))]
-        flat = np.concatenate(all_tokens) if all_tokens else np.zeros(0, np.float32)
-        hists[name], curves[name] = histogram(flat), masked_curve(flat)
-        tops[name] = top_surprising_tokens(scores, strings, tau)
-        rows, seq_ppl, share, n_tokens, token_index, codes = [], [], [], [], [], []
-        for i, example_id in enumerate(scores.ids):
-            if row_of[example_id] not in new_row:
-                continue
-            pos = _answer_positions(scores, i)
-            nll = scores.token_nll[i][pos]
-            rows.append(new_row[row_of[example_id]])
-            seq_ppl.append(round(sequence_perplexity(nll), 4) if len(nll) else None)
-            share.append(round(float((nll > math.log(tau)).mean()), 4) if len(nll) else None)
-            n_tokens.append(int(len(pos)))
-            token_index.append(index_of[scores.input_ids[i][pos]])
-            codes.append(quantise_nll(nll, tau))
-        files[name] = _FileTokens(rows, seq_ppl, share, n_tokens,
-                                  np.concatenate(token_index) if token_index else np.zeros(0, np.uint32),
-                                  np.concatenate(codes) if codes else np.zeros(0, np.uint8))
-
-    index_bytes = 2 if len(used) <= 2**16 else 4
+    table = _StringTable.of(named, tokenizer)
+    summaries = {name: file_summary(scores, tau) for name, scores in named.items()}
+    files = {name: _file_tokens(scores, tau, rows, new_row, table) for name, scores in named.items()}
+    index_bytes = 2 if len(table.used) <= 2**16 else 4
     shown_tokens = sum(len(f.codes) for f in files.values())
-    at_tau = {n: s["pct_tokens_above_tau"] for n, s in summaries.items()}
     return {
         "title": title or "robust-sft inspect: " + ", ".join(named),
         "tau": tau,
         "files": list(named),
         "colours": [FILE_COLOURS[k % len(FILE_COLOURS)] for k in range(len(named))],
         "model": str(next(iter(named.values())).metadata.get("model", "")),
-        "total_rows": len(row_ids),
-        "row_ids": [row_ids[r] for r in keep_rows],
-        "prompts": [prompts[r] for r in keep_rows],
-        "strings": [strings[i] for i in used],
-        "special": [k for k, i in enumerate(used) if i in special],
+        "total_rows": len(rows.ids),
+        "row_ids": [rows.ids[r] for r in keep_rows],
+        "prompts": [rows.prompts[r] for r in keep_rows],
+        "strings": [table.strings[i] for i in table.used],
+        "special": [k for k, i in enumerate(table.used) if i in table.special],
         "index_bytes": index_bytes,
         "quant": {"steps_per_nat": STEPS_PER_NAT, "code_tau": CODE_TAU},
         "class_bounds": list(PPL_CLASS_BOUNDS),
@@ -366,17 +224,122 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
         "summary": summaries,
         "risk": {n: risk_line(s, tau) for n, s in summaries.items()},
         "evidence": evidence,
-        "top_tokens": tops,
-        "histogram_svg": histogram_svg(hists, tau),
-        "curve_svg": curve_svg(curves, tau, at_tau),
-        "file_tokens": {
-            name: {"row": f.row, "seq_ppl": f.seq_ppl, "share": f.share, "n_tokens": f.n_tokens,
-                   "tokens": base64.b64encode(f.token_index.astype("<u2" if index_bytes == 2 else "<u4").tobytes())
-                   .decode("ascii"),
-                   "nll": base64.b64encode(f.codes.tobytes()).decode("ascii")}
-            for name, f in files.items()
-        },
+        "top_tokens": {name: top_surprising_tokens(scores, table.strings, tau) for name, scores in named.items()},
+        **_figures(named, tau, summaries),
+        "file_tokens": {name: _encoded(f, index_bytes) for name, f in files.items()},
     }
+
+
+def _checked_tokenizer(named: dict[str, Scores], tau: float, tokenizer):
+    """The page's tokenizer, once the inputs are known to make a page: files given, a perplexity tau, and every
+    token id decodable by the tokenizer (a stray id would size a table)."""
+    if not named:
+        raise ValueError("inspect needs at least one score file")
+    if not (tau > 1 and math.isfinite(tau)):  # the page's colours are centred on log(tau)
+        raise ValueError(f"tau must be > 1 and finite (a perplexity), not {tau}")
+    tokenizer = _resolve_tokenizer(named, tokenizer)
+    for name, scores in named.items():
+        check_token_ids(np.concatenate(scores.input_ids) if len(scores) else np.zeros(0, np.int64), len(tokenizer),
+                        name)
+    return tokenizer
+
+
+@dataclass
+class _Rows:
+    """The page's rows: the union of the files' example ids in first-seen order, each with its prompt."""
+
+    of: dict[str, int]  # example id -> row
+    ids: list[str]
+    prompts: list[str]
+
+
+def _prompt_rows(named: dict[str, Scores]) -> _Rows:
+    rows = _Rows({}, [], [])
+    for scores in named.values():
+        for i, example_id in enumerate(scores.ids):
+            if example_id not in rows.of:
+                rows.of[example_id] = len(rows.ids)
+                rows.ids.append(example_id)
+                rows.prompts.append(_prompt_text(scores.messages[i] or []))
+    return rows
+
+
+def _rows_shown(named: dict[str, Scores], rows: _Rows, max_examples: int | None, max_tokens: int | None) -> list[int]:
+    """The rows the heat-map carries, in row order: the most surprising (highest sequence ppl in any file) within
+    max_examples and max_tokens; the summary, figures and token list still cover every example."""
+    worst = np.full(len(rows.ids), -np.inf)
+    row_tokens = np.zeros(len(rows.ids), np.int64)
+    for scores in named.values():
+        for i, example_id in enumerate(scores.ids):
+            nll = scores.answer_nll(i)
+            r = rows.of[example_id]
+            row_tokens[r] += len(nll)
+            if len(nll):
+                worst[r] = max(worst[r], sequence_perplexity(nll))
+    by_surprise = np.argsort(-worst, kind="stable")
+    fits = np.ones(len(rows.ids), bool)
+    if max_tokens:
+        fits = np.cumsum(row_tokens[by_surprise]) <= max_tokens
+        fits[0] = True  # at least one prompt, however long
+    n_shown = int(fits.sum()) if max_examples is None else min(int(fits.sum()), max_examples)
+    return sorted(by_surprise[:n_shown].tolist())
+
+
+@dataclass
+class _StringTable:
+    """Each distinct answer token id of the files, decoded once; tokens travel as indices into `used`."""
+
+    used: list[int]  # the distinct answer token ids, sorted
+    strings: dict[int, str]  # token id -> display text
+    index_of: np.ndarray  # token id -> its index in `used`
+    special: set[int]  # the tokenizer's special ids
+
+    @classmethod
+    def of(cls, named: dict[str, Scores], tokenizer) -> _StringTable:
+        answer_ids = [s.input_ids[i][_answer_positions(s, i)] for s in named.values() for i in range(len(s))]
+        used = sorted(set(np.concatenate(answer_ids).tolist())) if any(len(s) for s in named.values()) else []
+        index_of = np.full(max(used, default=0) + 1, 0, np.uint32)
+        index_of[used] = np.arange(len(used), dtype=np.uint32)
+        return cls(used, token_strings(tokenizer, used), index_of,
+                   set(getattr(tokenizer, "all_special_ids", []) or []))
+
+
+def _file_tokens(scores: Scores, tau: float, rows: _Rows, new_row: dict[int, int], table: _StringTable) -> _FileTokens:
+    """One file's examples among the shown rows: per-example figures and the concatenated quantised tokens."""
+    out, token_index, codes = _FileTokens([], [], [], [], np.zeros(0, np.uint32), np.zeros(0, np.uint8)), [], []
+    for i, example_id in enumerate(scores.ids):
+        if rows.of[example_id] not in new_row:
+            continue
+        pos = _answer_positions(scores, i)
+        nll = scores.token_nll[i][pos]
+        out.row.append(new_row[rows.of[example_id]])
+        out.seq_ppl.append(round(sequence_perplexity(nll), 4) if len(nll) else None)
+        out.share.append(round(float((nll > math.log(tau)).mean()), 4) if len(nll) else None)
+        out.n_tokens.append(int(len(pos)))
+        token_index.append(table.index_of[scores.input_ids[i][pos]])
+        codes.append(quantise_nll(nll, tau))
+    if token_index:
+        out.token_index, out.codes = np.concatenate(token_index), np.concatenate(codes)
+    return out
+
+
+def _figures(named: dict[str, Scores], tau: float, summaries: dict[str, dict]) -> dict[str, str]:
+    """The histogram and masked-share figures over every example of each file."""
+    hists, curves = {}, {}
+    for name, scores in named.items():
+        all_tokens = [scores.answer_nll(i) for i in range(len(scores))]
+        flat = np.concatenate(all_tokens) if all_tokens else np.zeros(0, np.float32)
+        hists[name], curves[name] = histogram(flat), masked_curve(flat)
+    at_tau = {n: s["pct_tokens_above_tau"] for n, s in summaries.items()}
+    return {"histogram_svg": histogram_svg(hists, tau), "curve_svg": curve_svg(curves, tau, at_tau)}
+
+
+def _encoded(f: _FileTokens, index_bytes: int) -> dict:
+    """One file's token data as the page reads it: little-endian indices and NLL codes, base64."""
+    return {"row": f.row, "seq_ppl": f.seq_ppl, "share": f.share, "n_tokens": f.n_tokens,
+            "tokens": base64.b64encode(f.token_index.astype("<u2" if index_bytes == 2 else "<u4").tobytes())
+            .decode("ascii"),
+            "nll": base64.b64encode(f.codes.tobytes()).decode("ascii")}
 
 
 def _json_for_script(obj) -> str:

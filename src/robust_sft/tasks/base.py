@@ -86,19 +86,28 @@ def task_version(task: Task) -> str:
     every module its class is built from, together with the task modules those use (e.g. a checker's
     sandbox or an equivalence module), so fixing a checker invalidates results cached with the old one.
     """
-    modules = {klass.__module__ for klass in type(task).__mro__} - {"builtins", "abc"}
-    own_package = type(task).__module__.split(".")[0]
-    task_code = (*_TASK_PACKAGES, own_package + ".") if own_package != "robust_sft" else _TASK_PACKAGES
-    for name in list(modules):
-        for value in vars(sys.modules[name]).values():
-            used = getattr(value, "__name__", "") if isinstance(value, type(sys)) else getattr(value, "__module__", "")
-            if isinstance(used, str) and (used.startswith(task_code) or used == own_package) and used in sys.modules:
-                modules.add(used)
     h = hashlib.sha256(f"{type(task).__qualname__}:{task.version}:{sorted(map(repr, vars(task).items()))}".encode())
-    for name in sorted(modules):
+    for name in sorted(task_modules(task)):
         source = getattr(sys.modules[name], "__file__", None)
         h.update(name.encode() + (Path(source).read_bytes() if source else b""))
     return h.hexdigest()[:16]
+
+
+def task_modules(task: Task) -> set[str]:
+    """The modules `task_version` hashes: those its class is built from and the task-code modules they use, in
+    turn (a checker's sandbox is a package of modules that use one another)."""
+    modules = {klass.__module__ for klass in type(task).__mro__} - {"builtins", "abc"}
+    own_package = type(task).__module__.split(".")[0]
+    task_code = (*_TASK_PACKAGES, own_package + ".") if own_package != "robust_sft" else _TASK_PACKAGES
+    pending = list(modules)
+    while pending:
+        for value in vars(sys.modules[pending.pop()]).values():
+            used = getattr(value, "__name__", "") if isinstance(value, type(sys)) else getattr(value, "__module__", "")
+            if isinstance(used, str) and (used.startswith(task_code) or used == own_package) and used in sys.modules \
+                    and used not in modules:
+                modules.add(used)
+                pending.append(used)
+    return modules
 
 
 _REGISTRY: dict[str, Callable[..., Task]] = {}

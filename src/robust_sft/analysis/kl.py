@@ -1,0 +1,80 @@
+"""KL to the base: how far a fine-tune moved the next-token distribution on the answer tokens GT training
+trains on. torch, transformers and the model loaders are imported by `kl_to_base` (their start-up cost)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from robust_sft.analysis.measures import kl_rows
+from robust_sft.models.loading import is_adapter
+
+KL_BATCH_TOKENS = 8192  # padded tokens per forward pass
+KL_CHUNK_BYTES = 256 << 20  # float32 logits materialised at once per model
+
+
+def _decoder_and_head(model):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def _predicting_features(model, fast: bool, ids, attention, positions):
+    """Per position, what predicts the next token: the last hidden state (fast) or the model's logits."""
+    mask = None if bool(attention.all()) else attention  # no padding: attention's fast causal path
+    if fast:
+        decoder = _decoder_and_head(model)[0]
+        return decoder(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+    return model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+
+
+def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | Path, limit: int | None = None,
+               progress: bool = True) -> dict:
+    """Mean KL(p_finetuned || p_base) over the answer tokens GT training trains on (the first `limit` examples).
+
+    An adapter runs as one model: the base's logits come from the same weights with the adapter disabled.
+    A full fine-tune needs the base loaded beside it: two models' memory.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
+    from robust_sft.models.loading import load_model, load_tokenizer
+    from robust_sft.scoring.token_nll import TokenScorer, logit_postprocessor, pad_batch, plan_batches
+    from robust_sft.training.trainer import load_training_data
+
+    final_dir = Path(final_dir)
+    tokenizer = load_tokenizer(str(base_dir))
+    data = load_training_data(str(scores_path), MaskPolicy(kind="none"), tokenizer)
+    input_ids, labels = data.input_ids[:limit], data.labels[:limit]
+    if is_adapter(final_dir):
+        model = load_model(str(base_dir), dtype="float32", device="cpu", adapter=str(final_dir))
+        states = [(model, contextlib.nullcontext), (model, model.disable_adapter)]
+    else:
+        states = [(load_model(str(final_dir), dtype="float32", device="cpu"), contextlib.nullcontext),
+                  (load_model(str(base_dir), dtype="float32", device="cpu"), contextlib.nullcontext)]
+    # Decoder + LM head at the answer positions only, when that reproduces the model's logits (checked once).
+    fast = TokenScorer(states[0][0]).fast
+    post = logit_postprocessor(states[0][0].config)
+    rows_per_chunk = max(1, KL_CHUNK_BYTES // (4 * states[0][0].config.get_text_config().vocab_size))
+    total, tokens = 0.0, 0
+    batches = plan_batches([len(x) for x in input_ids], KL_BATCH_TOKENS, 64)
+    with torch.no_grad():
+        for batch in tqdm(batches, desc="KL to base", disable=not progress, leave=False):
+            ids, attention, positions, trained = pad_batch(
+                [input_ids[i].tolist() for i in batch], [(labels[i] != IGNORE_INDEX).tolist() for i in batch],
+                tokenizer.pad_token_id)
+            trained[:, 0] = False  # the first token has no context (never trained either)
+            rows, cols = trained.nonzero(as_tuple=True)
+            features = []
+            for model, context in states:
+                with context():
+                    features.append(_predicting_features(model, fast, ids, attention, positions)[rows, cols - 1])
+            for start in range(0, len(rows), rows_per_chunk):
+                logits = []
+                for (model, context), f in zip(states, features):
+                    with context():
+                        chunk = f[start : start + rows_per_chunk]
+                        logits.append(post(_decoder_and_head(model)[1](chunk)) if fast else chunk)
+                total += float(kl_rows(*logits).sum())
+            tokens += len(rows)
+    return {"kl_to_base": total / tokens if tokens else None, "kl_tokens": tokens, "kl_examples": len(input_ids)}
