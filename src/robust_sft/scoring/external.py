@@ -19,7 +19,13 @@ import numpy as np
 
 from robust_sft.core.artifacts import check_output_file, library_versions, write_parquet
 from robust_sft.core.config_types import check_choice
-from robust_sft.data.examples import DataFormatOptions, ErrorLog, row_to_example, tokenize_example, tokenizer_fingerprint
+from robust_sft.data.examples import (
+    DataFormatOptions,
+    ErrorLog,
+    row_to_example,
+    tokenize_example,
+    tokenizer_fingerprint,
+)
 from robust_sft.data.rows import DataError, iter_rows
 from robust_sft.scoring.token_nll import SCORES_FORMAT, scores_table
 
