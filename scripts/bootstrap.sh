@@ -18,7 +18,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   pip_install --upgrade pip
   pip_install "torch==2.13.0"
-  pip_install -e ".[dev,math,lm-eval]"
-  .venv/bin/python -c "import robust_sft, torch, transformers, peft, lm_eval, math_verify"
+  pip_install -e ".[dev,math,lm-eval,ray]"
+  .venv/bin/python -c "import robust_sft, torch, transformers, peft, lm_eval, math_verify, ray"
   echo "$want" > "$stamp"
 fi

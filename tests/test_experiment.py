@@ -286,3 +286,49 @@ def test_units_in_parallel_processes_give_the_same_results(tmp_path, tiny_model_
             assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
     with pytest.raises(ValueError, match="workers must be at least 1"):
         mini_config(tiny_model_dir, workers=0)
+
+
+def test_executor_options_and_the_older_workers_field(tmp_path):
+    from dataclasses import asdict
+
+    from robust_sft.executors import ExecutorConfig
+
+    assert ExperimentConfig(workers=2).executor == ExecutorConfig(workers=2)
+    assert ExperimentConfig().executor == ExecutorConfig() and ExperimentConfig().workers == 1
+    on_ray = ExperimentConfig(executor={"executor": "ray", "ray_address": "auto", "workers": 0, "gpus_per_unit": "0.5"})
+    assert on_ray.executor == ExecutorConfig(executor="ray", ray_address="auto", workers=0, gpus_per_unit=0.5)
+    assert on_ray.workers == 0
+    # config.json (asdict, through JSON) builds the same config again, as `robust-sft report` does
+    assert ExperimentConfig(**json.loads(json.dumps(asdict(on_ray)))) == on_ray
+    assert ExperimentConfig(workers=3, executor={"workers": 3}).workers == 3
+    with pytest.raises(ValueError, match="workers 2 and executor.workers 3 disagree"):
+        ExperimentConfig(workers=2, executor={"workers": 3})
+    with pytest.raises(ValueError, match=r"executor: unknown option\(s\) \['adress'\]"):
+        ExperimentConfig(executor={"executor": "ray", "adress": "auto"})
+    with pytest.raises(ValueError, match="executor: executor must be one of local, ray, not 'slurm'"):
+        ExperimentConfig(executor={"executor": "slurm"})
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\nexecutor:\n  executor: ray\n  ray_address: ray://head:10001\n  cpus_per_unit: 2\n")
+    config = load_config(path)
+    assert config.executor.ray_address == "ray://head:10001" and config.executor.cpus_per_unit == 2.0
+    assert "Ray tasks on the Ray cluster at ray://head:10001" in Experiment(config, tmp_path / "r").describe_plan()
+
+
+@pytest.mark.slow  # about a minute: Ray's start-up and its workers' imports on 2 cores
+def test_units_on_ray_give_the_same_results_as_local_processes(tmp_path, tiny_model_dir):
+    pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")
+    options = dict(methods=["gt", "stm"], taus=[500], seeds=[0, 1], lr_sweep={})  # 4 units
+    # One torch thread per unit in both (2 cores // 2 workers; 1 CPU per Ray task): the same float reductions.
+    local = Experiment(mini_config(tiny_model_dir, workers=2, **options), tmp_path / "local", progress=False).run()
+    # No address: a Ray instance is started on this machine for the run, and stopped after.
+    on_ray = Experiment(mini_config(tiny_model_dir, executor={"executor": "ray", "workers": 0}, **options),
+                        tmp_path / "ray", progress=False).run()
+    saved = json.loads((tmp_path / "ray" / "results.json").read_text())
+    assert saved["methods"] == json.loads(json.dumps(on_ray["methods"]))
+    for name in ("gt", "stm@500"):
+        for seed in ("0", "1"):
+            a, b = local["methods"][name]["seeds"][seed], on_ray["methods"][name]["seeds"][seed]
+            for key in ("accuracies", "target_accuracy", "ti", "bwt", "train_loss"):
+                assert a[key] == b[key], (name, seed, key)
+        for key in ("target_accuracy", "ti", "bwt"):
+            assert local["methods"][name]["mean"][key] == on_ray["methods"][name]["mean"][key]

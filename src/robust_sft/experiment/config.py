@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robust_sft.executors import ExecutorConfig
 from robust_sft.models.options import Backend
 from robust_sft.organism.world import TARGET as ORGANISM_TARGET
 
@@ -45,7 +46,10 @@ class ExperimentConfig:
     target_eval_limit: int | None = None  # test examples of the target (default: eval_limit); more = less noisy TI
     select_best_epoch: bool = True
     eval_batch_size: int = 64
-    workers: int = 1  # (variant, seed) units fine-tuned and evaluated at once, each in its own process
+    # Where the (variant, seed) units run: a mapping of ExecutorConfig fields (default: local processes), e.g.
+    # {executor: ray, ray_address: auto, workers: 0}. `workers: N` alone is executor.workers (local processes).
+    executor: ExecutorConfig | None = None  # an ExecutorConfig once built
+    workers: int | None = None  # = executor.workers once built
     backend: Backend = "hf"  # generation and evaluation: hf (transformers generate) or vllm (GPU machines)
     task_paths: dict = field(default_factory=dict)  # task name -> local files (offline); Hub otherwise
     train: dict = field(default_factory=dict)  # TrainConfig fields
@@ -72,7 +76,8 @@ class ExperimentConfig:
         for name in ("train_limit", "validation_limit", "eval_limit", "target_eval_limit"):
             require_limit(name, getattr(self, name))
         require(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, not {self.eval_batch_size}")
-        require(self.workers >= 1, f"workers must be at least 1, not {self.workers}")
+        self.executor = executor_config(self.executor, self.workers)
+        self.workers = self.executor.workers
         from robust_sft.data.synthesis import GenerationSettings
         from robust_sft.training.trainer import TrainConfig
 
@@ -80,6 +85,25 @@ class ExperimentConfig:
         self.train = check_options(TrainConfig, self.train, "train",
                                    exclude=("model", "data", "output_dir", "validation", "seed", "progress"))
         self.generation = check_options(GenerationSettings, self.generation, "generation")
+
+
+def executor_config(executor: ExecutorConfig | dict | None, workers: int | None) -> ExecutorConfig:
+    """The `executor:` options, with the top-level `workers: N` of configs written before it (both: must agree)."""
+    from robust_sft.core.config_types import ConfigError, check_options, require
+
+    if isinstance(executor, ExecutorConfig):
+        require(workers is None or workers == executor.workers,
+                f"workers {workers} and executor.workers {executor.workers} disagree: set one of them")
+        return executor
+    options = check_options(ExecutorConfig, executor or {}, "executor")
+    if workers is not None:
+        require(options.get("workers", workers) == workers,
+                f"workers {workers} and executor.workers {options.get('workers')} disagree: set one of them")
+        options["workers"] = workers
+    try:
+        return ExecutorConfig(**options)
+    except ValueError as err:
+        raise ConfigError(f"executor: {err}") from None
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

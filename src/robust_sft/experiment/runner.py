@@ -25,7 +25,7 @@ from pathlib import Path
 
 from robust_sft.core.artifacts import LOCK_NAME, WriteError, check_own_dir, dir_lock, write_json, write_jsonl
 from robust_sft.core.hashing import file_hash, model_fingerprint, stable_hash
-from robust_sft.executors.local import run_in_processes
+from robust_sft.executors import ExecutorConfig, run_calls
 from robust_sft.experiment.config import ORGANISM, ExperimentConfig, load_config
 from robust_sft.experiment.plan import Variant, plan_variants, sources_needed
 from robust_sft.experiment.stages import run_stage
@@ -131,7 +131,8 @@ class Experiment:
                                            "on first use)" if c.model == ORGANISM else ""),
                  f"  target: {c.target}; other tasks: {', '.join(tasks[1:])}",
                  f"  seeds: {c.seeds}; epoch selection: "
-                 + ("best target validation accuracy" if c.select_best_epoch else "last epoch")]
+                 + ("best target validation accuracy" if c.select_best_epoch else "last epoch"),
+                 f"  (variant, seed) units run {c.executor.describe()}"]
         try:
             n_train = len(self.load_examples(c.target, "train", c.train_limit))
             lines.append(f"  target train examples: {n_train}")
@@ -172,11 +173,11 @@ class Experiment:
         self.score_data(costs)
         self.evaluate_base()
         units = [(variant, seed) for variant in self.variants for seed in self.config.seeds]
-        if self.config.workers == 1:
+        if self.config.executor.executor == "local" and self.config.executor.workers == 1:
             for variant, seed in units:
                 self.run_unit(variant, seed)
         else:
-            run_units_in_parallel(self, units)
+            run_units_in_workers(self, units)
         return write_report(self, costs)
 
     def resolve_base(self) -> None:
@@ -374,23 +375,32 @@ def can_write_oracle(task) -> bool:
     return type(task).oracle_reference is not Task.oracle_reference
 
 
-def run_units_in_parallel(exp: Experiment, units: list[tuple[Variant, int]]) -> None:
-    """Run (variant, seed) units in `exp.config.workers` processes, the machine's cores split between them.
+def run_units_in_workers(exp: Experiment, units: list[tuple[Variant, int]]) -> None:
+    """Run (variant, seed) units in worker processes: local ones, or Ray tasks (`exp.config.executor`).
 
-    Tiny models use a second thread poorly, so two one-thread processes finish about twice the work of one
-    two-thread process. Each unit reads its inputs from the run directory and writes its own keyed stages, so
-    the outcome does not depend on the order in which units finish.
+    Locally the machine's cores are split between the workers: tiny models use a second thread poorly, so two
+    one-thread processes finish about twice the work of one two-thread process. Each unit reads its inputs from
+    the run directory and writes its own keyed stages, so the outcome does not depend on where or in which order
+    units run, and a unit rerun after its worker died resumes from what it had written.
     """
-    threads = max(1, len(os.sched_getaffinity(0)) // exp.config.workers)
     # Tasks registered by the caller's own modules (not only the built-in ones) must exist in the workers too.
     task_modules = sorted({type(exp.get_task(name)).__module__ for name in exp.tasks})
-    run_in_processes(run_unit_in_worker, [(exp.config, str(exp.dir), v.name, seed) for v, seed in units],
-                     exp.config.workers, setup=worker_setup, setup_args=(threads, task_modules),
-                     progress=exp.progress, desc="fine-tune + evaluate")
+    calls = [(exp.config, str(exp.dir), v.name, seed) for v, seed in units]
+    done = run_calls(run_unit_in_worker, calls, exp.config.executor, setup=worker_setup,
+                     setup_args=(unit_threads(exp.config.executor), task_modules), progress=exp.progress,
+                     desc="fine-tune + evaluate")
+    logger.info("[units] done: %s", ", ".join(done))
+
+
+def unit_threads(executor: ExecutorConfig) -> int:
+    """Torch threads of one unit: its share of this machine's cores, or the CPUs Ray reserved for it."""
+    if executor.executor == "ray":
+        return max(1, int(executor.cpus_per_unit))
+    return max(1, len(os.sched_getaffinity(0)) // executor.workers)
 
 
 def worker_setup(threads: int, task_modules: list[str]) -> None:
-    """Run once in each worker process: its share of the cores, and the modules that register its tasks."""
+    """Run once in each worker process: its threads, and the modules that register its tasks (caller's too)."""
     import torch
 
     torch.set_num_threads(threads)

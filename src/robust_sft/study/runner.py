@@ -18,18 +18,17 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from robust_sft.core.artifacts import LOCK_NAME, check_own_dir, dir_lock, read_text, write_json, write_text
 from robust_sft.core.hashing import stable_hash
-from robust_sft.executors.local import run_in_processes
+from robust_sft.executors import run_calls
 from robust_sft.experiment.config import ExperimentConfig
 from robust_sft.experiment.plan import Variant
-from robust_sft.experiment.runner import Experiment, worker_setup
+from robust_sft.experiment.runner import Experiment, unit_threads, worker_setup
 
 logger = logging.getLogger(__name__)
 
@@ -241,16 +240,17 @@ class Study:
     # ------------------------------------------------------------------ analyze
 
     def analyze(self, run_dirs: list[str]) -> dict[str, dict]:
-        """analyze_run on every run, `experiment.workers` runs at a time (each in its own process)."""
+        """analyze_run on every run, in workers as the runs' units ran (`experiment.executor` / `workers`)."""
         from robust_sft.analysis.mechanism import analyze_run
 
-        workers = min(int(self.config.experiment.get("workers", 1)), len(run_dirs))
-        if workers <= 1:
-            return {d: analyze_run(d, kl_limit=self.config.kl_limit, progress=self.progress) for d in run_dirs}
-        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        executor = ExperimentConfig(**self.config.experiment).executor
+        if executor.executor == "local":
+            executor = replace(executor, workers=min(executor.workers, len(run_dirs)))
+            if executor.workers <= 1:
+                return {d: analyze_run(d, kl_limit=self.config.kl_limit, progress=self.progress) for d in run_dirs}
         calls = [(d, self.config.kl_limit, False) for d in run_dirs]
-        analyses = run_in_processes(analyze_run, calls, workers, setup=worker_setup, setup_args=(threads, []),
-                                    progress=self.progress, desc="analyze")
+        analyses = run_calls(analyze_run, calls, executor, setup=worker_setup,
+                             setup_args=(unit_threads(executor), []), progress=self.progress, desc="analyze")
         return dict(zip(run_dirs, analyses))
 
 
