@@ -168,3 +168,33 @@ def test_tokenize_skip_mode_reports_the_example(tiny_tokenizer):
     errors = ErrorLog()
     out = tokenize_examples(tiny_tokenizer, [ok, bad], 20, on_error="skip", errors=errors, progress=False)
     assert [t.id for t in out] == ["ok"] and "example bad" in errors.skipped[0]
+
+
+def test_sft_data_and_task_data_are_read_by_one_reader(tmp_path):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from robust_sft.data.rows import iter_rows
+    from robust_sft.tasks.base import TaskError
+    from robust_sft.tasks.loading import read_local
+
+    rows = [{"id": "a", "prompt": "p", "answer": "x"}, {"id": "b", "prompt": "q", "answer": "y"}]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "d.json").write_text(json.dumps({"data": rows}))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "d.parquet")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "train.jsonl").write_text((tmp_path / "d.jsonl").read_text())
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "saved"))
+    for source in ("d.jsonl", "d.json", "d.parquet", "splits", "saved"):
+        located = list(iter_rows(tmp_path / source, "train"))
+        assert [row for _, row in located] == rows, source
+        assert read_local(tmp_path / source, "train") == located, source  # same rows, same locations
+        assert [e.id for e in read_examples(tmp_path / source)] == ["a", "b"], source
+    assert [where for where, _ in iter_rows(tmp_path / "d.json")] == [f"{tmp_path / 'd.json'}[0]",
+                                                                      f"{tmp_path / 'd.json'}[1]"]
+    (tmp_path / "bad.jsonl").write_text(json.dumps(rows[0]) + "\nnot json\n")
+    with pytest.raises(TaskError, match=r"bad\.jsonl:2: malformed JSON"):  # a task's loader stops at a bad row
+        read_local(tmp_path / "bad.jsonl", "train")
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: malformed JSON"):  # as SFT data reading does
+        read_examples(tmp_path / "bad.jsonl")

@@ -19,7 +19,6 @@ from robust_sft.report.inspect import (
     masked_curve,
     quantise_nll,
     render_page,
-    spearman,
     token_strings,
     write_inspect,
 )
@@ -58,13 +57,6 @@ def test_quantised_nll_marks_exactly_the_tokens_stm_masks(tau):
     assert np.array_equal(codes > CODE_TAU, nll > edge)
     inside = (codes > 0) & (codes < 255)
     assert np.all(np.abs(dequantise_nll(codes[inside], tau) - nll[inside]) <= 1 / 32 + 1e-9)
-
-
-def test_spearman_is_a_rank_correlation():
-    assert spearman([1, 2, 3, 4], [10, 20, 25, 100]) == pytest.approx(1.0)
-    assert spearman([1, 2, 3, 4], [5, 1, 0, -7]) == pytest.approx(-1.0)
-    assert spearman([1, 2, 3], [1, 1, 2]) == pytest.approx(np.corrcoef([0, 1, 2], [0.5, 0.5, 2])[0, 1])
-    assert math.isnan(spearman([1, 2], [2, 1])) and math.isnan(spearman([1, 2, 3], [4, 4, 4]))
 
 
 def test_summary_and_curve_agree_with_stats(scores_path):

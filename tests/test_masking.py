@@ -128,7 +128,7 @@ def test_dpf_policies_need_a_matching_second_file():
 
 
 def test_unknown_policy_is_rejected():
-    with pytest.raises(ValueError, match="unknown mask policy"):
+    with pytest.raises(ValueError, match="mask must be one of none, threshold"):
         MaskPolicy(kind="magic")
     with pytest.raises(ValueError, match="needs `ratio`"):
         MaskPolicy(kind="ratio")

@@ -1,8 +1,16 @@
 import math
 
+import numpy as np
 import pytest
 
-from robust_sft.evaluation.metrics import backward_transfer, mean_std, relative_change, target_improvement, zero_base_tasks
+from robust_sft.evaluation.metrics import (
+    backward_transfer,
+    mean_std,
+    relative_change,
+    spearman,
+    target_improvement,
+    zero_base_tasks,
+)
 
 
 def test_relative_change_in_percent():
@@ -32,3 +40,14 @@ def test_mean_and_sample_std_skip_nan():
     assert mean_std([4.0]) == (4.0, 0.0)
     assert mean_std([1.0, float("nan"), 3.0]) == pytest.approx((2.0, math.sqrt(2)))
     assert all(math.isnan(x) for x in mean_std([]))
+
+
+def test_one_spearman_serves_inspect_and_the_analysis():
+    from robust_sft.analysis import mechanism
+    from robust_sft.report import inspect
+
+    assert mechanism.spearman is spearman and inspect.spearman is spearman
+    assert spearman([1, 2, 3, 4], [10, 20, 25, 100]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [5, 1, 0, -7]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3], [1, 1, 2]) == pytest.approx(np.corrcoef([0, 1, 2], [0.5, 0.5, 2])[0, 1])
+    assert spearman([1, 2], [2, 1]) is None and spearman([1, 2, 3], [4, 4, 4]) is None

@@ -69,7 +69,7 @@ def test_single_file_json_and_parquet_and_saved_dataset(tmp_path):
 def test_errors_name_the_file_and_line(tmp_path):
     bad = tmp_path / "test.jsonl"
     bad.write_text('{"question": "q", "answer": "#### 1"}\n{not json}\n')
-    with pytest.raises(TaskError, match=r"test\.jsonl:2: invalid JSON"):
+    with pytest.raises(TaskError, match=r"test\.jsonl:2: malformed JSON"):
         get_task("gsm8k").load("test", path=str(bad))
     bad.write_text('{"question": "q", "answer": "#### 1"}\n\n{"question": "q"}\n')
     with pytest.raises(TaskError, match=r"test\.jsonl:3: missing field 'answer'"):

@@ -7,6 +7,7 @@ import contextlib
 from pathlib import Path
 
 from robust_sft.analysis.measures import kl_rows
+from robust_sft.models.loading import is_adapter
 
 KL_BATCH_TOKENS = 8192  # padded tokens per forward pass
 KL_CHUNK_BYTES = 256 << 20  # float32 logits materialised at once per model
@@ -45,7 +46,7 @@ def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | P
     tokenizer = load_tokenizer(str(base_dir))
     data = load_training_data(str(scores_path), MaskPolicy(kind="none"), tokenizer)
     input_ids, labels = data.input_ids[:limit], data.labels[:limit]
-    if (final_dir / "adapter_config.json").exists():
+    if is_adapter(final_dir):
         model = load_model(str(base_dir), dtype="float32", device="cpu", adapter=str(final_dir))
         states = [(model, contextlib.nullcontext), (model, model.disable_adapter)]
     else:

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from robust_sft.analysis.kl import kl_to_base
 from robust_sft.analysis.loss import final_train_loss, loss_curve, selected_step
@@ -29,46 +27,19 @@ from robust_sft.analysis.weights import adapter_deltas, full_deltas
 from robust_sft.core.artifacts import write_json
 from robust_sft.core.hashing import stable_hash
 from robust_sft.core.rundir import RunDir
+from robust_sft.evaluation.metrics import average_ranks, spearman
+from robust_sft.models.loading import is_adapter
 
-# Re-exported: the measures' names as this module always offered them (study, README).
-__all__ = ["ANALYSIS_VERSION", "MEASURES", "MEASURE_LABELS", "analysis_units", "analyze_run", "analyze_unit",
+# Re-exported: the measures' names as this module always offered them (study, README); the rank correlation is
+# evaluation.metrics' (one Spearman for the analysis, the inspect page and the study).
+__all__ = ["ANALYSIS_VERSION", "AnalyzeConfig", "MEASURES", "MEASURE_LABELS", "analysis_units", "analyze",
+           "analyze_run", "analyze_unit",
            "average_ranks", "correlations", "find_units", "plot_layer_norms", "plot_loss_curves", "plot_mechanism",
            "spearman"]
 
 logger = logging.getLogger(__name__)
 
 ANALYSIS_VERSION = 1  # part of every unit's cache key: bump when a measure's definition changes
-
-
-# --------------------------------------------------------------------------------------------- rank correlation
-
-
-def average_ranks(values) -> np.ndarray:
-    """Ranks 1..n of `values`, ties sharing the mean of the ranks they span."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
-
-
-def spearman(x, y) -> float | None:
-    """Spearman's rho (Pearson correlation of average ranks); None when fewer than 3 pairs or a side is constant."""
-    if len(x) != len(y):
-        raise ValueError(f"spearman: {len(x)} x values but {len(y)} y values")
-    if len(x) < 3:
-        return None
-    rx, ry = average_ranks(x), average_ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denominator = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
-    return float((rx * ry).sum() / denominator) if denominator > 0 else None
 
 
 # --------------------------------------------------------------------------------------------- one unit
@@ -81,7 +52,7 @@ def analyze_unit(model_dir: str | Path, scores_path: str | Path, kl_limit: int |
     summary = json.loads((model_dir / "train_summary.json").read_text())
     config = summary["config"]
     base, final = config["model"], model_dir / "final"
-    if (final / "adapter_config.json").exists():
+    if is_adapter(final):
         matrices, left_out = adapter_deltas(final, base)
         compared = "the adapted linear layers (merged LoRA/DoRA update)"
     else:
@@ -207,3 +178,18 @@ def correlations(units: list[dict], measures=MEASURES) -> dict:
         pairs = [(u[measure], u["bwt"]) for u in units if finite(u.get(measure)) and finite(u.get("bwt"))]
         out[measure] = {"rho": spearman(*zip(*pairs)) if pairs else None, "n": len(pairs)}
     return out
+
+
+@dataclass
+class AnalyzeConfig:
+    """Options of `robust-sft analyze RUN_DIR`."""
+
+    run_dir: str = field(metadata={"help": "Directory of a run (`robust-sft run` / `demo`)."})
+    kl_limit: int | None = field(
+        default=None, metadata={"help": "KL to the base on the first N GT training examples (default: all)."})
+    out: str | None = field(default=None, metadata={"help": "Where to write analysis.json (default: RUN_DIR)."})
+
+
+def analyze(config: AnalyzeConfig) -> dict:
+    """`robust-sft analyze`: `analyze_run` with the verb's options."""
+    return analyze_run(config.run_dir, kl_limit=config.kl_limit, out=config.out)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from robust_sft.analysis.measures import MEASURE_LABELS, MEASURES, finite
-from robust_sft.core.artifacts import atomic_path
+from robust_sft.core.figures import save_figure
 
 
 def _pyplot():
@@ -18,14 +18,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    _pyplot().close(fig)
-    return path
 
 
 def _colours(units: list[dict]) -> dict[str, str]:
@@ -67,7 +59,7 @@ def plot_mechanism(units: list[dict], path: str | Path, rhos: dict) -> Path:
         fig.legend(handles.values(), handles.keys(), loc="center right", fontsize=7)
     fig.suptitle("Which change of the model goes with forgetting?")
     fig.tight_layout(rect=(0, 0, 0.9 if handles else 1, 1))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_layer_norms(units: list[dict], path: str | Path) -> Path:
@@ -85,7 +77,7 @@ def plot_layer_norms(units: list[dict], path: str | Path) -> Path:
     ax.set_ylabel("||delta W|| of the layer (Frobenius)")
     ax.set_title("Where the fine-tune changed the weights")
     _legend_outside(fig, ax)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_loss_curves(units: list[dict], path: str | Path) -> Path:
@@ -104,4 +96,4 @@ def plot_loss_curves(units: list[dict], path: str | Path) -> Path:
     ax.set_ylabel("training loss")
     ax.set_title("Training loss")
     _legend_outside(fig, ax)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from robust_sft.analysis.measures import dora_delta, effective_rank, lora_scaling, low_rank_singular_values
+from robust_sft.models.loading import adapter_config
 
 
 def local_model_dir(name_or_path: str | Path) -> Path:
@@ -80,7 +81,7 @@ def adapter_deltas(adapter_dir: str | Path, base_dir: str | Path) -> tuple[dict[
     from safetensors import safe_open
 
     adapter_dir = Path(adapter_dir)
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    config = adapter_config(adapter_dir)
     with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="pt") as f:
         tensors = {key: f.get_tensor(key) for key in f.keys()}
     modules = sorted({k[: -len(".lora_A.weight")] for k in tensors if k.endswith(".lora_A.weight")})

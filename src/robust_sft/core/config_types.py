@@ -4,7 +4,12 @@ PyYAML reads `2e-5` as a string (YAML 1.1 floats need a dot) and a config may ho
 as they are, such values fail deep inside torch after a model has been loaded. Here every value is
 converted to its field's type when the config is built (`2e-5` -> 2e-05, `'8'` -> 8), and a value that
 cannot be (`num_train_epochs: three`) or a key the dataclass does not have is an error naming the key
-(and the file, through `from_mapping`). Range checks stay in each dataclass's `__post_init__`.
+(and the file, through `from_mapping`). A `Literal[...]` field takes only its listed values: the type is the
+check, and the command line shows the same list in --help.
+
+`Options` is the base of every option dataclass (a verb's config and the option groups it inherits, in TRL's
+manner): building one converts every field, then runs each class's own `check` once, base classes first, so a
+group shared by several verbs is declared and checked in one place.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import dataclasses
 import math
 import types
 import typing
+from pathlib import Path
 from typing import Any, Mapping
 
 
@@ -20,11 +26,21 @@ class ConfigError(ValueError):
     """A config value of the wrong type, or an unknown key; the message names the key (and file)."""
 
 
+class ChoiceError(ValueError):
+    """A value outside a Literal's choices; reads after the key's name ("dtype must be one of ...")."""
+
+
+def _named(name: str, err: ValueError) -> str:
+    return f"{name} {err}" if isinstance(err, ChoiceError) else f"{name}: {err}"
+
+
 def convert(value: Any, annotation: Any) -> Any:
     """`value` as the type `annotation` describes (bool, int, float, str, X | None, list[X], dict[K, V])."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any:
         return value
+    if origin is typing.Literal:
+        return _choice(value, args)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -85,6 +101,30 @@ def convert(value: Any, annotation: Any) -> Any:
     return value
 
 
+def _choice(value: Any, choices: tuple) -> Any:
+    """`value` when it is one of `choices` (a Literal's values), converted to their type ("1" -> 1 for ints)."""
+    for choice in choices:
+        try:
+            if convert(value, type(choice)) == choice:
+                return choice
+        except ValueError:
+            continue
+    raise ChoiceError(f"must be one of {', '.join(map(str, choices))}, not {value!r}")
+
+
+def choices(annotation: Any) -> tuple:
+    """The values a `Literal[...]` annotation allows (what library functions check their arguments against)."""
+    return typing.get_args(annotation)
+
+
+def check_choice(name: str, value: Any, annotation: Any) -> None:
+    """ConfigError unless `value` is one of the Literal `annotation`'s values: for arguments of library functions."""
+    try:
+        _choice(value, choices(annotation))
+    except ValueError as err:
+        raise ConfigError(_named(name, err)) from None
+
+
 def _require_list_if_ambiguous(f: dataclasses.Field, value: Any) -> None:
     """A field marked `list_only` takes no lone value: `seeds: 3` may mean seed 3 or three seeds, so say which."""
     hint = f.metadata.get("list_only")
@@ -100,7 +140,7 @@ def coerce_fields(instance) -> None:
         try:
             value = convert(getattr(instance, f.name), hints[f.name])
         except ValueError as err:
-            raise ConfigError(f"{f.name}: {err}") from None
+            raise ConfigError(_named(f.name, err)) from None
         object.__setattr__(instance, f.name, value)
 
 
@@ -123,7 +163,7 @@ def check_options(cls, options: Mapping, where: str, exclude: tuple[str, ...] = 
         try:
             converted[key] = convert(value, hints[key])
         except ValueError as err:
-            raise ConfigError(f"{where}: {key}: {err}") from None
+            raise ConfigError(f"{where}: {_named(key, err)}") from None
     return converted
 
 
@@ -149,6 +189,37 @@ def require_path_name(name: Any, what: str) -> None:
     require(isinstance(name, str) and bool(name) and not name.startswith(".") and "/" not in name
             and "\\" not in name and "\0" not in name,
             f"{what} {name!r} becomes a directory name: it must be a plain name (no '/', '\\', leading '.' or NUL)")
+
+
+def require_suffix(option: str, path: str, suffixes: tuple[str, ...], what: str) -> None:
+    """Refuse an output path whose extension the writer would not honour (e.g. a .jsonl that becomes a directory)."""
+    require(Path(path).suffix in suffixes, f"--{option} {path}: must be {what}")
+
+
+def require_limit(name: str, value: int | None) -> None:
+    """An example limit: unset (all) or at least 1."""
+    require(value is None or value >= 1, f"{name} must be at least 1 (or unset), not {value}")
+
+
+class Options:
+    """Base of option dataclasses: fields converted by type on construction, then each class's `check` run once.
+
+    A class declares the checks of its own fields in a method named `check`; a verb's config inherits its
+    option groups (and their checks) and adds its own. Base classes are checked first, so a verb's check can
+    rely on its groups' values being valid.
+    """
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+        for cls in reversed(type(self).__mro__):
+            check = cls.__dict__.get("check")
+            if check is not None:
+                check(self)
+
+
+@dataclasses.dataclass(kw_only=True)
+class ProgressOption(Options):
+    progress: bool = dataclasses.field(default=True, metadata={"help": "Show progress bars."})
 
 
 def is_finite_number(value: Any) -> bool:

@@ -7,12 +7,14 @@ from pathlib import Path
 from robust_sft.core.artifacts import atomic_path
 
 
-def save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: str | Path) -> Path:
+    """Write `fig` as a PNG atomically (a reader never sees half a file), close it, return the path."""
     import matplotlib.pyplot as plt
 
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+    return Path(path)
 
 
 # Where a label may go relative to its point (offset in points, horizontal and vertical alignment), nearest

@@ -11,6 +11,9 @@ _EXPORTS = {
     "GenerationSettings": "synthesis",
     "self_output": "synthesis",
     "rephrase": "synthesis",
+    "GenerateConfig": "synthesis",
+    "generate": "synthesis",
+    "write_generated_data": "synthesis",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

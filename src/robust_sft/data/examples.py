@@ -17,10 +17,10 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Literal
 
-from robust_sft.core.artifacts import read_lines, read_text
+from robust_sft.core.config_types import Options, check_choice
+from robust_sft.data.rows import DataError, iter_rows  # noqa: F401 (DataError: raised for bad rows, public here)
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ PLAIN_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}### Assistant:\n{% endif %}"
 )
-
-
-class DataError(ValueError):
-    """Bad input data; the message starts with the file and line (or example id) at fault."""
 
 
 @dataclass
@@ -74,6 +70,30 @@ class DataFormat:
     split: str = "train"
 
 
+OnError = Literal["raise", "skip"]
+
+
+@dataclass(kw_only=True)
+class DataFormatOptions(Options):
+    """The data-reading options of the verbs that read SFT data (`score`, `import-scores`): flat flags, one
+    `DataFormat`, and what to do with a bad example."""
+
+    on_error: OnError = field(default="raise", metadata={
+        "help": "raise: stop at the first bad example; skip: skip it (each skipped example is logged)."})
+    # Defaults are DataFormat's: the flags and the library's value object cannot drift apart.
+    prompt_field: str = field(default=DataFormat.prompt_field, metadata={
+        "help": "Prompt column of prompt/answer data."})
+    answer_field: str | None = field(default=DataFormat.answer_field, metadata={
+        "help": "Answer column (default: answer, completion, response or output)."})
+    messages_field: str = field(default=DataFormat.messages_field, metadata={"help": "Chat messages column."})
+    id_field: str = field(default=DataFormat.id_field, metadata={"help": "Example id column (row number when absent)."})
+    split: str = field(default=DataFormat.split, metadata={"help": "Split of a Hub dataset or DatasetDict."})
+
+    def data_format(self) -> DataFormat:
+        return DataFormat(prompt_field=self.prompt_field, answer_field=self.answer_field,
+                          messages_field=self.messages_field, id_field=self.id_field, split=self.split)
+
+
 @dataclass
 class ErrorLog:
     """Rows skipped under on_error='skip', with the reason for each."""
@@ -91,97 +111,6 @@ class ErrorLog:
         shown = "\n  ".join(self.skipped[:5])
         more = f"\n  ... and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
         return f"{len(self.skipped)} example(s) skipped:\n  {shown}{more}"
-
-
-# --------------------------------------------------------------------------------------------- reading rows
-
-
-def iter_rows(source: str | os.PathLike, split: str = "train") -> Iterator[tuple[str, dict]]:
-    """Yield (location, row) from a jsonl/json/parquet file, a `save_to_disk` directory or a Hub dataset.
-
-    `location` ("file.jsonl:12") is what error messages name.
-    """
-    path = Path(source)
-    if path.is_dir():
-        yield from _iter_saved_dataset(path, split)
-    elif path.suffix == ".jsonl":
-        yield from _iter_jsonl(path)
-    elif path.suffix == ".json":
-        yield from _iter_json(path)
-    elif path.suffix == ".parquet":
-        yield from _iter_parquet(path)
-    elif path.exists():
-        raise DataError(f"{path}: unsupported file type (use .jsonl, .json, .parquet or a save_to_disk directory)")
-    else:
-        yield from _iter_hub(str(source), split)
-
-
-def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
-    for lineno, line, problem in read_lines(path):
-        location = f"{path}:{lineno}"
-        if problem:
-            yield location, DataError(f"{location}: {problem}")
-            continue
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            yield location, DataError(f"{location}: malformed JSON ({err.msg} at column {err.colno})")
-            continue
-        yield location, row
-
-
-def _iter_json(path: Path) -> Iterator[tuple[str, dict]]:
-    try:
-        data = json.loads(read_text(path))
-    except ValueError as err:
-        if not isinstance(err, json.JSONDecodeError):  # undecodable bytes: already names file and line
-            raise DataError(str(err)) from None
-        raise DataError(f"{path}:{err.lineno}: malformed JSON ({err.msg} at column {err.colno})") from err
-    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
-        data = next(iter(data.values()))  # {"data": [...]}
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of objects (or one key holding such a list)")
-    for i, row in enumerate(data):
-        yield f"{path}[{i}]", row
-
-
-def _iter_parquet(path: Path) -> Iterator[tuple[str, dict]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path, page_checksum_verification=True)
-    except Exception as err:  # pyarrow raises several types for corrupt files
-        raise DataError(f"{path}: cannot read Parquet ({err})") from err
-    for i, row in enumerate(table.to_pylist()):
-        yield f"{path} row {i}", row
-
-
-def _iter_saved_dataset(path: Path, split: str) -> Iterator[tuple[str, dict]]:
-    import datasets
-
-    try:
-        ds = datasets.load_from_disk(str(path))
-    except Exception as err:
-        raise DataError(f"{path}: not a dataset saved with save_to_disk ({err})") from err
-    if isinstance(ds, datasets.DatasetDict):
-        if split not in ds:
-            raise DataError(f"{path}: no split {split!r} (has {', '.join(ds)})")
-        ds = ds[split]
-    for i, row in enumerate(ds):
-        yield f"{path} row {i}", row
-
-
-def _iter_hub(name: str, split: str) -> Iterator[tuple[str, dict]]:
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(name, split=split)
-    except Exception as err:
-        raise DataError(f"{name}: not a local file and could not be loaded from the Hub ({err})") from err
-    for i, row in enumerate(ds):
-        yield f"{name}[{split}] row {i}", row
 
 
 # --------------------------------------------------------------------------------------------- rows -> examples
@@ -287,7 +216,7 @@ def read_examples(
     """
     fmt = fmt or DataFormat()
     errors = errors if errors is not None else ErrorLog()
-    _check_on_error(on_error)
+    check_choice("on_error", on_error, OnError)
     examples, seen = [], {}
     for index, (location, row) in enumerate(iter_rows(source, fmt.split)):
         try:
@@ -304,11 +233,6 @@ def read_examples(
     if not examples:
         raise DataError(f"{source}: no usable example ({errors.summary()})")
     return examples
-
-
-def _check_on_error(on_error: str) -> None:
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
 
 
 # --------------------------------------------------------------------------------------------- tokenization
@@ -401,7 +325,7 @@ def tokenize_examples(
     from tqdm.auto import tqdm
 
     _check_tokenizer(tokenizer)
-    _check_on_error(on_error)
+    check_choice("on_error", on_error, OnError)
     errors = errors if errors is not None else ErrorLog()
     out = []
     for example in tqdm(examples, desc="tokenize", disable=not progress, leave=False):

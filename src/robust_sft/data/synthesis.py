@@ -11,15 +11,24 @@ Both return rows {id, prompt, answer} in the shape `robust-sft score` reads, plu
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Callable, Literal
 
 import numpy as np
 
+from robust_sft.core.artifacts import check_output_file, write_json, write_jsonl
+from robust_sft.core.config_types import check_choice, is_finite_number, require, require_suffix
 from robust_sft.data.examples import Example, tokenize_examples
-from robust_sft.models.generation import SamplingConfig, generate
+from robust_sft.models import generation
+from robust_sft.models.generation import SamplingConfig
+from robust_sft.models.options import BackendOption, BatchSizeOption, DtypeOption
 from robust_sft.scoring.token_nll import score_tokenized, sequence_perplexity
+from robust_sft.tasks.loading import LimitOption
+
+Method = Literal["self_output", "rephrase"]
 
 # Used for tasks that do not define their own `rephrase_prompt(example, reference)`.
 REPHRASE_TEMPLATE = (
@@ -30,28 +39,30 @@ REPHRASE_TEMPLATE = (
 )
 
 
-@dataclass
-class GenerationSettings:
-    """Sampling for data generation (the paper: N=32, temperature 0.7, top_p 0.95)."""
+@dataclass(kw_only=True)
+class GenerationSettings(BatchSizeOption):
+    """Sampling for data generation (the paper: N=32, temperature 0.7, top_p 0.95): the flags of `generate` and
+    the `generation:` section of an experiment."""
 
-    n: int = 32
-    temperature: float = 0.7
-    top_p: float = 0.95
-    max_new_tokens: int = 512
-    batch_size: int = 32
-    seed: int = 0
-    max_length: int = 4096
+    n: int = field(default=32, metadata={"help": "Self-Output: samples per prompt."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling top_p."})
+    max_new_tokens: int = field(default=512, metadata={"help": "Longest answer generated."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed."})
+    max_length: int = field(default=4096, metadata={
+        "help": "Self-Output: longest (prompt, sample) scored to pick the sample of lowest perplexity."})
 
-    def __post_init__(self) -> None:
-        from robust_sft.core.config_types import coerce_fields, is_finite_number, require
-
-        coerce_fields(self)
-        for name in ("n", "max_new_tokens", "batch_size", "max_length"):
+    def check(self) -> None:
+        for name in ("n", "max_new_tokens", "max_length"):
             require(getattr(self, name) >= 1, f"generation {name} must be at least 1, not {getattr(self, name)}")
         require(is_finite_number(self.temperature) and self.temperature >= 0,
                 f"generation temperature must be >= 0, not {self.temperature}")
         require(0 < self.top_p <= 1, f"generation top_p must be in (0, 1], not {self.top_p}")
         require(0 <= self.seed < 2**32, f"generation seed must be in [0, 2**32), not {self.seed}")
+
+    def settings(self) -> GenerationSettings:
+        """Only the sampling settings (what an experiment's data key hashes), also from a subclass's config."""
+        return GenerationSettings(**{f.name: getattr(self, f.name) for f in fields(GenerationSettings)})
 
 
 Sampler = Callable[[list, SamplingConfig], list[list[str]]]
@@ -59,14 +70,15 @@ Sampler = Callable[[list, SamplingConfig], list[list[str]]]
 
 def hf_sampler(model, tokenizer, batch_size: int = 32, progress: bool = True) -> Sampler:
     """Sample with Hugging Face `generate` on a loaded model."""
-    return lambda conversations, config: generate(model, tokenizer, conversations, config, batch_size=batch_size,
-                                                  progress=progress)
+    return lambda conversations, config: generation.generate(model, tokenizer, conversations, config,
+                                                             batch_size=batch_size, progress=progress)
 
 
 def vllm_sampler(model_path: str, adapter_path: str | None = None, progress: bool = True) -> Sampler:
     """Sample with vLLM (GPU machines) from a model path (+ LoRA adapter)."""
-    return lambda conversations, config: generate(model_path, None, conversations, config, backend="vllm",
-                                                  adapter_path=adapter_path, progress=progress)
+    return lambda conversations, config: generation.generate(model_path, None, conversations, config,
+                                                             backend="vllm", adapter_path=adapter_path,
+                                                             progress=progress)
 
 
 def sequence_ppls(model, tokenizer, prompts: list[str], answers: list[str], max_length: int) -> list[float]:
@@ -148,3 +160,55 @@ def rephrase(
         "seconds": time.perf_counter() - start,
     }
     return rows, report
+
+
+MAKERS = {"self_output": self_output, "rephrase": rephrase}
+
+
+def report_path(out: str | Path) -> Path:
+    """Where the report of a generated data file goes: data/self_output.jsonl -> data/self_output.report.json."""
+    return Path(out).with_suffix(".report.json")
+
+
+def write_generated_data(method: Method, model, tokenizer, task, examples: list[dict], settings: GenerationSettings,
+                         out: str | Path, sampler: Sampler | None = None) -> dict:
+    """Make Self-Output or Rephrase rows and write them to `out` (jsonl) and their report beside it; return the
+    report. The report is written first, so a set where nothing passed the checker still says why."""
+    check_choice("method", method, Method)
+    rows, report = MAKERS[method](model, tokenizer, task, examples, settings, sampler=sampler)
+    write_json(report_path(out), report)
+    if not rows:
+        raise ValueError(f"{method}: no generated example passed the checker; nothing written to {out} "
+                         f"(report: {report_path(out)}: {json.dumps(report)})")
+    write_jsonl(out, rows)
+    return report
+
+
+@dataclass(kw_only=True)
+class GenerateConfig(GenerationSettings, LimitOption, BackendOption, DtypeOption):
+    """Options of `robust-sft generate`."""
+
+    model: str = field(metadata={"help": "The model that will be fine-tuned (it generates its own data)."})
+    task: str = field(metadata={"help": "Task whose train split is used and whose checker verifies (e.g. mbpp)."})
+    out: str = field(metadata={"help": "Output .jsonl of {id, prompt, answer} rows (feed it to `score`); the "
+                                       "report (kept, dropped, seconds) goes beside it as OUT.report.json."})
+    method: Method = field(default="self_output", metadata={"help": "self_output or rephrase."})
+    split: str = field(default="train", metadata={"help": "Split of the task to generate for."})
+    task_path: str | None = field(default=None, metadata={"help": "Local files of the task (offline)."})
+
+    def check(self) -> None:
+        require_suffix("out", self.out, (".jsonl",), "a .jsonl file")
+
+
+def generate(config: GenerateConfig) -> dict:
+    """`robust-sft generate`: Self-Output or Rephrase data from a model and a task's split; returns the report."""
+    from robust_sft.models.loading import load_model, load_tokenizer
+    from robust_sft.tasks import get_task
+
+    check_output_file(config.out)  # before the model generates anything
+    task = get_task(config.task)
+    examples = task.load(config.split, limit=config.limit, path=config.task_path)
+    model, tokenizer = load_model(config.model, dtype=config.dtype), load_tokenizer(config.model)
+    sampler = vllm_sampler(config.model) if config.backend == "vllm" else None
+    return write_generated_data(config.method, model, tokenizer, task, examples, config.settings(), config.out,
+                                sampler=sampler)

@@ -9,6 +9,9 @@ _EXPORTS = {
     "target_improvement": "metrics",
     "backward_transfer": "metrics",
     "evaluate_with_lm_eval": "harness",
+    "EvaluateConfig": "model",
+    "evaluate": "model",
+    "evaluate_model": "model",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

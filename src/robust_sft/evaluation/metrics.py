@@ -5,12 +5,16 @@ BWT (backward transfer)  = mean over the non-target tasks of 100 (acc_after - ac
 Both are relative changes in percent, measured against the untouched base model. Where the base accuracy is 0
 a relative change is undefined; the change there is counted in percentage points instead (100 x (after - before)),
 so one such task neither erases a method's BWT nor gets infinite weight. Reports say where this happened.
+
+Spearman's rho relates a measure to BWT across fine-tunes (the inspect page, the mechanism analysis, the study).
 """
 
 from __future__ import annotations
 
 import math
 from typing import Iterable, Mapping
+
+import numpy as np
 
 
 def relative_change(before: float, after: float) -> float:
@@ -45,3 +49,31 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     if len(xs) == 1:
         return mean, 0.0
     return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def average_ranks(values) -> np.ndarray:
+    """Ranks 1..n of `values`, ties sharing the mean of the ranks they span."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    sorted_values = values[order]
+    start = 0
+    while start < len(values):
+        end = start
+        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
+            end += 1
+        ranks[order[start : end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def spearman(x, y) -> float | None:
+    """Spearman's rho (Pearson correlation of average ranks); None when fewer than 3 pairs or a side is constant."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman: {len(x)} x values but {len(y)} y values")
+    if len(x) < 3:
+        return None
+    rx, ry = average_ranks(x), average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
+    return float((rx * ry).sum() / denominator) if denominator > 0 else None

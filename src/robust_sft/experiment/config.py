@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robust_sft.executors import ExecutorConfig
+from robust_sft.models.options import Backend
 from robust_sft.organism.world import TARGET as ORGANISM_TARGET
 
 METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle")
@@ -49,13 +50,13 @@ class ExperimentConfig:
     # {executor: ray, ray_address: auto, workers: 0}. `workers: N` alone is executor.workers (local processes).
     executor: ExecutorConfig | None = None  # an ExecutorConfig once built
     workers: int | None = None  # = executor.workers once built
-    backend: str = "hf"  # generation and evaluation: hf (transformers generate) or vllm (GPU machines)
+    backend: Backend = "hf"  # generation and evaluation: hf (transformers generate) or vllm (GPU machines)
     task_paths: dict = field(default_factory=dict)  # task name -> local files (offline); Hub otherwise
     train: dict = field(default_factory=dict)  # TrainConfig fields
     generation: dict = field(default_factory=dict)  # synthesis.GenerationSettings fields
 
     def __post_init__(self) -> None:
-        from robust_sft.core.config_types import check_options, coerce_fields, require, require_path_name
+        from robust_sft.core.config_types import check_options, coerce_fields, require, require_limit, require_path_name
 
         coerce_fields(self)  # YAML's `2e-5` and `1e1` are strings
         require_path_name(self.name, "name")  # the default run directory is runs/<name>
@@ -64,8 +65,6 @@ class ExperimentConfig:
             raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
-        if self.backend not in ("hf", "vllm"):
-            raise ValueError(f"backend must be hf or vllm, not {self.backend!r}")
         if ("stm" in self.methods) and not self.taus:
             raise ValueError("method stm needs at least one tau in `taus`")
         for method, factors in self.lr_sweep.items():
@@ -75,8 +74,7 @@ class ExperimentConfig:
                     f"lr_sweep: {method} needs a list of positive factors, not {factors!r}")
         require(len(set(self.seeds)) == len(self.seeds), f"seeds must be distinct, not {self.seeds}")
         for name in ("train_limit", "validation_limit", "eval_limit", "target_eval_limit"):
-            value = getattr(self, name)
-            require(value is None or value >= 1, f"{name} must be at least 1 (or unset), not {value}")
+            require_limit(name, getattr(self, name))
         require(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, not {self.eval_batch_size}")
         self.executor = executor_config(self.executor, self.workers)
         self.workers = self.executor.workers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from robust_sft.configs import SHIPPED
@@ -21,3 +22,15 @@ def run_demo(out: str | Path = "runs/demo", progress: bool = True) -> dict:
     results = experiment.run()
     print(RunDir(out).report_md_file.read_text())
     return results
+
+
+@dataclass
+class DemoConfig:
+    """Options of `robust-sft demo`."""
+
+    out: str = field(default="runs/demo", metadata={"help": "Run directory (re-running resumes)."})
+
+
+def demo(config: DemoConfig) -> dict:
+    """`robust-sft demo`: `run_demo` into `config.out`."""
+    return run_demo(config.out)

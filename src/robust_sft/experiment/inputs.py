@@ -18,7 +18,7 @@ class InputStages:
 
     def prepare_data(self) -> None:
         """GT rows from the target task, and generated Self-Output / Rephrase rows (with their seconds, for the report)."""
-        from robust_sft.data.synthesis import GenerationSettings, rephrase, self_output  # imports torch
+        from robust_sft.data.synthesis import MAKERS, GenerationSettings, write_generated_data  # imports torch
 
         task = self.get_task(self.config.target)
         examples = self.load_examples(self.config.target, "train", self.config.train_limit)
@@ -37,20 +37,14 @@ class InputStages:
             run_stage("data oracle", oracle_path, stable_hash([gt_key, "oracle"]),
                       lambda: write_jsonl(oracle_path, rows))
         settings = GenerationSettings(**self.config.generation)
-        makers = {"self_output": self_output, "rephrase": rephrase}
         for source in self.sources:
-            if source not in makers:
+            if source not in MAKERS:
                 continue
             path = self.run_dir.data_file(source)
-            report_path = self.run_dir.data_report_file(source)
 
-            def produce(source=source, path=path, report_path=report_path):
+            def produce(source=source, path=path):  # the report beside the rows is the run's data_report_file
                 model, tokenizer = self.loaded_base()
-                rows, report = makers[source](model, tokenizer, task, examples, settings, sampler=self.sampler())
-                if not rows:
-                    raise RuntimeError(f"{source}: no verified example was generated ({report})")
-                write_jsonl(path, rows)
-                write_json(report_path, report)
+                write_generated_data(source, model, tokenizer, task, examples, settings, path, sampler=self.sampler())
 
             run_stage(f"data {source}", path, stable_hash([gt_key, source, asdict(settings)]), produce)
 

@@ -20,7 +20,7 @@ import importlib
 import json
 import logging
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from robust_sft.core.artifacts import WriteError, check_own_dir, dir_lock, write_json
@@ -32,14 +32,14 @@ from robust_sft.experiment.describe import describe_plan
 from robust_sft.experiment.inputs import InputStages
 from robust_sft.experiment.plan import Variant, plan_variants, run_plan, sources_needed, variant_plan
 from robust_sft.experiment.stages import run_stage
-from robust_sft.experiment.units import UnitStages, vllm_model_and_adapter
+from robust_sft.experiment.units import UnitStages
 from robust_sft.models.loading import load_model, load_tokenizer
 from robust_sft.report.write import write_report
 from robust_sft.tasks import get_task, list_tasks
 from robust_sft.tasks.base import Task, task_version
 
-__all__ = ["Experiment", "ExperimentConfig", "Variant", "load_config", "plan_variants", "run_experiment", "run_stage",
-           "vllm_model_and_adapter"]
+__all__ = ["Experiment", "ExperimentConfig", "RunConfig", "Variant", "load_config", "plan_variants", "run",
+           "run_experiment", "run_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -235,3 +235,23 @@ def run_experiment(config: ExperimentConfig | str | Path, run_dir: str | Path, p
     if not isinstance(config, ExperimentConfig):
         config = load_config(config)
     return Experiment(config, run_dir, progress).run()
+
+
+@dataclass
+class RunConfig:
+    """Options of `robust-sft run CONFIG.yaml`."""
+
+    config: str = field(metadata={"help": "Experiment YAML (src/robust_sft/configs/demo.yaml documents every option)."})
+    out: str | None = field(default=None, metadata={"help": "Run directory (default: runs/<name>)."})
+    dry_run: bool = field(default=False, metadata={"help": "Validate the config and print the plan; load nothing."})
+
+
+def run(config: RunConfig) -> tuple[Experiment, dict | None]:
+    """`robust-sft run`: the experiment (every stage's options checked now, so a bad value fails here and in
+    --dry_run, not hours later) and its results; None for a dry run, which loads nothing."""
+    experiment_config = load_config(config.config)
+    try:
+        experiment = Experiment(experiment_config, config.out or f"runs/{experiment_config.name}")
+    except ValueError as err:
+        raise ValueError(f"{config.config}: {err}") from err
+    return experiment, None if config.dry_run else experiment.run()

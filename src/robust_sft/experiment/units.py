@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from robust_sft.core.artifacts import dir_lock
 from robust_sft.core.hashing import file_hash, stable_hash
-from robust_sft.evaluation.engine import evaluate_task, evaluate_tasks
+from robust_sft.evaluation.engine import evaluate_task
+from robust_sft.evaluation.model import evaluate_model
 from robust_sft.experiment.plan import Variant, variant_train_options
 from robust_sft.experiment.stages import run_stage
-from robust_sft.models.loading import load_model, load_tokenizer, merge_adapter
+from robust_sft.models.loading import load_tokenizer, trained_model_parts
 from robust_sft.training import trainer as training  # called as training.train: tests stand in for it
 
 
@@ -77,29 +75,11 @@ class UnitStages:
                            self.config.task_paths, self.config.backend, self.task_versions(self.tasks)])
 
         def produce():
-            final = self.run_dir.final_model_dir(variant.name, seed)
-            adapter = str(final) if (final / "adapter_config.json").exists() else None
-            tokenizer = load_tokenizer(self.base)
-            if self.config.backend == "vllm":
-                # vLLM serves LoRA adapters but not DoRA: those are merged into the weights first.
-                model_path, adapter = vllm_model_and_adapter(self.base, final, adapter)
-                sampler, model = self.sampler(adapter, full_model=model_path), None
-            else:
-                model, sampler = load_model(self.base if adapter else str(final), adapter=adapter, merge=True), None
-            evaluate_tasks(model, tokenizer, self.tasks, limit=self.eval_limits(),
-                           batch_size=self.config.eval_batch_size, log_dir=out, progress=self.progress,
-                           task_paths=self.config.task_paths, sampler=sampler,
+            model, adapter = trained_model_parts(self.base, self.run_dir.final_model_dir(variant.name, seed))
+            evaluate_model(model, self.tasks, adapter=adapter, tokenizer=self.base, backend=self.config.backend,
+                           merge=True, progress=self.progress, limit=self.eval_limits(),
+                           batch_size=self.config.eval_batch_size, log_dir=out, task_paths=self.config.task_paths,
                            task_kwargs={t: self.task_kwargs(t) for t in self.tasks})
 
         run_stage(f"evaluate {variant.name} seed {seed}", out, key, produce)
 
-
-def vllm_model_and_adapter(base: str, final: Path, adapter: str | None) -> tuple[str, str | None]:
-    """What vLLM should load for a trained model: (base, LoRA adapter), or a merged model for DoRA/full."""
-    if adapter is None:
-        return str(final), None
-    if json.loads((final / "adapter_config.json").read_text()).get("use_dora"):
-        # Named by the adapter's content, so a retrained adapter never reuses an old merge.
-        merged = final.parent / f"merged-{file_hash(final / 'adapter_model.safetensors')}"
-        return str(merge_adapter(base, adapter, merged)), None
-    return base, adapter

@@ -8,6 +8,9 @@ _EXPORTS = {
     "MaskResult": "policies",
     "apply_policy": "policies",
     "write_masked": "export",
+    "MaskConfig": "export",
+    "MaskOptions": "policies",
+    "mask": "export",
     "mask_location": "diagnostics",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

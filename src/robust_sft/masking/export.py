@@ -7,10 +7,12 @@ it is; axolotl takes it as a custom pre-tokenized dataset (no `type:` in the dat
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from robust_sft.core.artifacts import check_output_file, check_replaceable, library_versions, replace_dir, write_parquet
-from robust_sft.masking.policies import MaskPolicy, apply_policy
+from robust_sft.core.config_types import require_suffix
+from robust_sft.masking.policies import MaskOptions, MaskPolicy, apply_policy
 from robust_sft.scoring.token_nll import load_scores
 
 # Written into every save_to_disk output: the mark that lets a later `mask --out` replace that directory.
@@ -81,3 +83,24 @@ def _save_to_disk(table, out: Path, metadata: dict) -> None:
         replace_dir(tmp / "data", out, MARKER)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass(kw_only=True)
+class MaskConfig(MaskOptions):
+    """Options of `robust-sft mask SCORES --tau 2.5 --out F`."""
+
+    scores: str = field(metadata={"help": "Score file from `robust-sft score`."})
+    out: str = field(
+        metadata={"help": "Output: a .parquet file, or a directory (datasets save_to_disk). Columns input_ids, "
+                  "attention_mask, labels: TRL's SFTTrainer and axolotl take it as a pre-tokenized dataset."}
+    )
+    keep_id: bool = field(default=False, metadata={"help": "Also write an id column (axolotl wants exactly three)."})
+
+    def check(self) -> None:
+        require_suffix("out", self.out, (".parquet", ""), "a .parquet file or a directory (no extension)")
+
+
+def mask(config: MaskConfig) -> dict:
+    """`robust-sft mask`: the policy's masked dataset written to `config.out`; returns what the policy did."""
+    return write_masked(config.scores, config.out, config.policy(), dpf_scores=config.dpf_scores,
+                        keep_id=config.keep_id)

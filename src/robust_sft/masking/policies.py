@@ -20,11 +20,14 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
+from robust_sft.core.config_types import Options, check_choice
+
 IGNORE_INDEX = -100
-POLICIES = ("none", "threshold", "ratio", "lowest", "random", "dpf", "stm_dpf")
+MaskKind = Literal["none", "threshold", "ratio", "lowest", "random", "dpf", "stm_dpf"]
 
 
 # --------------------------------------------------------------------------------------------- one example
@@ -95,19 +98,16 @@ def ratio_to_tau(answer_nlls: list[np.ndarray], ratio: float) -> float:
 
 @dataclass
 class MaskPolicy:
-    """Which answer tokens to drop from the loss."""
+    """Which answer tokens to drop from the loss (built from `MaskOptions.policy()`; its values are checked here)."""
 
-    kind: str = field(default="threshold", metadata={"help": f"One of {', '.join(POLICIES)}."})
-    tau: float = field(default=2.5, metadata={"help": "Perplexity threshold: tokens with ppl > tau are masked."})
-    ratio: float | None = field(
-        default=None, metadata={"help": "Mask this fraction of answer tokens instead of using tau (0-1)."}
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of the random policy."})
-    dpf_tau: float = field(default=1.5, metadata={"help": "dpf: mask tokens whose ppl fell by more than this factor."})
+    kind: MaskKind = "threshold"
+    tau: float = 2.5
+    ratio: float | None = None
+    seed: int = 0
+    dpf_tau: float = 1.5
 
     def __post_init__(self) -> None:
-        if self.kind not in POLICIES:
-            raise ValueError(f"unknown mask policy {self.kind!r}; choose one of {', '.join(POLICIES)}")
+        check_choice("mask", self.kind, MaskKind)
         if self.kind == "ratio" and self.ratio is None:
             raise ValueError("the ratio policy needs `ratio`")
         # Every token has perplexity >= 1, so a tau of 1 or less would mask every answer token.
@@ -117,6 +117,36 @@ class MaskPolicy:
             raise ValueError(f"ratio must be in [0, 1], not {self.ratio}")
         if not (self.dpf_tau > 0 and math.isfinite(self.dpf_tau)):
             raise ValueError(f"dpf_tau must be a positive factor, not {self.dpf_tau}")
+
+
+@dataclass(kw_only=True)
+class ThresholdOption(Options):
+    """STM's threshold, alone (`inspect` marks what it would mask) or as part of `MaskOptions`."""
+
+    tau: float = field(default=MaskPolicy.tau, metadata={
+        "help": "STM threshold: answer tokens with perplexity > tau are masked (not trained)."})
+
+
+@dataclass(kw_only=True)
+class MaskOptions(ThresholdOption):
+    """The token-policy options of `train` and `mask`: flat fields (flags and YAML keys), one `MaskPolicy`."""
+
+    # Defaults are MaskPolicy's: the flags and the policy they build cannot drift apart.
+    mask: MaskKind = field(default=MaskPolicy.kind, metadata={
+        "help": "Token policy: none (GT baseline), threshold (STM), ratio, lowest, random, dpf, stm_dpf."})
+    ratio: float | None = field(default=MaskPolicy.ratio, metadata={
+        "help": "Mask this fraction of answer tokens (0-1) instead of using tau."})
+    mask_seed: int = field(default=MaskPolicy.seed, metadata={"help": "Seed of the random policy."})
+    dpf_scores: str | None = field(default=None, metadata={
+        "help": "dpf/stm_dpf: the same data scored by a model fine-tuned on GT."})
+    dpf_tau: float = field(default=MaskPolicy.dpf_tau, metadata={
+        "help": "dpf: mask tokens whose ppl fell by more than this factor."})
+
+    def check(self) -> None:
+        self.policy()
+
+    def policy(self) -> MaskPolicy:
+        return MaskPolicy(kind=self.mask, tau=self.tau, ratio=self.ratio, seed=self.mask_seed, dpf_tau=self.dpf_tau)
 
 
 @dataclass

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from robust_sft.core.config_types import check_choice
+from robust_sft.models.options import Backend
+
 Messages = list[dict[str, str]]
 
 
@@ -160,13 +163,12 @@ def generate_vllm(
 
 def generate(
     model, tokenizer, conversations: list[Messages], config: SamplingConfig = SamplingConfig(),
-    *, backend: str = "hf", batch_size: int = 32, adapter_path: str | None = None, progress: bool = True,
+    *, backend: Backend = "hf", batch_size: int = 32, adapter_path: str | None = None, progress: bool = True,
 ) -> list[list[str]]:
     """Dispatch on `backend`: "hf" takes a loaded model + tokenizer; "vllm" takes a model path as `model`."""
+    check_choice("backend", backend, Backend)
     if backend == "hf":
         if adapter_path is not None:
             raise ValueError("backend='hf': load the adapter onto the model (peft) before calling generate")
         return generate_hf(model, tokenizer, conversations, config, batch_size=batch_size, progress=progress)
-    if backend == "vllm":
-        return generate_vllm(str(model), conversations, config, adapter_path=adapter_path, progress=progress)
-    raise ValueError(f"unknown backend {backend!r}; expected 'hf' or 'vllm'")
+    return generate_vllm(str(model), conversations, config, adapter_path=adapter_path, progress=progress)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
+
+from robust_sft.core.config_types import check_choice, choices
+from robust_sft.core.hashing import file_hash
+from robust_sft.models.options import Dtype
 
 logger = logging.getLogger(__name__)
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = choices(Dtype)
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's: its presence is what makes a directory an adapter
 
 
 def resolve_device(device: str = "auto"):
@@ -25,8 +32,7 @@ def resolve_dtype(dtype: str, device) -> "torch.dtype":
     """'auto' = bfloat16 on a GPU that supports it, else float32 (CPU bf16 is slow and imprecise)."""
     import torch
 
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+    check_choice("dtype", dtype, Dtype)
     if dtype == "auto":
         on_gpu = getattr(device, "type", str(device)) == "cuda"
         return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
@@ -63,10 +69,8 @@ def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "auto", 
     `merge` folds the adapter into the weights: the same function (up to float rounding), and generation runs
     at the base model's speed instead of paying for the adapter's extra matmuls at every step.
     """
-    from transformers import AutoModelForCausalLM
-
     target = resolve_device(device)
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=resolve_dtype(dtype, target))
+    model = load_causal_lm(name_or_path, resolve_dtype(dtype, target))
     if adapter:
         from peft import PeftModel
 
@@ -78,10 +82,41 @@ def load_model(name_or_path: str, *, dtype: str = "auto", device: str = "auto", 
     return model
 
 
+def load_causal_lm(name_or_path: str, torch_dtype):
+    """The causal LM's weights as saved, in `torch_dtype`, where they load (training moves them itself)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
+
+
+def is_adapter(model_dir: str | Path) -> bool:
+    """Whether a trained model directory holds a PEFT adapter (LoRA/DoRA) rather than full weights."""
+    return (Path(model_dir) / ADAPTER_CONFIG).exists()
+
+
+def adapter_config(adapter_dir: str | Path) -> dict:
+    return json.loads((Path(adapter_dir) / ADAPTER_CONFIG).read_text())
+
+
+def trained_model_parts(base: str, trained: str | Path) -> tuple[str, str | None]:
+    """What to load for a trained model directory: (base, adapter) for an adapter, (the directory, None) for
+    full weights."""
+    return (base, str(trained)) if is_adapter(trained) else (str(trained), None)
+
+
+def vllm_model_parts(base: str, trained: str | Path) -> tuple[str, str | None]:
+    """What vLLM should load for a trained model directory: (base, LoRA adapter), or a merged model for DoRA
+    (vLLM serves LoRA adapters, not DoRA) and the directory itself for full weights."""
+    model, adapter = trained_model_parts(base, trained)
+    if adapter is None or not adapter_config(adapter).get("use_dora"):
+        return model, adapter
+    # Named by the adapter's content, so a retrained adapter never reuses an old merge.
+    merged = Path(adapter).parent / f"merged-{file_hash(Path(adapter) / 'adapter_model.safetensors')}"
+    return str(merge_adapter(base, adapter, merged)), None
+
+
 def merge_adapter(base: str, adapter: str, out_dir) -> "Path":
     """Merge a PEFT adapter into its base weights and save a standalone model (e.g. DoRA for vLLM)."""
-    from pathlib import Path
-
     out = Path(out_dir)
     if (out / "config.json").exists():
         return out

@@ -19,13 +19,15 @@ import html
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from robust_sft.core.artifacts import check_output_file, write_text
+from robust_sft.evaluation.metrics import spearman
+from robust_sft.masking.policies import ThresholdOption
 from robust_sft.report.inspect_figures import FILE_COLOURS, curve_svg, histogram, histogram_svg, masked_curve
 from robust_sft.scoring.token_nll import Scores, check_token_ids, load_scores, sequence_perplexity
 
@@ -56,26 +58,6 @@ def quantise_nll(nll: np.ndarray, tau: float) -> np.ndarray:
 def dequantise_nll(codes: np.ndarray, tau: float) -> np.ndarray:
     """Midpoint of each code's NLL interval (the page does the same in JavaScript)."""
     return math.log(tau) + (np.asarray(codes, np.float64) - CODE_TAU - 0.5) / STEPS_PER_NAT
-
-
-def spearman(x: list[float], y: list[float]) -> float:
-    """Spearman rank correlation (average ranks for ties); NaN for fewer than 3 points or a constant input."""
-    if len(x) < 3:
-        return float("nan")
-
-    def ranks(v):
-        v = np.asarray(v, np.float64)
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v))
-        for value in np.unique(v):  # ties share their mean rank
-            r[v == value] = r[v == value].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
 
 
 def token_strings(tokenizer, token_ids) -> dict[int, str]:
@@ -165,7 +147,11 @@ def evidence_from_results(results: dict) -> dict | None:
         return None
     points.sort(key=lambda p: p["trained_token_ppl"])
     return {"run": results.get("name", ""), "model": str(results.get("model", "")), "points": points,
-            "spearman": spearman([p["trained_token_ppl"] for p in points], [p["bwt"] for p in points])}
+            "spearman": _nan_if_none(spearman([p["trained_token_ppl"] for p in points], [p["bwt"] for p in points]))}
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value  # the page shows NaN as "undefined"
 
 
 # --------------------------------------------------------------------------------------------- the page
@@ -413,3 +399,31 @@ def parse_named_scores(items: list[str]) -> dict[str, str]:
             raise ValueError(f"two score files are named {name!r}; label them NAME=path")
         named[name] = path
     return named
+
+
+@dataclass(kw_only=True)
+class InspectConfig(ThresholdOption):
+    """Options of `robust-sft inspect SCORES... --out inspect.html` (`tau`: what STM would mask is marked)."""
+
+    scores: list[str] = field(
+        metadata={"help": "Score files of the same prompts (name=path to label a column), e.g. GT=gt.parquet "
+                  "Self-Output=self_output.parquet."})
+    out: str = field(default="inspect.html", metadata={"help": "The HTML page to write."})
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "Tokenizer to decode the tokens (default: the scoring model's, from the file)."})
+    max_examples: int | None = field(
+        default=None, metadata={"help": "Show at most this many prompts (the most surprising); stats cover all."})
+    max_tokens: int = field(
+        default=2_000_000,
+        metadata={"help": "Show the most surprising prompts up to this many answer tokens (~4.2 bytes each in the "
+                  "page); 0: no cap. The summary, figures and token list cover every example."})
+    evidence: str | None = field(
+        default=None, metadata={"help": "results.json of an experiment: its measured perplexity-vs-BWT points."})
+    title: str | None = field(default=None, metadata={"help": "Page title."})
+
+
+def inspect_scores(config: InspectConfig) -> Path:
+    """`robust-sft inspect`: the page of `config.scores`, written to `config.out`."""
+    return write_inspect(parse_named_scores(config.scores), config.out, tau=config.tau, tokenizer=config.tokenizer,
+                         max_examples=config.max_examples, max_tokens=config.max_tokens, evidence=config.evidence,
+                         title=config.title)

@@ -9,6 +9,7 @@ from a copy of a run directory equals the original.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from robust_sft.core.artifacts import write_json, write_text
@@ -64,3 +65,15 @@ def _figure(plot, data, path: Path) -> None:
         import matplotlib.pyplot as plt
 
         plt.close("all")
+
+
+@dataclass
+class ReportConfig:
+    """Options of `robust-sft report RUN_DIR`."""
+
+    run_dir: str = field(metadata={"help": "Directory of a run (`robust-sft run` / `demo`)."})
+
+
+def report(config: ReportConfig) -> dict:
+    """`robust-sft report`: `write_report` of `config.run_dir`, from its files alone."""
+    return write_report(config.run_dir)

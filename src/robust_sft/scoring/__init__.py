@@ -11,6 +11,8 @@ _EXPORTS = {
     "ImportScoresConfig": "external",
     "import_scores": "external",
     "summarize": "stats",
+    "StatsConfig": "stats",
+    "summarize_files": "stats",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -13,27 +13,28 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from robust_sft.core.artifacts import check_output_file, library_versions, write_parquet
+from robust_sft.core.config_types import check_choice
 from robust_sft.data.examples import (
-    DataError,
-    DataFormat,
+    DataFormatOptions,
     ErrorLog,
-    iter_rows,
     row_to_example,
     tokenize_example,
     tokenizer_fingerprint,
 )
+from robust_sft.data.rows import DataError, iter_rows
 from robust_sft.scoring.token_nll import SCORES_FORMAT, scores_table
 
-KINDS = ("perplexity", "nll")
+ScoreKind = Literal["perplexity", "nll"]
 NO_TRUNCATION = 2**31 - 1
 
 
-@dataclass
-class ImportScoresConfig:
+@dataclass(kw_only=True)
+class ImportScoresConfig(DataFormatOptions):
     """Options of `robust-sft import-scores`."""
 
     data: str = field(metadata={"help": "Conversations with a per-token score column (.jsonl, .json, .parquet, "
@@ -42,24 +43,12 @@ class ImportScoresConfig:
                                              "column is aligned to: the model that scored the data."})
     out: str = field(metadata={"help": "Output score file (Parquet), as written by `robust-sft score`."})
     column: str = field(default="token_ppl", metadata={"help": "The per-token score column."})
-    kind: str = field(default="perplexity", metadata={"help": "perplexity (NLL = log ppl) or nll."})
-    on_error: str = field(default="raise", metadata={"help": "raise: stop at the first bad example; skip: skip it."})
-    prompt_field: str = field(default="prompt", metadata={"help": "Prompt column of prompt/answer data."})
-    answer_field: str | None = field(default=None, metadata={"help": "Answer column (default: answer, completion, "
-                                                                    "response or output)."})
-    messages_field: str = field(default="messages", metadata={"help": "Chat messages column."})
-    id_field: str = field(default="id", metadata={"help": "Example id column (row number when absent)."})
-    split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict."})
-
-    def data_format(self) -> DataFormat:
-        return DataFormat(prompt_field=self.prompt_field, answer_field=self.answer_field,
-                          messages_field=self.messages_field, id_field=self.id_field, split=self.split)
+    kind: ScoreKind = field(default="perplexity", metadata={"help": "perplexity (NLL = log ppl) or nll."})
 
 
 def token_nll_from_column(values, n_tokens: int, answer_mask: list[bool], kind: str, where: str) -> np.ndarray:
     """Our float32 token_nll (NaN off the answer) from one example's column; DataError naming `where` if unusable."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    check_choice("kind", kind, ScoreKind)
     if not isinstance(values, (list, tuple, np.ndarray)):
         raise DataError(f"{where}: the score column must be a list of numbers, got {type(values).__name__}")
     if len(values) != n_tokens:
@@ -81,10 +70,6 @@ def import_scores(config: ImportScoresConfig) -> Path:
     """Read `config.data`, check each score column against our tokenization, write `config.out`."""
     from robust_sft.models.loading import load_tokenizer
 
-    if config.kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, not {config.kind!r}")
-    if config.on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {config.on_error!r}")
     check_output_file(config.out)  # before any work
     tokenizer = load_tokenizer(config.tokenizer)
     fmt, errors = config.data_format(), ErrorLog()

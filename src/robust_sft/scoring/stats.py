@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from robust_sft.scoring.token_nll import Scores, sequence_perplexity
+from robust_sft.core.artifacts import check_output_file
+from robust_sft.scoring.token_nll import Scores, load_scores, sequence_perplexity
 
 DEFAULT_TAUS = (1.5, 2, 2.5, 3, 5, 10, 25, 100, 1000)
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
@@ -70,7 +72,7 @@ def plot_histogram(named_scores: dict[str, Scores], path: str | Path, tau: float
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from robust_sft.core.artifacts import atomic_path
+    from robust_sft.core.figures import save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(0, 10, 61)
@@ -85,7 +87,37 @@ def plot_histogram(named_scores: dict[str, Scores], path: str | Path, tau: float
     ax.legend()
     ax.set_title("Answer-token perplexity under the model")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
+
+
+@dataclass
+class StatsConfig:
+    """Options of `robust-sft stats SCORES...` (not converted by type: the default taus keep their printed form,
+    2 and not 2.0, in the table's row names and the JSON keys)."""
+
+    scores: list[str] = field(metadata={"help": "Score files (name=path to label a column), e.g. GT=gt.parquet."})
+    taus: list[float] = field(
+        default_factory=lambda: list(DEFAULT_TAUS),
+        metadata={"help": "Thresholds for the 'percent of tokens with ppl > tau' rows."},
+    )
+    histogram: str | None = field(default=None, metadata={"help": "Write a PNG histogram of token perplexity here."})
+    json: bool = field(default=False, metadata={"help": "Print JSON instead of a Markdown table."})
+
+    def __post_init__(self) -> None:
+        check_taus(self.taus)
+
+
+def named_score_paths(items: list[str]) -> dict[str, str]:
+    """`NAME=path` items, or bare paths named by their stem."""
+    return dict(item.rpartition("=")[::2] if "=" in item else (Path(item).stem, item) for item in items)
+
+
+def summarize_files(config: StatsConfig) -> dict[str, dict]:
+    """`robust-sft stats`: a summary per score file (and the histogram, when asked). (Not named `stats`: the
+    package's `stats` attribute is this module once it is imported.)"""
+    if config.histogram:
+        check_output_file(config.histogram)  # before any work
+    named = {name: load_scores(path) for name, path in named_score_paths(config.scores).items()}
+    if config.histogram:
+        plot_histogram(named, config.histogram)
+    return {name: summarize(scores, config.taus) for name, scores in named.items()}

@@ -18,6 +18,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -30,16 +31,20 @@ from robust_sft.core.artifacts import (
     write_json,
     write_parquet,
 )
+from robust_sft.core.config_types import ProgressOption, check_choice, require
 from robust_sft.data.examples import (
-    DataFormat,
+    DataFormatOptions,
     ErrorLog,
     TokenizedExample,
     read_examples,
     tokenize_examples,
     tokenizer_fingerprint,
 )
+from robust_sft.models.options import AdapterOption, DtypeOption
 
 logger = logging.getLogger(__name__)
+
+PaddingSide = Literal["right", "left"]
 
 SCORES_FORMAT = "robust-sft/scores/v1"
 # Bytes allowed for one float32 chunk of head logits (rows x vocab); bounds peak memory for huge vocabularies.
@@ -52,14 +57,13 @@ class TokenizerMismatchError(ValueError):
     """A score file is used with a tokenizer other than the one that produced its ids."""
 
 
-@dataclass
-class ScoreConfig:
+@dataclass(kw_only=True)
+class ScoreConfig(DataFormatOptions, AdapterOption, DtypeOption, ProgressOption):
     """Options of `robust-sft score` (each field is also a command line flag)."""
 
     model: str = field(metadata={"help": "Model to score with (Hub name or local path): the model you will fine-tune."})
     data: str = field(metadata={"help": "SFT data: .jsonl, .json, .parquet, a save_to_disk directory or a Hub dataset."})
     out: str = field(metadata={"help": "Output Parquet file of token scores."})
-    adapter: str | None = field(default=None, metadata={"help": "Optional PEFT adapter to load on top of the model."})
     max_length: int | None = field(
         default=None, metadata={"help": "Longest tokenized conversation; longer answers are cut. At most the model's "
                                 "context; default: the model's context, at most 4096."}
@@ -70,39 +74,16 @@ class ScoreConfig:
                   "GPU; on CPU one example per batch (padding masks cost more there than batching gains)."},
     )
     max_batch_size: int = field(default=64, metadata={"help": "At most this many examples per batch."})
-    padding_side: str = field(default="right", metadata={"help": "right or left (results are identical)."})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16."})
+    padding_side: PaddingSide = field(default="right", metadata={"help": "right or left (results are identical)."})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, ..."})
     shard_size: int = field(default=1024, metadata={"help": "Examples per resumable shard."})
-    on_error: str = field(default="raise", metadata={"help": "raise: stop at the first bad example; skip: skip it."})
-    prompt_field: str = field(default="prompt", metadata={"help": "Prompt column of prompt/answer data."})
-    answer_field: str | None = field(
-        default=None, metadata={"help": "Answer column (default: answer, completion, response or output)."}
-    )
-    messages_field: str = field(default="messages", metadata={"help": "Chat messages column."})
-    id_field: str = field(default="id", metadata={"help": "Example id column (row number when absent)."})
-    split: str = field(default="train", metadata={"help": "Split of a Hub dataset or DatasetDict."})
-    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
-    def __post_init__(self) -> None:
-        from robust_sft.core.config_types import require
-
+    def check(self) -> None:
         require(Path(self.out).suffix in ("", ".parquet"), f"--out {self.out}: a score file is written as .parquet")
         require(self.max_length is None or self.max_length >= 1, f"max_length must be at least 1, not {self.max_length}")
         for name in ("max_batch_size", "shard_size"):
             require(getattr(self, name) >= 1, f"{name} must be at least 1, not {getattr(self, name)}")
         require(self.batch_tokens is None or self.batch_tokens >= 1, f"batch_tokens must be at least 1, not {self.batch_tokens}")
-        require(self.on_error in ("raise", "skip"), f"on_error must be raise or skip, not {self.on_error!r}")
-        require(self.padding_side in ("right", "left"), f"padding_side must be right or left, not {self.padding_side!r}")
-
-    def data_format(self) -> DataFormat:
-        return DataFormat(
-            prompt_field=self.prompt_field,
-            answer_field=self.answer_field,
-            messages_field=self.messages_field,
-            id_field=self.id_field,
-            split=self.split,
-        )
 
 
 # --------------------------------------------------------------------------------------------- batching (pure)
@@ -130,8 +111,7 @@ def pad_batch(sequences: list[list[int]], masks: list[list[bool]], pad_id: int, 
     """Pad to a rectangle; return input_ids, attention_mask, position_ids and score_mask tensors."""
     import torch
 
-    if side not in ("right", "left"):
-        raise ValueError(f"padding_side must be 'right' or 'left', not {side!r}")
+    check_choice("padding_side", side, PaddingSide)
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(sequences), width), dtype=torch.long)

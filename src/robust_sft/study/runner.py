@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from robust_sft.analysis.mechanism import analyze_run
@@ -30,6 +30,7 @@ from robust_sft.experiment.config import ExperimentConfig
 from robust_sft.experiment.plan import Variant
 from robust_sft.experiment.runner import Experiment, unit_threads, worker_setup
 from robust_sft.study.config import StudyConfig, grid_points, load_study_config, point_name
+from robust_sft.study.publish import check_publish_target, publish
 from robust_sft.study.summary import write_summary
 
 logger = logging.getLogger(__name__)
@@ -175,3 +176,31 @@ def run_study(config: StudyConfig | str | Path, out: str | Path, progress: bool 
     if not isinstance(config, StudyConfig):
         config = load_study_config(config)
     return Study(config, out, progress).run()
+
+
+@dataclass
+class StudyCommandConfig:
+    """Options of `robust-sft study CONFIG.yaml`."""
+
+    config: str = field(metadata={"help": "Study YAML (study/study.yaml documents every option)."})
+    out: str | None = field(default=None, metadata={"help": "Study directory (default: runs/<name>); re-running resumes."})
+    docs: str | None = field(default=None, metadata={"help": "Also copy the summary, figures and each run's report, "
+                                                             "results and analysis (no models) here."})
+    dry_run: bool = field(default=False, metadata={"help": "Validate the config and print the settings; load nothing."})
+
+
+def study(config: StudyCommandConfig) -> tuple[str, Path | None]:
+    """`robust-sft study`: run (or, with dry_run, describe) the study; returns the text to show (study.md, or the
+    settings) and where it was published (`docs`), if asked."""
+    try:
+        study_config = load_study_config(config.config)
+    except ValueError as err:
+        raise ValueError(f"{config.config}: {err}") from err
+    out = config.out or f"runs/{study_config.name}"
+    if config.dry_run:
+        return describe_study(study_config, out), None
+    if config.docs:
+        check_publish_target(config.docs)  # now, not after the study's hours of work
+    run_study(study_config, out)
+    summary = (Path(out) / "study.md").read_text()
+    return summary, publish(out, config.docs) if config.docs else None

@@ -14,22 +14,24 @@ import math
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 
 from robust_sft.core.artifacts import library_versions, read_parquet, write_json, write_jsonl
-from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy, apply_policy
+from robust_sft.core.config_types import ProgressOption, is_finite_number, require
+from robust_sft.masking.policies import IGNORE_INDEX, MaskOptions, MaskPolicy, apply_policy
+from robust_sft.models.options import DtypeOption
 
 logger = logging.getLogger(__name__)
 
-FINETUNING = ("lora", "dora", "full")
-LOSSES = ("nll", "dft", "eaft")
+Finetuning = Literal["lora", "dora", "full"]
+Loss = Literal["nll", "dft", "eaft"]
 EAFT_TOP_K = 20  # logits whose entropy approximates the full distribution's (as axolotl and LLaMA-Factory do)
 
 
-@dataclass
-class TrainConfig:
+@dataclass(kw_only=True)
+class TrainConfig(MaskOptions, DtypeOption, ProgressOption):
     """Options of `robust-sft train`. Defaults follow the paper (LoRA on all linear layers, lr 2e-5, cosine, 3 epochs)."""
 
     model: str = field(metadata={"help": "Model to fine-tune (Hub name or local path); the one that scored the data."})
@@ -38,26 +40,14 @@ class TrainConfig:
                   "dataset from `robust-sft mask` (input_ids/labels used as they are)."}
     )
     output_dir: str = field(metadata={"help": "Where checkpoints, the final model and the logs go."})
-    mask: str = field(
-        default="threshold",
-        metadata={"help": "Token policy for score files: none (GT baseline), threshold (STM), ratio, lowest, random, "
-                  "dpf, stm_dpf."},
-    )
-    tau: float = field(default=2.5, metadata={"help": "STM threshold: answer tokens with ppl > tau are not trained."})
-    ratio: float | None = field(default=None, metadata={"help": "Mask this fraction of answer tokens instead of tau."})
-    mask_seed: int = field(default=0, metadata={"help": "Seed of the random policy."})
-    dpf_scores: str | None = field(
-        default=None, metadata={"help": "dpf/stm_dpf: the same data scored by a model fine-tuned on GT."}
-    )
-    dpf_tau: float = field(default=1.5, metadata={"help": "dpf: mask tokens whose ppl fell by more than this factor."})
-    finetuning: str = field(default="lora", metadata={"help": "lora, dora or full."})
+    finetuning: Finetuning = field(default="lora", metadata={"help": "lora, dora or full."})
     lora_r: int = field(default=16, metadata={"help": "LoRA/DoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA/DoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA/DoRA dropout."})
     target_modules: str = field(
         default="all-linear", metadata={"help": "Modules to adapt: all-linear, or a comma-separated list of names."}
     )
-    loss: str = field(
+    loss: Loss = field(
         default="nll",
         metadata={"help": "nll: mean NLL over trained tokens; dft: NLL x detached p (Dynamic Fine-Tuning); eaft: NLL "
                   "x the detached, normalised top-20 entropy of the model's prediction (Entropy-Aware Fine-Tuning)."},
@@ -73,7 +63,6 @@ class TrainConfig:
         default=None, metadata={"help": "Score file of validation data: loss per epoch, best epoch kept."}
     )
     seed: int = field(default=42, metadata={"help": "Seed of initialisation and data order."})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint directory, or 'latest' for the newest one in output_dir."}
@@ -81,19 +70,12 @@ class TrainConfig:
     logging_steps: int = field(default=10, metadata={"help": "Log the training loss every N steps."})
     save_total_limit: int | None = field(default=None, metadata={"help": "Keep at most N epoch checkpoints."})
     max_steps: int = field(default=-1, metadata={"help": "Stop after N steps (for smoke tests); -1 = all epochs."})
-    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
-    def __post_init__(self) -> None:
-        """Every option checked here, before data or a model is loaded."""
+    def check(self) -> None:
+        """The training options' ranges, before data or a model is loaded (the mask options and the dtype are
+        checked by their groups, the choices by their types)."""
         from transformers.trainer_utils import SchedulerType
 
-        from robust_sft.core.config_types import coerce_fields, is_finite_number, require
-        from robust_sft.models.loading import DTYPES
-
-        coerce_fields(self)
-        require(self.finetuning in FINETUNING, f"finetuning must be one of {FINETUNING}, not {self.finetuning!r}")
-        require(self.loss in LOSSES, f"loss must be one of {LOSSES}, not {self.loss!r}")
-        self.policy()  # the mask options (kind, tau, ratio, dpf_tau)
         require(is_finite_number(self.learning_rate) and self.learning_rate > 0,
                 f"learning_rate must be a positive number, not {self.learning_rate}")
         require(is_finite_number(self.num_train_epochs) and self.num_train_epochs > 0,
@@ -110,14 +92,10 @@ class TrainConfig:
         schedulers = [s.value for s in SchedulerType]
         require(self.lr_scheduler_type in schedulers,
                 f"lr_scheduler_type must be one of {schedulers}, not {self.lr_scheduler_type!r}")
-        require(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, not {self.dtype!r}")
         require(0 <= self.seed < 2**32, f"seed must be in [0, 2**32), not {self.seed}")
         require(self.save_total_limit is None or self.save_total_limit >= 1,
                 f"save_total_limit must be at least 1 (or unset), not {self.save_total_limit}")
         require(self.max_steps == -1 or self.max_steps >= 1, f"max_steps must be -1 or at least 1, not {self.max_steps}")
-
-    def policy(self) -> MaskPolicy:
-        return MaskPolicy(kind=self.mask, tau=self.tau, ratio=self.ratio, seed=self.mask_seed, dpf_tau=self.dpf_tau)
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -244,15 +222,14 @@ def normalized_top_k_entropy(logits, k: int):
 def prepare_model(config: TrainConfig):
     """Load the model for training and wrap it with LoRA/DoRA when asked."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    from robust_sft.models.loading import resolve_device, resolve_dtype
+    from robust_sft.models.loading import load_causal_lm, resolve_device, resolve_dtype
 
     dtype = resolve_dtype(config.dtype, resolve_device("auto"))
     # Full fine-tuning keeps float32 master weights (bf16 runs as autocast): at lr 2e-6 most AdamW updates
     # are below bf16's resolution and would round away. Adapters train in float32 inside PEFT anyway.
     load_dtype = torch.float32 if config.finetuning == "full" else dtype
-    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=load_dtype)
+    model = load_causal_lm(config.model, load_dtype)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
