@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
+from robust_sft.core.plugins import load_plugins
+
 
 class TaskError(ValueError):
     """Bad task name, split, or task data; the message names the file/example at fault."""
@@ -140,12 +142,5 @@ def list_tasks() -> list[str]:
 
 
 def _import_builtin_tasks() -> None:
-    # Importing the modules registers their tasks; modules that do not exist yet are skipped.
-    import importlib
-
-    for module in ("robust_sft.tasks.paper", "robust_sft.organism.world"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
+    # Importing the plug-ins registers their tasks (the paper's and the organism's ship as plug-ins too).
+    load_plugins()
