@@ -268,10 +268,10 @@ def test_dry_run_prints_the_plan_without_loading_a_model(tiny_model_dir, tmp_pat
     assert not (tmp_path / "r").exists()
 
 
-def test_organism_tasks_use_the_organism_seed(tmp_path):
+def test_organism_tasks_use_the_configs_world(tmp_path):
     from robust_sft.tasks import get_task
 
-    experiment = Experiment(ExperimentConfig(organism_seed=3, target="organism/sort"), tmp_path)
+    experiment = Experiment(ExperimentConfig(world=3, target="organism/sort"), tmp_path)
     assert experiment.task_kwargs("organism/facts") == {"seed": 3} and experiment.task_kwargs("gsm8k") == {}
     seeded = experiment.load_examples("organism/facts", "test", 5)
     assert seeded == get_task("organism/facts", seed=3).load("test", limit=5)

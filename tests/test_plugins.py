@@ -55,3 +55,22 @@ def test_no_plugins_at_all_says_the_package_is_not_installed(monkeypatch):
     monkeypatch.setattr(plugins, "_loaded", False)
     with pytest.raises(RuntimeError, match="not installed"):
         plugins.load_plugins()
+
+
+def test_the_experiment_takes_model_tasks_and_world_from_any_source(tmp_path, tiny_model_dir):
+    """A plug-in's model source, not the organism: the engine resolves it by name alone."""
+    import tests.fake_tasks  # noqa: F401  (registers test/* tasks)
+    from robust_sft.experiment.config import ExperimentConfig
+    from robust_sft.experiment.runner import Experiment
+
+    worlds = []
+    register_model_source("test/tiny-source", ModelSource(
+        path=lambda world, progress: worlds.append(world) or str(tiny_model_dir),
+        tasks=("test/nonempty", "test/even_length", "test/has_space"),
+        task_options=lambda task, world: {},
+        description=lambda world: f"a tiny source, world {world}"))
+    config = ExperimentConfig(model="test/tiny-source", world=4, target="test/even_length", methods=["gt"])
+    experiment = Experiment(config, tmp_path / "run", progress=False)
+    assert experiment.other_tasks() == ["test/has_space", "test/nonempty"]  # the source's, in name order
+    assert experiment.base_model() == str(tiny_model_dir) and worlds == [4]
+    assert "a tiny source, world 4" in experiment.describe_plan()

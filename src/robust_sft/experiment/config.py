@@ -7,7 +7,6 @@ from pathlib import Path
 
 from robust_sft.executors import ExecutorConfig
 from robust_sft.models.options import Backend
-from robust_sft.organism.world import TARGET as ORGANISM_TARGET
 
 METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle")
 
@@ -20,18 +19,18 @@ LOSS_METHODS = ("dft", "eaft")
 # the model's own style (only tasks that can write one, e.g. the organism's), so correct and low-perplexity.
 SOURCES = ("gt", "self_output", "rephrase", "oracle")
 
-ORGANISM = "organism"
-
 
 @dataclass
 class ExperimentConfig:
     """A whole experiment. Defaults follow the paper where it has one."""
 
     name: str = "experiment"
-    model: str = ORGANISM  # "organism" (the embedded default) or a Hub name / local path
-    organism_seed: int = 0
-    target: str = ORGANISM_TARGET  # the organism's target task; its GT is written in a human style
-    others: list[str] = field(default_factory=list)  # default with the organism: all its other tasks
+    # A Hub name, a local path, or a model source a plug-in provides by name (models/sources.py): "organism",
+    # the embedded default, is one.
+    model: str = "organism"
+    world: int = 0  # which world of a model source that has several (the organism's 0-2 ship); passed to its tasks
+    target: str = "organism/sort"  # the fine-tuning target; its GT is written in a human style
+    others: list[str] = field(default_factory=list)  # default: the model source's other tasks (none for a path)
     methods: list[str] = field(default_factory=lambda: ["gt", "stm", "self_output", "rephrase"])
     taus: list[float] = field(default_factory=lambda: [2.5])  # STM sweep
     control_tau: float = 2.5  # tau whose per-example mask counts the random/lowest controls copy

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from robust_sft.experiment.config import ORGANISM
-
 
 def describe_plan(exp) -> str:
     """The stages and artifacts of an `Experiment`, with example counts where knowable."""
     c, run_dir = exp.config, exp.run_dir
     tasks = [c.target, *exp.other_tasks()]
     lines = [f"experiment {c.name!r} in {exp.dir}",
-             f"  model: {c.model}" + (f" (world {c.organism_seed}: shipped with the package, or built and cached "
-                                       "on first use)" if c.model == ORGANISM else ""),
+             f"  model: {c.model}" + (f" ({exp.source.description(c.world)})" if exp.source else ""),
              f"  target: {c.target}; other tasks: {', '.join(tasks[1:])}",
              f"  seeds: {c.seeds}; epoch selection: "
              + ("best target validation accuracy" if c.select_best_epoch else "last epoch"),

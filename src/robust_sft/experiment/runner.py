@@ -27,7 +27,8 @@ from robust_sft.core.artifacts import WriteError, check_own_dir, dir_lock, write
 from robust_sft.core.hashing import model_fingerprint, stable_hash
 from robust_sft.core.rundir import RunDir
 from robust_sft.executors import ExecutorConfig, run_calls
-from robust_sft.experiment.config import ORGANISM, ExperimentConfig, load_config
+from robust_sft.models.sources import model_source
+from robust_sft.experiment.config import ExperimentConfig, load_config
 from robust_sft.experiment.describe import describe_plan
 from robust_sft.experiment.inputs import InputStages
 from robust_sft.experiment.plan import Variant, plan_variants, run_plan, sources_needed, variant_plan
@@ -35,7 +36,7 @@ from robust_sft.experiment.stages import run_stage
 from robust_sft.experiment.units import UnitStages
 from robust_sft.models.loading import load_model, load_tokenizer
 from robust_sft.report.write import write_report
-from robust_sft.tasks import get_task, list_tasks
+from robust_sft.tasks import get_task
 from robust_sft.tasks.base import Task, task_version
 
 __all__ = ["Experiment", "ExperimentConfig", "RunConfig", "Variant", "load_config", "plan_variants", "run",
@@ -55,6 +56,7 @@ class Experiment(InputStages, UnitStages):
         self.progress = progress
         self.variants = plan_variants(config)
         self.sources = sources_needed(self.variants)
+        self.source = model_source(config.model)  # None: a Hub name or a local path
         self._loaded = None
         self.check_options()
 
@@ -79,22 +81,23 @@ class Experiment(InputStages, UnitStages):
     # ------------------------------------------------------------------ base model and tasks
 
     def base_model(self) -> str:
-        if self.config.model != ORGANISM:
+        """The model's local path: a named source's (built or shipped), or the config's name or path as is."""
+        if self.source is None:
             return self.config.model
-        from robust_sft.organism.base_model import base_model_path  # imports torch and transformers
-
-        return str(base_model_path(seed=self.config.organism_seed, progress=self.progress))
+        return self.source.path(self.config.world, self.progress)
 
     def other_tasks(self) -> list[str]:
+        """The config's other tasks; by default, in name order, the model source's tasks but the target."""
         if self.config.others:
             return list(self.config.others)
-        if self.config.model != ORGANISM:
-            raise ValueError("`others` (the non-target tasks) must be given for a model other than the organism")
-        return [t for t in list_tasks() if t.startswith("organism/") and t != self.config.target]
+        if self.source is None:
+            raise ValueError(f"`others` (the non-target tasks) must be given: model {self.config.model!r} is a "
+                             "name or path, not a model source that brings its own tasks")
+        return sorted(t for t in self.source.tasks if t != self.config.target)
 
     def task_kwargs(self, task_name: str) -> dict:
-        """Organism tasks take the organism's seed: their world must be the one the base model learned."""
-        return {"seed": self.config.organism_seed} if task_name.startswith("organism/") else {}
+        """A source's own tasks take its world: they must be the world its model learned."""
+        return {} if self.source is None else self.source.task_options(task_name, self.config.world)
 
     def get_task(self, task_name: str):
         return get_task(task_name, **self.task_kwargs(task_name))

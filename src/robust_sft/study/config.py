@@ -24,7 +24,7 @@ class StudyConfig:
     name: str = "study"
     worlds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={  # organism seeds; the first selects
         "list_only": "worlds: [1] is world 1 alone; three worlds are [0, 1, 2]"})
-    # ExperimentConfig fields shared by every setting (organism_seed and name are set per setting).
+    # ExperimentConfig fields shared by every setting (world and name are set per setting).
     experiment: dict = field(default_factory=dict)
     # mode name -> {"train": fixed TrainConfig options, "grid": {option: [values]} searched by the oracle}
     modes: dict = field(default_factory=dict)
@@ -52,7 +52,7 @@ class StudyConfig:
             grid = spec.get("grid", {})
             require(all(isinstance(v, list) and v for v in grid.values()),
                     f"modes.{mode}.grid: every option needs a non-empty list of values")
-        for key in ("name", "organism_seed"):
+        for key in ("name", "world"):
             require(key not in self.experiment, f"experiment.{key} is set per setting by the study")
         # Every setting's experiment is built (its tasks and train options checked) now, before anything runs.
         for mode in self.modes:
@@ -72,14 +72,14 @@ class StudyConfig:
     def setting_options(self, world: int, mode: str, chosen: dict) -> dict:
         spec = self.modes[mode]
         train = {**self.experiment.get("train", {}), **spec.get("train", {}), **chosen}
-        options = {**self.experiment, "name": f"w{world}-{mode}", "organism_seed": world, "train": train}
+        options = {**self.experiment, "name": f"w{world}-{mode}", "world": world, "train": train}
         if self.lr_sweep_worlds is not None and world not in self.lr_sweep_worlds:
             options["lr_sweep"] = {}
         return options
 
     def lr_control_options(self) -> dict:
         train = {**self.experiment.get("train", {}), **self.lr_control.get("train", {})}
-        return {**self.experiment, **self.lr_control, "name": "lr_control", "organism_seed": self.worlds[0],
+        return {**self.experiment, **self.lr_control, "name": "lr_control", "world": self.worlds[0],
                 "train": train}
 
 
