@@ -15,7 +15,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from robust_sft import __version__
+from robust_sft.core.artifacts import WriteError, read_text
+from robust_sft.core.config_types import from_mapping
 from robust_sft.core.rundir import RunDir  # the run directory's paths (light: no torch)
+from robust_sft.scoring.stats import format_table
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,6 @@ def _parse(config_cls, argv: list[str], verb: str, positional: str | None = None
     if positional is None and len(argv) == 1 and argv[0].endswith((".yaml", ".yml", ".json")) and Path(argv[0]).is_file():
         import yaml
 
-        from robust_sft.core.artifacts import read_text
-        from robust_sft.core.config_types import from_mapping
-
         # Values are converted by the field types (YAML reads 2e-5 as a string); errors name key and file.
         return from_mapping(config_cls, yaml.safe_load(read_text(argv[0])), argv[0])  # JSON is YAML too
     if positional:
@@ -101,8 +102,6 @@ def _print_written(config, out) -> None:
 
 
 def _print_stats(config, summaries: dict) -> None:
-    from robust_sft.scoring.stats import format_table
-
     print(json.dumps(summaries, indent=2) if config.json else format_table(summaries))
     if config.histogram and not config.json:
         print(f"\nhistogram: {config.histogram}")
@@ -180,8 +179,6 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from robust_sft import __version__
-
         print(__version__)
         return 0
     verb, rest = argv[0], argv[1:]
@@ -192,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    from robust_sft.core.artifacts import WriteError
 
     try:
         run_verb(verb, rest)

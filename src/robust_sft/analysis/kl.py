@@ -7,7 +7,10 @@ import contextlib
 from pathlib import Path
 
 from robust_sft.analysis.measures import kl_rows
-from robust_sft.models.loading import is_adapter
+from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
+from robust_sft.models.loading import is_adapter, load_model, load_tokenizer
+from robust_sft.scoring.token_nll import TokenScorer, logit_postprocessor, pad_batch, plan_batches
+from robust_sft.training.trainer import load_training_data
 
 KL_BATCH_TOKENS = 8192  # padded tokens per forward pass
 KL_CHUNK_BYTES = 256 << 20  # float32 logits materialised at once per model
@@ -36,11 +39,6 @@ def kl_to_base(final_dir: str | Path, base_dir: str | Path, scores_path: str | P
     """
     import torch
     from tqdm.auto import tqdm
-
-    from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
-    from robust_sft.models.loading import load_model, load_tokenizer
-    from robust_sft.scoring.token_nll import TokenScorer, logit_postprocessor, pad_batch, plan_batches
-    from robust_sft.training.trainer import load_training_data
 
     final_dir = Path(final_dir)
     tokenizer = load_tokenizer(str(base_dir))

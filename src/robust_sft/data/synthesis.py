@@ -24,8 +24,10 @@ from robust_sft.core.config_types import check_choice, is_finite_number, require
 from robust_sft.data.examples import Example, tokenize_examples
 from robust_sft.models import generation
 from robust_sft.models.generation import SamplingConfig
+from robust_sft.models.loading import load_model, load_tokenizer
 from robust_sft.models.options import BackendOption, BatchSizeOption, DtypeOption
 from robust_sft.scoring.token_nll import score_tokenized, sequence_perplexity
+from robust_sft.tasks import get_task
 from robust_sft.tasks.loading import LimitOption
 
 Method = Literal["self_output", "rephrase"]
@@ -202,9 +204,6 @@ class GenerateConfig(GenerationSettings, LimitOption, BackendOption, DtypeOption
 
 def generate(config: GenerateConfig) -> dict:
     """`robust-sft generate`: Self-Output or Rephrase data from a model and a task's split; returns the report."""
-    from robust_sft.models.loading import load_model, load_tokenizer
-    from robust_sft.tasks import get_task
-
     check_output_file(config.out)  # before the model generates anything
     task = get_task(config.task)
     examples = task.load(config.split, limit=config.limit, path=config.task_path)

@@ -38,8 +38,8 @@ def evaluate_task(
 
     `sampler` (see synthesis.vllm_sampler) replaces HF generate on `model`, e.g. with vLLM.
     """
-    from robust_sft.models.generation import SamplingConfig
     from robust_sft.data.synthesis import hf_sampler
+    from robust_sft.models.generation import SamplingConfig
 
     if not examples:
         raise ValueError(f"task {task.name}: no example to evaluate")

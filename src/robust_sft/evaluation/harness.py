@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from robust_sft.core.artifacts import write_json, write_jsonl
+from robust_sft.models.loading import resolve_device, resolve_dtype
 
 PREFERRED_METRICS = (
     "acc,none",
@@ -44,8 +45,6 @@ def _import_lm_eval():
 
 def model_args(model: str, adapter: str | None, dtype: str, device) -> dict:
     """The harness's HFLM arguments: our dtype policy ('auto' = bf16 on GPU, fp32 on CPU) and the adapter."""
-    from robust_sft.models.loading import resolve_dtype
-
     args = {"pretrained": model, "dtype": str(resolve_dtype(dtype, device)).removeprefix("torch.")}
     if adapter:
         args["peft"] = adapter
@@ -93,7 +92,6 @@ def evaluate_with_lm_eval(
     if not tasks:
         raise ValueError("lm-eval: no task given")
     lm_eval, TaskManager = _import_lm_eval()
-    from robust_sft.models.loading import resolve_device
 
     target = resolve_device(device)
     task_manager = TaskManager(include_path=str(include_path) if include_path else None,

@@ -11,6 +11,8 @@ from typing import Literal
 
 from robust_sft.core.config_types import require
 from robust_sft.evaluation.engine import evaluate_tasks
+from robust_sft.evaluation.harness import evaluate_with_lm_eval
+from robust_sft.models.loading import load_model, load_tokenizer, vllm_model_parts
 from robust_sft.models.options import AdapterOption, Backend, BackendOption, BatchSizeOption, Dtype, DtypeOption
 from robust_sft.tasks.loading import LimitOption
 
@@ -25,8 +27,6 @@ def evaluate_model(model: str, task_names: list[str], *, adapter: str | None = N
     hf loads the model here (`merge` folds the adapter into the weights: same function up to rounding, faster
     generation); vllm generates from the model's files. `evaluate_options` go to `evaluate_tasks`.
     """
-    from robust_sft.models.loading import load_model, load_tokenizer, vllm_model_parts
-
     if backend == "vllm":
         from robust_sft.data.synthesis import vllm_sampler
 
@@ -63,8 +63,6 @@ class EvaluateConfig(AdapterOption, LimitOption, BatchSizeOption, BackendOption,
 def evaluate(config: EvaluateConfig) -> dict[str, float]:
     """`robust-sft evaluate`: accuracy per task, with accuracies.json and per-sample logs in `config.out`."""
     if config.harness == "lm-eval":
-        from robust_sft.evaluation.harness import evaluate_with_lm_eval
-
         return evaluate_with_lm_eval(config.model, config.tasks, adapter=config.adapter, limit=config.limit,
                                      batch_size=config.batch_size, dtype=config.dtype,
                                      include_path=config.include_path, output_dir=config.out)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from robust_sft.executors import CallFailed
+from robust_sft.executors.config import CallFailed
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import ray
 
-from robust_sft.executors import CallFailed, ExecutorConfig
+from robust_sft.executors.config import CallFailed, ExecutorConfig
 
 logger = logging.getLogger(__name__)
 

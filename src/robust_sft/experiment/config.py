@@ -5,8 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robust_sft.configs import resolve_config
+from robust_sft.core.artifacts import read_text
+from robust_sft.core.config_types import (
+    ConfigError,
+    check_options,
+    coerce_fields,
+    from_mapping,
+    require,
+    require_limit,
+    require_path_name,
+)
 from robust_sft.executors import ExecutorConfig
 from robust_sft.models.options import Backend
+from robust_sft.training.trainer import TrainConfig
 
 METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle")
 
@@ -55,8 +67,6 @@ class ExperimentConfig:
     generation: dict = field(default_factory=dict)  # synthesis.GenerationSettings fields
 
     def __post_init__(self) -> None:
-        from robust_sft.core.config_types import check_options, coerce_fields, require, require_limit, require_path_name
-
         coerce_fields(self)  # YAML's `2e-5` and `1e1` are strings
         require_path_name(self.name, "name")  # the default run directory is runs/<name>
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -78,7 +88,6 @@ class ExperimentConfig:
         self.executor = executor_config(self.executor, self.workers)
         self.workers = self.executor.workers
         from robust_sft.data.synthesis import GenerationSettings
-        from robust_sft.training.trainer import TrainConfig
 
         # Set per run by the runner: model, data, output_dir, validation, progress (and seed, from `seeds`).
         self.train = check_options(TrainConfig, self.train, "train",
@@ -88,8 +97,6 @@ class ExperimentConfig:
 
 def executor_config(executor: ExecutorConfig | dict | None, workers: int | None) -> ExecutorConfig:
     """The `executor:` options, with the top-level `workers: N` of configs written before it (both: must agree)."""
-    from robust_sft.core.config_types import ConfigError, check_options, require
-
     if isinstance(executor, ExecutorConfig):
         require(workers is None or workers == executor.workers,
                 f"workers {workers} and executor.workers {executor.workers} disagree: set one of them")
@@ -108,10 +115,6 @@ def executor_config(executor: ExecutorConfig | dict | None, workers: int | None)
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read a YAML config into an ExperimentConfig; unknown keys and bad values are errors naming the file."""
     import yaml
-
-    from robust_sft.configs import resolve_config
-    from robust_sft.core.artifacts import read_text
-    from robust_sft.core.config_types import from_mapping
 
     path = resolve_config(path)
     return from_mapping(ExperimentConfig, yaml.safe_load(read_text(path)) or {}, str(path))

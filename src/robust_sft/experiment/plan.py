@@ -7,8 +7,10 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from robust_sft.core.config_types import require_path_name
 from robust_sft.core.rundir import PLAN_SCHEMA
 from robust_sft.experiment.config import LOSS_METHODS, SOURCES, ExperimentConfig
+from robust_sft.training.trainer import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -22,8 +24,6 @@ class Variant:
     lr_scale: float = 1.0  # factor on the config's learning rate (the learning-rate control's variants)
 
     def __post_init__(self) -> None:
-        from robust_sft.core.config_types import require_path_name
-
         require_path_name(self.name, "variant")  # models/<name>/ and eval/<name>/
 
     @property
@@ -52,8 +52,6 @@ def plan_variants(config: ExperimentConfig) -> list[Variant]:
 
 def lr_sweep_variants(config: ExperimentConfig) -> list[Variant]:
     """The learning-rate control: each swept method again at train.learning_rate x factor, named by that rate."""
-    from robust_sft.training.trainer import TrainConfig
-
     base_lr = float(config.train.get("learning_rate", TrainConfig.__dataclass_fields__["learning_rate"].default))
     variants = []
     for method, factors in config.lr_sweep.items():

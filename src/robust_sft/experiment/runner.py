@@ -27,7 +27,6 @@ from robust_sft.core.artifacts import WriteError, check_own_dir, dir_lock, write
 from robust_sft.core.hashing import model_fingerprint, stable_hash
 from robust_sft.core.rundir import RunDir
 from robust_sft.executors import ExecutorConfig, run_calls
-from robust_sft.models.sources import model_source
 from robust_sft.experiment.config import ExperimentConfig, load_config
 from robust_sft.experiment.describe import describe_plan
 from robust_sft.experiment.inputs import InputStages
@@ -35,6 +34,7 @@ from robust_sft.experiment.plan import Variant, plan_variants, run_plan, sources
 from robust_sft.experiment.stages import run_stage
 from robust_sft.experiment.units import UnitStages
 from robust_sft.models.loading import load_model, load_tokenizer
+from robust_sft.models.sources import model_source
 from robust_sft.report.write import write_report
 from robust_sft.tasks import get_task
 from robust_sft.tasks.base import Task, task_version

@@ -28,8 +28,16 @@ import numpy as np
 from robust_sft.core.artifacts import check_output_file, write_text
 from robust_sft.evaluation.metrics import spearman
 from robust_sft.masking.policies import ThresholdOption
+from robust_sft.models.loading import load_tokenizer
 from robust_sft.report.inspect_figures import FILE_COLOURS, curve_svg, histogram, histogram_svg, masked_curve
-from robust_sft.scoring.token_nll import Scores, check_token_ids, load_scores, sequence_perplexity
+from robust_sft.scoring.stats import summarize
+from robust_sft.scoring.token_nll import (
+    Scores,
+    check_token_ids,
+    check_tokenizer_matches,
+    load_scores,
+    sequence_perplexity,
+)
 
 # NLL quantisation: one byte per token, 1/16 nat per step, centred on log(tau) so that
 # "code > CODE_TAU" is exactly "ppl > tau" (the tokens STM masks) for the page's tau.
@@ -95,8 +103,6 @@ def _prompt_text(messages: list[dict]) -> str:
 def file_summary(scores: Scores, tau: float) -> dict:
     """Exact statistics of one score file at tau (the page's summary table): `stats.summarize`'s, plus what STM
     at tau would mask."""
-    from robust_sft.scoring.stats import summarize
-
     stats = summarize(scores, [tau])
     per_example = [scores.answer_nll(i) for i in range(len(scores))]
     masked_per_example = [int((n > math.log(tau)).sum()) for n in per_example]
@@ -169,9 +175,6 @@ class _FileTokens:
 
 def _resolve_tokenizer(named: dict[str, Scores], tokenizer):
     """The tokenizer given (object or path), else the one saved with the scoring model of the first file."""
-    from robust_sft.models.loading import load_tokenizer
-    from robust_sft.scoring.token_nll import check_tokenizer_matches
-
     first_name, first = next(iter(named.items()))
     if tokenizer is None or isinstance(tokenizer, (str, Path)):
         path = tokenizer if tokenizer is not None else first.metadata.get("model")

@@ -27,6 +27,7 @@ from robust_sft.data.examples import (
     tokenizer_fingerprint,
 )
 from robust_sft.data.rows import DataError, iter_rows
+from robust_sft.models.loading import load_tokenizer
 from robust_sft.scoring.token_nll import SCORES_FORMAT, scores_table
 
 ScoreKind = Literal["perplexity", "nll"]
@@ -68,8 +69,6 @@ def token_nll_from_column(values, n_tokens: int, answer_mask: list[bool], kind: 
 
 def import_scores(config: ImportScoresConfig) -> Path:
     """Read `config.data`, check each score column against our tokenization, write `config.out`."""
-    from robust_sft.models.loading import load_tokenizer
-
     check_output_file(config.out)  # before any work
     tokenizer = load_tokenizer(config.tokenizer)
     fmt, errors = config.data_format(), ErrorLog()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from robust_sft.core.artifacts import check_output_file
+from robust_sft.core.figures import save_figure
 from robust_sft.scoring.token_nll import Scores, load_scores, sequence_perplexity
 
 DEFAULT_TAUS = (1.5, 2, 2.5, 3, 5, 10, 25, 100, 1000)
@@ -71,8 +72,6 @@ def plot_histogram(named_scores: dict[str, Scores], path: str | Path, tau: float
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from robust_sft.core.figures import save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(0, 10, 61)

@@ -40,6 +40,7 @@ from robust_sft.data.examples import (
     tokenize_examples,
     tokenizer_fingerprint,
 )
+from robust_sft.models.loading import context_length, load_model, load_tokenizer
 from robust_sft.models.options import AdapterOption, DtypeOption
 
 logger = logging.getLogger(__name__)
@@ -421,8 +422,6 @@ def score(config: ScoreConfig) -> Path:
     """
     from accelerate import PartialState
     from tqdm.auto import tqdm
-
-    from robust_sft.models.loading import context_length, load_model, load_tokenizer
 
     out = check_output_file(config.out)  # before any work: a bad --out fails now, not after scoring
     # cpu=True makes processes started by `accelerate launch` without a GPU join one gloo group; without it

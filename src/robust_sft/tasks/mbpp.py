@@ -29,9 +29,9 @@ import logging
 import re
 import secrets
 
+from robust_sft.sandbox.runner import run_many, run_python
 from robust_sft.tasks.base import TaskError, register_task
 from robust_sft.tasks.loading import DatasetTask, Located, field, read_hub
-from robust_sft.sandbox.runner import run_many, run_python
 
 # The prompt of the paper's MBPP data (Liu et al.'s released training conversations).
 PROMPT = (

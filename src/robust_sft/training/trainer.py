@@ -21,7 +21,9 @@ import numpy as np
 from robust_sft.core.artifacts import library_versions, read_parquet, write_json, write_jsonl
 from robust_sft.core.config_types import ProgressOption, is_finite_number, require
 from robust_sft.masking.policies import IGNORE_INDEX, MaskOptions, MaskPolicy, apply_policy
+from robust_sft.models.loading import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
 from robust_sft.models.options import DtypeOption
+from robust_sft.scoring.token_nll import check_tokenizer_matches, load_scores
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +113,6 @@ class TrainingData:
 
 def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores: str | None = None) -> TrainingData:
     """Labels for training: from a masked dataset as they are, or from a score file through `policy`."""
-    from robust_sft.scoring.token_nll import check_tokenizer_matches, load_scores
-
     table, metadata = _read_masked_dir(Path(path)) if Path(path).is_dir() else (
         read_parquet(path) if Path(path).is_file() else (None, {}))
     if table is not None and "labels" in table.column_names:
@@ -223,8 +223,6 @@ def prepare_model(config: TrainConfig):
     """Load the model for training and wrap it with LoRA/DoRA when asked."""
     import torch
 
-    from robust_sft.models.loading import load_causal_lm, resolve_device, resolve_dtype
-
     dtype = resolve_dtype(config.dtype, resolve_device("auto"))
     # Full fine-tuning keeps float32 master weights (bf16 runs as autocast): at lr 2e-6 most AdamW updates
     # are below bf16's resolution and would round away. Adapters train in float32 inside PEFT anyway.
@@ -292,8 +290,6 @@ def train(
     """
     import torch
     from transformers import TrainingArguments, set_seed
-
-    from robust_sft.models.loading import load_tokenizer, resolve_device
 
     set_seed(config.seed)
     out = Path(config.output_dir)
