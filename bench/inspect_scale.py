@@ -51,7 +51,7 @@ SCROLL_JS = """async () => {
 
 
 def synthetic_scores(n_examples: int, n_tokens: int, tokenizer, seed: int = 0):
-    from robust_sft.scoring.token_nll import Scores
+    from robust_sft.scoring.files import Scores
 
     rng = np.random.default_rng(seed)
     vocab = np.arange(len(tokenizer))

@@ -62,7 +62,8 @@ def run_naive(model, examples) -> None:
 def run_forward(model, examples) -> None:
     import torch
 
-    from robust_sft.scoring.token_nll import _mask_if_padded, default_batch_tokens, pad_batch, plan_batches
+    from robust_sft.scoring.batching import default_batch_tokens, pad_batch, plan_batches
+    from robust_sft.scoring.token_nll import _mask_if_padded
 
     batches = plan_batches([len(e.input_ids) for e in examples], default_batch_tokens(DEVICE), MAX_BATCH)
     with torch.no_grad():

@@ -163,7 +163,8 @@ def test_kl_is_zero_for_a_fresh_adapter_and_positive_after_training(tiny_model_d
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from robust_sft.training.trainer import TrainConfig, train
+    from robust_sft.training.config import TrainConfig
+    from robust_sft.training.trainer import train
 
     fresh = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                            LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
@@ -187,7 +188,7 @@ def _brute_force_kl(adapter, base_dir, scores_path, limit):
     """The same mean KL from two separately loaded models' full logits, one example at a time."""
     from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
     from robust_sft.models.loading import load_model
-    from robust_sft.training.trainer import load_training_data
+    from robust_sft.training.data import load_training_data
 
     tuned, base = load_model(base_dir, adapter=str(adapter), device="cpu"), load_model(base_dir, device="cpu")
     data = load_training_data(scores_path, MaskPolicy(kind="none"))

@@ -82,7 +82,7 @@ def test_load_scores_accepts_the_same_tokenizer_loaded_plainly(tmp_path):
     from robust_sft.core.artifacts import write_parquet
     from robust_sft.data.examples import tokenizer_fingerprint
     from robust_sft.models.loading import load_tokenizer
-    from robust_sft.scoring.token_nll import load_scores, scores_table
+    from robust_sft.scoring.files import load_scores, scores_table
     from tests.shared_files import shared_path
 
     path = str(shared_path("tokenizers/llama3"))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from robust_sft.cli import VERBS, main
-from robust_sft.scoring.token_nll import Scores, load_scores
+from robust_sft.scoring.files import Scores, load_scores
 from robust_sft.scoring.stats import format_table, fraction_above, summarize
 
 

@@ -29,7 +29,7 @@ def test_mask_location_on_the_organism_tokenizer():
     from robust_sft.data.examples import Example, tokenize_examples
     from robust_sft.organism.tokenizer import build_tokenizer
     from robust_sft.organism.world import Sort
-    from robust_sft.scoring.token_nll import Scores
+    from robust_sft.scoring.files import Scores
 
     tok = build_tokenizer()
     answer = "Sorted, that is 1 < 2.\nAnswer: 1 2"

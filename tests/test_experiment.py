@@ -144,7 +144,7 @@ def test_plan_json_records_every_variant_as_its_units_trained_it(finished_run):
 def test_trained_token_ppl_is_that_of_the_tokens_each_method_trains_on(finished_run):
     import numpy as np
 
-    from robust_sft.scoring.token_nll import load_scores
+    from robust_sft.scoring.files import load_scores
 
     run_dir, results = finished_run
     methods = results["methods"]

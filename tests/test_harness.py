@@ -49,11 +49,10 @@ def test_model_args_cpu_dtype_and_adapter():
 
 def _peaky_tiny(directory) -> str:
     """A tiny Llama with large random weights, so greedy argmax is not decided by float noise."""
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from robust_sft.models.tiny import build_tokenizer
-
-    import torch
 
     tokenizer = build_tokenizer()
     torch.manual_seed(0)
@@ -68,10 +67,9 @@ def _peaky_tiny(directory) -> str:
 
 def _random_lora(base: str, directory) -> str:
     """A LoRA adapter with non-zero B, so it changes the model's outputs."""
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
-
-    import torch
 
     torch.manual_seed(1)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),

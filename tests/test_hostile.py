@@ -10,7 +10,6 @@ import pytest
 
 from robust_sft.cli import main
 
-
 # --------------------------------------------------------------------------------------------- user paths
 
 
@@ -162,7 +161,7 @@ def _set(name, row, value):
 
 
 def _first_answer(scores_path) -> int:
-    from robust_sft.scoring.token_nll import load_scores
+    from robust_sft.scoring.files import load_scores
 
     return int(load_scores(scores_path).answer_mask[3].argmax())
 
@@ -219,8 +218,8 @@ def test_every_reader_refuses_a_bad_score_file_naming_file_and_example(scores_pa
 def test_a_zero_base_accuracy_and_a_failing_figure_lose_no_results(tiny_model_dir, tmp_path, monkeypatch):
     import math
 
-    from robust_sft.report import write as report
     from robust_sft.experiment.runner import Experiment
+    from robust_sft.report import write as report
     from tests.test_experiment import mini_config
 
     run_dir = tmp_path / "run"
@@ -248,7 +247,7 @@ def test_a_zero_base_accuracy_and_a_failing_figure_lose_no_results(tiny_model_di
 
 
 def test_a_lone_surrogate_names_the_example_and_skip_skips_it(tiny_model_dir, tmp_path, capsys):
-    from robust_sft.scoring.token_nll import load_scores
+    from robust_sft.scoring.files import load_scores
     from tests.conftest import make_rows
 
     rows = make_rows(4)

@@ -8,7 +8,7 @@ import pytest
 from robust_sft.cli import main
 from robust_sft.data.examples import DataError
 from robust_sft.scoring.external import ImportScoresConfig, import_scores
-from robust_sft.scoring.token_nll import load_scores
+from robust_sft.scoring.files import load_scores
 from tests.conftest import make_rows
 
 

@@ -22,8 +22,8 @@ from robust_sft.report.inspect import (
     token_strings,
     write_inspect,
 )
+from robust_sft.scoring.files import Scores, load_scores
 from robust_sft.scoring.stats import fraction_above, summarize
-from robust_sft.scoring.token_nll import Scores, load_scores
 
 
 def page_json(path) -> dict:
@@ -171,7 +171,7 @@ def test_inspect_errors_name_the_file_and_write_nothing(scores_path, tmp_path, c
 
 def test_inspect_refuses_a_tokenizer_that_did_not_make_the_ids(scores_path, tmp_path):
     from robust_sft.models.tiny import build_tokenizer
-    from robust_sft.scoring.token_nll import TokenizerMismatchError
+    from robust_sft.scoring.files import TokenizerMismatchError
 
     with pytest.raises(TokenizerMismatchError, match="GT"):
         write_inspect({"GT": scores_path}, tmp_path / "p.html", tokenizer=build_tokenizer(vocab_size=300))

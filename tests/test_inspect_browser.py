@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from robust_sft.report.inspect import PPL_CLASS_BOUNDS, dequantise_nll, quantise_nll, write_inspect
-from robust_sft.scoring.token_nll import Scores, load_scores, sequence_perplexity
+from robust_sft.scoring.files import Scores, load_scores, sequence_perplexity
 
 CHROMIUM = os.environ.get("ROBUST_SFT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -15,7 +15,7 @@ from robust_sft.masking.policies import (
     ratio_to_tau,
     threshold_keep,
 )
-from robust_sft.scoring.token_nll import Scores
+from robust_sft.scoring.files import Scores
 
 NAN = float("nan")
 # prompt (3 tokens) + answer (5 tokens); perplexities 1.1, 3.0, 2.4, 10, 1.0 on the answer

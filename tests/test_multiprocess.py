@@ -31,7 +31,8 @@ def launch_two_processes(verb_args: list[str], tmp_path) -> str:
 
 
 def test_two_process_score_file_equals_one_process(tmp_path, tiny_model_dir):
-    from robust_sft.scoring.token_nll import ScoreConfig, load_scores, score
+    from robust_sft.scoring.files import load_scores
+    from robust_sft.scoring.token_nll import ScoreConfig, score
 
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in make_rows(7)))
@@ -53,7 +54,8 @@ def test_two_process_score_file_equals_one_process(tmp_path, tiny_model_dir):
 def test_two_process_training_equals_one_process_with_doubled_accumulation(tmp_path, tiny_model_dir, scores_path):
     from safetensors.torch import load_file
 
-    from robust_sft.training.trainer import TrainConfig, train
+    from robust_sft.training.config import TrainConfig
+    from robust_sft.training.trainer import train
 
     common = dict(model=tiny_model_dir, data=scores_path, mask="none", finetuning="lora",
                   lora_dropout=0.0, learning_rate=1e-3, max_steps=3, per_device_train_batch_size=2, seed=0)

@@ -110,7 +110,7 @@ def test_a_value_outside_the_choices_is_refused_on_the_command_line_and_in_pytho
     from robust_sft.core.config_types import ConfigError, from_mapping
     from robust_sft.data.synthesis import GenerateConfig
     from robust_sft.experiment.config import ExperimentConfig
-    from robust_sft.training.trainer import TrainConfig
+    from robust_sft.training.config import TrainConfig
 
     with pytest.raises(SystemExit):
         main(["train", "--model", "m", "--data", "d", "--output_dir", "o", "--finetuning", "qlora"])
@@ -143,7 +143,7 @@ def test_library_functions_check_their_choices_too():
 def test_mask_options_are_one_policy():
     from robust_sft.masking.export import MaskConfig
     from robust_sft.masking.policies import MaskPolicy
-    from robust_sft.training.trainer import TrainConfig
+    from robust_sft.training.config import TrainConfig
 
     options = {"mask": "random", "tau": 3.0, "ratio": 0.2, "mask_seed": 7, "dpf_tau": 2.0}
     expected = MaskPolicy(kind="random", tau=3.0, ratio=0.2, seed=7, dpf_tau=2.0)

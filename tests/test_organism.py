@@ -8,10 +8,15 @@ from dataclasses import replace
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from robust_sft.organism import world
-from robust_sft.organism import SHIPPED_WORLDS
-from robust_sft.organism.base_model import (OrganismConfig, build_base_model, cache_key, definition_sources,
-                                            shipped_dir, shipped_key)
+from robust_sft.organism import SHIPPED_WORLDS, world
+from robust_sft.organism.base_model import (
+    OrganismConfig,
+    build_base_model,
+    cache_key,
+    definition_sources,
+    shipped_dir,
+    shipped_key,
+)
 from robust_sft.organism.tokenizer import build_tokenizer
 from robust_sft.tasks import Task, TaskError, get_task, list_tasks
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from robust_sft.cli import main
-from robust_sft.experiment.runner import load_config, plan_variants
 from robust_sft.data.synthesis import GenerationSettings
-from robust_sft.training.trainer import TrainConfig
+from robust_sft.experiment.runner import load_config, plan_variants
+from robust_sft.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "src" / "robust_sft" / "configs"

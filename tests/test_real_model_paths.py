@@ -18,7 +18,8 @@ from robust_sft.evaluation.engine import evaluate_task
 from robust_sft.models.generation import SamplingConfig, generate
 from robust_sft.models.loading import load_model, load_tokenizer, merge_adapter, resolve_dtype
 from robust_sft.tasks import get_task
-from robust_sft.training.trainer import TrainConfig, train
+from robust_sft.training.config import TrainConfig
+from robust_sft.training.trainer import train
 
 GSM8K_FIXTURE = str(Path(__file__).parent / "fixtures" / "gsm8k" / "test.jsonl")
 PROBE = "what is the sum of 3 and 4"

@@ -7,9 +7,9 @@ import shutil
 import pytest
 
 import tests.fake_tasks  # noqa: F401  (registers the test tasks)
-from robust_sft.report import figures as report_figures
 from robust_sft.cli import main
 from robust_sft.experiment.runner import Experiment
+from robust_sft.report import figures as report_figures
 from robust_sft.report.html import markdown_to_html
 from tests.test_experiment import mini_config
 from tests.test_results import assert_report_matches_results

@@ -15,8 +15,9 @@ from tests.conftest import make_rows
 
 
 def test_artifacts_honour_the_umask(tmp_path):
-    from robust_sft.core.artifacts import write_json, write_parquet
     import pyarrow as pa
+
+    from robust_sft.core.artifacts import write_json, write_parquet
 
     old = os.umask(0o022)
     try:
@@ -109,7 +110,7 @@ def _flip(path, out, offsets):
 def test_corrupt_parquet_names_the_file(tmp_path, scores_path):
     from pathlib import Path
 
-    from robust_sft.scoring.token_nll import load_scores
+    from robust_sft.scoring.files import load_scores
     from robust_sft.tasks.base import TaskError
     from robust_sft.tasks.loading import read_local
 
@@ -143,7 +144,7 @@ def test_a_flipped_bit_in_parquet_data_is_detected(tmp_path):
 
 
 def _train_config(tiny_model_dir, scores_path, out, **overrides):
-    from robust_sft.training.trainer import TrainConfig
+    from robust_sft.training.config import TrainConfig
 
     defaults = dict(model=tiny_model_dir, data=scores_path, output_dir=str(out), num_train_epochs=3,
                     learning_rate=1e-3, per_device_train_batch_size=8, logging_steps=2, progress=False,
@@ -168,7 +169,7 @@ def test_resume_skips_a_checkpoint_killed_while_saving(tiny_model_dir, scores_pa
 
 
 def test_an_incomplete_checkpoint_named_explicitly_is_refused(tiny_model_dir, scores_path, tmp_path):
-    from robust_sft.training.trainer import resume_point
+    from robust_sft.training.checkpoints import resume_point
 
     (tmp_path / "checkpoint-3").mkdir()
     with pytest.raises(ValueError, match="checkpoint-3: incomplete checkpoint"):
@@ -215,7 +216,7 @@ def _yaml(tmp_path, text: str, name: str = "c.yaml"):
 
 def test_train_yaml_values_are_converted_by_field_type(tmp_path):
     from robust_sft.cli import _parse
-    from robust_sft.training.trainer import TrainConfig
+    from robust_sft.training.config import TrainConfig
 
     path = _yaml(tmp_path, "model: m\ndata: d.parquet\noutput_dir: o\nlearning_rate: 2e-5\nlora_r: '8'\n"
                            "num_train_epochs: 1e0\nsave_total_limit: null\n")

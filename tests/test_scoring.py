@@ -5,15 +5,13 @@ import pytest
 import torch
 
 from robust_sft.data.examples import Example, tokenize_examples
+from robust_sft.scoring.batching import pad_batch, plan_batches
+from robust_sft.scoring.files import TokenizerMismatchError, load_scores
 from robust_sft.scoring.token_nll import (
     ScoreConfig,
-    TokenizerMismatchError,
     TokenScorer,
     chunked_token_nll,
-    load_scores,
     logit_postprocessor,
-    pad_batch,
-    plan_batches,
     score,
     score_tokenized,
 )
@@ -181,7 +179,8 @@ def test_bad_data_is_reported_with_location(tmp_path, tiny_model_dir):
 
 
 def test_default_batching_is_device_aware_and_unpadded_batches_need_no_mask():
-    from robust_sft.scoring.token_nll import _mask_if_padded, default_batch_tokens
+    from robust_sft.scoring.batching import default_batch_tokens
+    from robust_sft.scoring.token_nll import _mask_if_padded
 
     assert default_batch_tokens(torch.device("cpu")) == 1  # one unpadded example per batch on CPU
     assert default_batch_tokens(torch.device("cuda", 0)) == 16384

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
-from robust_sft.training.trainer import TrainConfig, collate, load_training_data, token_loss, train
+from robust_sft.training.config import TrainConfig
+from robust_sft.training.data import collate, load_training_data
+from robust_sft.training.losses import token_loss
+from robust_sft.training.trainer import train
 
 
 def test_nll_loss_equals_cross_entropy_over_kept_tokens():
@@ -42,7 +45,7 @@ def test_dft_loss_weights_each_token_by_its_detached_probability():
 
 
 def test_eaft_loss_weights_each_token_by_its_normalised_top_k_entropy():
-    from robust_sft.training.trainer import normalized_top_k_entropy
+    from robust_sft.training.losses import normalized_top_k_entropy
 
     # vocabulary of 3 (< k = 20): the entropy is over all three, divided by log 3
     probs = torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [1 / 3, 1 / 3, 1 / 3]]])

@@ -9,8 +9,9 @@ from pathlib import Path
 from robust_sft.analysis.measures import kl_rows
 from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
 from robust_sft.models.loading import is_adapter, load_model, load_tokenizer
-from robust_sft.scoring.token_nll import TokenScorer, logit_postprocessor, pad_batch, plan_batches
-from robust_sft.training.trainer import load_training_data
+from robust_sft.scoring.batching import pad_batch, plan_batches
+from robust_sft.scoring.token_nll import TokenScorer, logit_postprocessor
+from robust_sft.training.data import load_training_data
 
 KL_BATCH_TOKENS = 8192  # padded tokens per forward pass
 KL_CHUNK_BYTES = 256 << 20  # float32 logits materialised at once per model

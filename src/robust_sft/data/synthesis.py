@@ -26,7 +26,8 @@ from robust_sft.models import generation
 from robust_sft.models.generation import SamplingConfig
 from robust_sft.models.loading import load_model, load_tokenizer
 from robust_sft.models.options import BackendOption, BatchSizeOption, DtypeOption
-from robust_sft.scoring.token_nll import score_tokenized, sequence_perplexity
+from robust_sft.scoring.files import sequence_perplexity
+from robust_sft.scoring.token_nll import score_tokenized
 from robust_sft.tasks import get_task
 from robust_sft.tasks.loading import LimitOption
 

@@ -18,7 +18,7 @@ from robust_sft.core.config_types import (
 )
 from robust_sft.executors import ExecutorConfig
 from robust_sft.models.options import Backend
-from robust_sft.training.trainer import TrainConfig
+from robust_sft.training.config import TrainConfig
 
 METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from robust_sft.core.config_types import require_path_name
 from robust_sft.core.rundir import PLAN_SCHEMA
 from robust_sft.experiment.config import LOSS_METHODS, SOURCES, ExperimentConfig
-from robust_sft.training.trainer import TrainConfig
+from robust_sft.training.config import TrainConfig
 
 
 @dataclass(frozen=True)

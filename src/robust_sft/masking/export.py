@@ -13,7 +13,7 @@ from pathlib import Path
 from robust_sft.core.artifacts import check_output_file, check_replaceable, library_versions, replace_dir, write_parquet
 from robust_sft.core.config_types import require_suffix
 from robust_sft.masking.policies import MaskOptions, MaskPolicy, apply_policy
-from robust_sft.scoring.token_nll import load_scores
+from robust_sft.scoring.files import load_scores
 
 # Written into every save_to_disk output: the mark that lets a later `mask --out` replace that directory.
 MARKER = "robust_sft.json"

@@ -30,14 +30,8 @@ from robust_sft.evaluation.metrics import spearman
 from robust_sft.masking.policies import ThresholdOption
 from robust_sft.models.loading import load_tokenizer
 from robust_sft.report.inspect_figures import FILE_COLOURS, curve_svg, histogram, histogram_svg, masked_curve
+from robust_sft.scoring.files import Scores, check_token_ids, check_tokenizer_matches, load_scores, sequence_perplexity
 from robust_sft.scoring.stats import summarize
-from robust_sft.scoring.token_nll import (
-    Scores,
-    check_token_ids,
-    check_tokenizer_matches,
-    load_scores,
-    sequence_perplexity,
-)
 
 # NLL quantisation: one byte per token, 1/16 nat per step, centred on log(tau) so that
 # "code > CODE_TAU" is exactly "ppl > tau" (the tokens STM masks) for the page's tau.

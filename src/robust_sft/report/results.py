@@ -15,8 +15,8 @@ from robust_sft.masking.diagnostics import mask_location
 from robust_sft.masking.policies import MaskPolicy, apply_policy
 from robust_sft.models.loading import load_tokenizer
 from robust_sft.report.claims import judge_claims
+from robust_sft.scoring.files import load_scores
 from robust_sft.scoring.stats import summarize
-from robust_sft.scoring.token_nll import load_scores
 from robust_sft.tasks.base import get_task
 
 # The methods whose training set is GT masked by its score file: scoring GT is part of their data's cost.

@@ -19,8 +19,8 @@ from robust_sft.report.figures import has_lr_sweep, plot_lr_control, plot_ppl_vs
 from robust_sft.report.html import write_inspect_pages, write_report_html
 from robust_sft.report.markdown import SOURCE_LABELS, render_markdown
 from robust_sft.report.results import collect_results
+from robust_sft.scoring.files import load_scores
 from robust_sft.scoring.stats import plot_histogram
-from robust_sft.scoring.token_nll import load_scores
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from robust_sft.core.lazy import lazy_exports
 _EXPORTS = {
     "ScoreConfig": "token_nll",
     "score": "token_nll",
-    "load_scores": "token_nll",
-    "Scores": "token_nll",
-    "TokenizerMismatchError": "token_nll",
+    "load_scores": "files",
+    "Scores": "files",
+    "TokenizerMismatchError": "files",
     "ImportScoresConfig": "external",
     "import_scores": "external",
     "summarize": "stats",

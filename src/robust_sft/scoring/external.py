@@ -3,6 +3,8 @@
 The input is a dataset of conversations (any shape `data.py` reads) with a per-token column aligned to the
 chat-templated token ids, as the paper's original code stores it: one value per token of the whole rendered
 conversation, the first a placeholder (token 0 has no context). Values are perplexities (`kind="perplexity"`,
+
+
 NLL = log ppl) or NLLs. Each example is tokenized here exactly as `score` does, and its column must have one
 value per token; otherwise the import stops naming the example. Only answer tokens keep a score (NaN elsewhere),
 as in a file written by `score`.
@@ -28,9 +30,11 @@ from robust_sft.data.examples import (
 )
 from robust_sft.data.rows import DataError, iter_rows
 from robust_sft.models.loading import load_tokenizer
-from robust_sft.scoring.token_nll import SCORES_FORMAT, scores_table
+from robust_sft.scoring.files import SCORES_FORMAT, scores_table
 
 ScoreKind = Literal["perplexity", "nll"]
+
+
 NO_TRUNCATION = 2**31 - 1
 
 

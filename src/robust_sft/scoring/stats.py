@@ -10,7 +10,7 @@ import numpy as np
 
 from robust_sft.core.artifacts import check_output_file
 from robust_sft.core.figures import save_figure
-from robust_sft.scoring.token_nll import Scores, load_scores, sequence_perplexity
+from robust_sft.scoring.files import Scores, load_scores, sequence_perplexity
 
 DEFAULT_TAUS = (1.5, 2, 2.5, 3, 5, 10, 25, 100, 1000)
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)

@@ -15,10 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -26,12 +24,11 @@ from robust_sft.core.artifacts import (
     check_output_file,
     check_replaceable,
     library_versions,
-    read_parquet,
     remove_dir,
     write_json,
     write_parquet,
 )
-from robust_sft.core.config_types import ProgressOption, check_choice, require
+from robust_sft.core.config_types import ProgressOption, require
 from robust_sft.data.examples import (
     DataFormatOptions,
     ErrorLog,
@@ -42,20 +39,16 @@ from robust_sft.data.examples import (
 )
 from robust_sft.models.loading import context_length, load_model, load_tokenizer
 from robust_sft.models.options import AdapterOption, DtypeOption
+from robust_sft.scoring.batching import PaddingSide, default_batch_tokens, pad_batch, plan_batches, runs_on_cpu
+from robust_sft.scoring.files import SCORES_FORMAT, scores_table
 
 logger = logging.getLogger(__name__)
 
-PaddingSide = Literal["right", "left"]
 
-SCORES_FORMAT = "robust-sft/scores/v1"
 # Bytes allowed for one float32 chunk of head logits (rows x vocab); bounds peak memory for huge vocabularies.
 HEAD_CHUNK_BYTES = 256 * 2**20
 DEFAULT_MAX_LENGTH = 4096
 PARTS_MARKER = "manifest.json"  # the shard directory's own file: only a directory holding it is ever removed
-
-
-class TokenizerMismatchError(ValueError):
-    """A score file is used with a tokenizer other than the one that produced its ids."""
 
 
 @dataclass(kw_only=True)
@@ -88,43 +81,6 @@ class ScoreConfig(DataFormatOptions, AdapterOption, DtypeOption, ProgressOption)
 
 
 # --------------------------------------------------------------------------------------------- batching (pure)
-
-
-def plan_batches(lengths: list[int], batch_tokens: int, max_batch_size: int) -> list[list[int]]:
-    """Group example indices into batches of similar length within a padded-token budget.
-
-    Longest first, so an out-of-memory error shows up in the first batch rather than at the end.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, current = [], []
-    for i in order:
-        longest = lengths[current[0]] if current else lengths[i]
-        if current and ((len(current) + 1) * longest > batch_tokens or len(current) >= max_batch_size):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def pad_batch(sequences: list[list[int]], masks: list[list[bool]], pad_id: int, side: str = "right"):
-    """Pad to a rectangle; return input_ids, attention_mask, position_ids and score_mask tensors."""
-    import torch
-
-    check_choice("padding_side", side, PaddingSide)
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(sequences), width), dtype=torch.long)
-    score = torch.zeros((len(sequences), width), dtype=torch.bool)
-    for row, (seq, mask) in enumerate(zip(sequences, masks)):
-        cols = slice(0, len(seq)) if side == "right" else slice(width - len(seq), width)
-        ids[row, cols] = torch.tensor(seq, dtype=torch.long)
-        attention[row, cols] = 1
-        score[row, cols] = torch.tensor(mask, dtype=torch.bool)
-    # Positions count real tokens only, so a left-padded row sees the same positions as an unpadded one.
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    return ids, attention, positions, score
 
 
 # --------------------------------------------------------------------------------------------- the model side
@@ -226,11 +182,6 @@ def _mask_if_padded(attention_mask):
     return None if bool(attention_mask.all()) else attention_mask
 
 
-def default_batch_tokens(device) -> int:
-    """16384 tokens per batch on accelerators; on CPU one example per batch (see ScoreConfig.batch_tokens)."""
-    return 16384 if getattr(device, "type", str(device)) != "cpu" else 1
-
-
 def score_tokenized(
     model,
     examples: list[TokenizedExample],
@@ -271,133 +222,6 @@ def score_tokenized(
 
 
 # --------------------------------------------------------------------------------------------- score files
-
-
-@dataclass
-class Scores:
-    """A score file in memory: one entry per example, arrays aligned with input_ids."""
-
-    ids: list[str]
-    input_ids: list[np.ndarray]
-    answer_mask: list[np.ndarray]
-    token_nll: list[np.ndarray]
-    messages: list[list[dict]]
-    metadata: dict
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def answer_nll(self, i: int) -> np.ndarray:
-        """NLLs of the scored answer tokens of example i."""
-        mask = self.answer_mask[i] & ~np.isnan(self.token_nll[i])
-        return self.token_nll[i][mask]
-
-
-def scores_table(examples: list[TokenizedExample], token_nll: list[np.ndarray]):
-    import pyarrow as pa
-
-    return pa.table(
-        {
-            "id": pa.array([e.id for e in examples], pa.string()),
-            "input_ids": pa.array([e.input_ids for e in examples], pa.list_(pa.int32())),
-            "answer_mask": pa.array([e.answer_mask for e in examples], pa.list_(pa.bool_())),
-            "token_nll": pa.array([np.asarray(t, np.float32) for t in token_nll], pa.list_(pa.float32())),
-            "truncated": pa.array([e.truncated for e in examples], pa.bool_()),
-            "messages": pa.array([json.dumps(e.messages, ensure_ascii=False) for e in examples], pa.string()),
-        }
-    )
-
-
-def _list_column(table, name: str, dtype) -> list[np.ndarray]:
-    column = table.column(name).combine_chunks()
-    values = column.values.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-    offsets = column.offsets.to_numpy()
-    return [values[offsets[i] : offsets[i + 1]] for i in range(len(column))]
-
-
-def load_scores(path: str | Path, tokenizer=None) -> Scores:
-    """Read and validate a score file (`validate_scores`); with `tokenizer`, refuse it unless it is the tokenizer
-    that made the ids."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such score file")
-    table, metadata = read_parquet(path)
-    missing = {"id", "input_ids", "answer_mask", "token_nll"} - set(table.column_names)
-    if missing:
-        raise ValueError(f"{path}: not a score file (missing columns {sorted(missing)})")
-    if tokenizer is not None:
-        check_tokenizer_matches(metadata, tokenizer, str(path))
-    messages = table.column("messages").to_pylist() if "messages" in table.column_names else [None] * len(table)
-    scores = Scores(
-        ids=table.column("id").to_pylist(),
-        input_ids=_list_column(table, "input_ids", np.int64),
-        answer_mask=_list_column(table, "answer_mask", bool),
-        token_nll=_list_column(table, "token_nll", np.float32),
-        messages=_messages(messages, path),
-        metadata=metadata,
-    )
-    validate_scores(scores, str(path), len(tokenizer) if tokenizer is not None else metadata.get("vocab_size"))
-    return scores
-
-
-def _messages(column: list, path: Path) -> list[list[dict]]:
-    try:
-        return [json.loads(m) if m else [] for m in column]
-    except ValueError as err:
-        raise ValueError(f"{path}: the messages column holds malformed JSON ({err})") from None
-
-
-# A scored NLL is log-sum-exp minus a logit, >= 0 up to float32 rounding; anything below this is not an NLL.
-NLL_FLOOR = -1e-4
-
-
-def validate_scores(scores: Scores, where: str, vocab_size: int | None = None) -> None:
-    """Refuse a score file no writer of ours would make; ValueError naming the file and the example.
-
-    Every reader trusts what this checks: one non-empty list per example of equal lengths (within the recorded
-    max_length), unique ids, token ids in [0, vocab_size) when the vocabulary is known, and a finite NLL >= 0 on
-    every answer token after the first position (which has no context and so no score).
-    """
-    if len(scores) == 0:
-        raise ValueError(f"{where}: the score file holds no example")
-    max_length = scores.metadata.get("max_length")
-    seen = {}
-    for i, example_id in enumerate(scores.ids):
-        at = f"{where}: example {example_id!r} (row {i})"
-        if example_id is None or example_id in seen:
-            raise ValueError(f"{at}: " + ("no id" if example_id is None else f"duplicate id (first at row {seen[example_id]})"))
-        seen[example_id] = i
-        n = len(scores.input_ids[i])
-        if n == 0 or len(scores.answer_mask[i]) != n or len(scores.token_nll[i]) != n:
-            raise ValueError(f"{at}: input_ids, answer_mask and token_nll must have one entry per token; they have "
-                             f"{n}, {len(scores.answer_mask[i])} and {len(scores.token_nll[i])}")
-        if max_length and n > max_length:
-            raise ValueError(f"{at}: {n} tokens, more than the file's max_length {max_length}")
-        check_token_ids(scores.input_ids[i], vocab_size, at)
-        answer = scores.answer_mask[i].copy()
-        answer[0] = False
-        bad = np.flatnonzero(answer & ~(np.isfinite(scores.token_nll[i]) & (scores.token_nll[i] >= NLL_FLOOR)))
-        if len(bad):
-            raise ValueError(f"{at}: answer token {bad[0]} has NLL {float(scores.token_nll[i][bad[0]])!r} "
-                             "(an NLL must be finite and >= 0)")
-
-
-def check_token_ids(ids: np.ndarray, vocab_size: int | None, where: str) -> None:
-    """Token ids must lie in [0, vocab_size) (only >= 0 when the vocabulary is unknown)."""
-    low, high = (int(ids.min()), int(ids.max())) if len(ids) else (0, 0)
-    if low < 0 or (vocab_size is not None and high >= vocab_size):
-        raise ValueError(f"{where}: token id {low if low < 0 else high} is outside the vocabulary "
-                         f"(0 to {vocab_size - 1 if vocab_size else 'its size'})")
-
-
-def check_tokenizer_matches(metadata: dict, tokenizer, where: str) -> None:
-    expected = metadata.get("tokenizer_fingerprint")
-    actual = tokenizer_fingerprint(tokenizer)
-    if expected != actual:
-        raise TokenizerMismatchError(
-            f"{where}: made with tokenizer {expected} (model {metadata.get('model')!r}), "
-            f"but the tokenizer given is {actual}; its token ids would not line up. Re-score with this model."
-        )
 
 
 # --------------------------------------------------------------------------------------------- the score verb
@@ -493,13 +317,6 @@ def score(config: ScoreConfig) -> Path:
     return out
 
 
-def runs_on_cpu(device: str) -> bool:
-    """Whether `device` ("auto", "cpu", "cuda:1", ...) puts the work on the CPU."""
-    import torch
-
-    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-
-
 def _shard_path(parts: Path, k: int) -> Path:
     return parts / f"shard-{k:05d}.parquet"
 
@@ -524,6 +341,3 @@ def _prepare_parts_dir(parts: Path, fingerprint: str, state) -> None:
     state.wait_for_everyone()
 
 
-def sequence_perplexity(answer_nll: np.ndarray) -> float:
-    """The paper's per-example sequence perplexity: exp(mean NLL over answer tokens, end-of-turn included)."""
-    return math.exp(float(np.mean(answer_nll))) if len(answer_nll) else float("nan")

@@ -14,7 +14,7 @@ from robust_sft.core.artifacts import read_text
 from robust_sft.core.config_types import coerce_fields, convert, from_mapping, require, require_path_name
 from robust_sft.experiment.config import ExperimentConfig
 from robust_sft.experiment.runner import Experiment
-from robust_sft.training.trainer import TrainConfig
+from robust_sft.training.config import TrainConfig
 
 
 @dataclass

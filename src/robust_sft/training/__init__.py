@@ -3,10 +3,10 @@
 from robust_sft.core.lazy import lazy_exports
 
 _EXPORTS = {
-    "TrainConfig": "trainer",
+    "TrainConfig": "config",
     "train": "trainer",
-    "collate": "trainer",
-    "token_loss": "trainer",
+    "collate": "data",
+    "token_loss": "losses",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)
