@@ -244,7 +244,8 @@ def run_experiment(config: ExperimentConfig | str | Path, run_dir: str | Path, p
 class RunConfig:
     """Options of `robust-sft run CONFIG.yaml`."""
 
-    config: str = field(metadata={"help": "Experiment YAML (src/robust_sft/configs/demo.yaml documents every option)."})
+    config: str = field(metadata={"help": "Experiment YAML: a file, or a shipped config by name (demo.yaml, "
+                                          "paper/gemma-2-2b-it_mbpp.yaml; demo.yaml documents every option)."})
     out: str | None = field(default=None, metadata={"help": "Run directory (default: runs/<name>)."})
     dry_run: bool = field(default=False, metadata={"help": "Validate the config and print the plan; load nothing."})
 

@@ -182,7 +182,7 @@ def run_study(config: StudyConfig | str | Path, out: str | Path, progress: bool 
 class StudyCommandConfig:
     """Options of `robust-sft study CONFIG.yaml`."""
 
-    config: str = field(metadata={"help": "Study YAML (study/study.yaml documents every option)."})
+    config: str = field(metadata={"help": "Study YAML: a file, or the shipped study/study.yaml (it documents every option)."})
     out: str | None = field(default=None, metadata={"help": "Study directory (default: runs/<name>); re-running resumes."})
     docs: str | None = field(default=None, metadata={"help": "Also copy the summary, figures and each run's report, "
                                                              "results and analysis (no models) here."})
