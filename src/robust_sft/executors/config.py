@@ -7,8 +7,6 @@ from typing import Callable, Literal
 
 from robust_sft.core.config_types import coerce_fields, is_finite_number, require
 
-EXECUTORS = ("local", "ray")
-
 
 @dataclass
 class ExecutorConfig:
@@ -32,9 +30,7 @@ class ExecutorConfig:
                 "error); calls resume from the run directory."})
 
     def __post_init__(self) -> None:
-        coerce_fields(self)  # YAML's `0.5` may arrive as a string; `workers: '2'` as text
-        require(self.executor in EXECUTORS,
-                f"executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
+        coerce_fields(self)  # checks `executor` against its Literal; YAML's `0.5` may arrive as a string
         if self.executor == "local":
             require(self.workers >= 1, f"workers must be at least 1 with the local executor, not {self.workers}"
                     " (workers: 0, no limit, is for executor: ray)")
