@@ -40,6 +40,9 @@ class ExperimentConfig:
     # A Hub name, a local path, or a model source a plug-in provides by name (models/sources.py): "organism",
     # the embedded default, is one.
     model: str = "organism"
+    # With a directory as `model`, a .gguf file in it to load (a `model` ending in .gguf needs none): dequantized
+    # once into the cache (models/gguf.py); plan.json records the file and its SHA-256.
+    gguf_file: str | None = None
     world: int = 0  # which world of a model source that has several (the organism's 0-2 ship); passed to its tasks
     target: str = "organism/sort"  # the fine-tuning target; its GT is written in a human style
     others: list[str] = field(default_factory=list)  # default: the model source's other tasks (none for a path)
@@ -91,7 +94,7 @@ class ExperimentConfig:
 
         # Set per run by the runner: model, data, output_dir, validation, progress (and seed, from `seeds`).
         self.train = check_options(TrainConfig, self.train, "train",
-                                   exclude=("model", "data", "output_dir", "validation", "seed", "progress"))
+                                   exclude=("model", "gguf_file", "data", "output_dir", "validation", "seed", "progress"))
         self.generation = check_options(GenerationSettings, self.generation, "generation")
 
 

@@ -11,6 +11,7 @@ from robust_sft.evaluation.engine import evaluate_tasks
 from robust_sft.experiment.stages import run_stage
 from robust_sft.models.loading import load_tokenizer
 from robust_sft.scoring.token_nll import ScoreConfig, score
+from robust_sft.tasks.gt_data import gt_rows
 
 
 class InputStages:
@@ -25,8 +26,7 @@ class InputStages:
         gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit, self.config.task_paths,
                               self.task_versions([self.config.target])])
         gt_path = self.run_dir.data_file("gt")
-        run_stage("data gt", gt_path, gt_key, lambda: write_jsonl(gt_path, [
-            {"id": e["id"], "prompt": task.prompt(e), "answer": task.reference(e)} for e in examples]))
+        run_stage("data gt", gt_path, gt_key, lambda: write_jsonl(gt_path, gt_rows(task, examples)))
         if "oracle" in self.sources:
             rows = [{"id": e["id"], "prompt": task.prompt(e), "answer": task.oracle_reference(e)} for e in examples]
             missing = [r["id"] for r in rows if r["answer"] is None]
