@@ -106,7 +106,7 @@ def python_block(code: str) -> str:
 GOOD, BAD = "def sq(xs):\n    return sum(x * x for x in xs)", "def sq(xs):\n    return 0"
 # Full completions as a model might write them; the checker reads the first ```python block, else the first block.
 MBPP_COMPLETIONS = [
-    python_block(GOOD) + "This function squares each number and adds them up.\nExample:\n```python\nprint(sq([1]))\n```\n",
+    python_block(GOOD) + "This squares each number and adds them up.\nExample:\n```python\nprint(sq([1]))\n```\n",
     "Here is the function:\n" + python_block(BAD) + "It returns the sum of squares.",
     "```\n" + BAD + "\n```\nOr, in Python:\n" + python_block(GOOD) + "Done.",  # an untagged block first
     "```\n" + GOOD + "\n```\nThat is all.",  # an untagged block only: its opening fence is a stop string

@@ -212,5 +212,6 @@ def generate(config: GenerateConfig) -> dict:
     model_ref = config.model_ref()
     model, tokenizer = load_model(model_ref, dtype=config.dtype), load_tokenizer(model_ref)
     sampler = vllm_sampler(model_ref) if config.backend == "vllm" else None
+    record = {"gguf": gguf_record(model_ref)} if is_gguf(model_ref) else None  # the .gguf file and its SHA-256
     return write_generated_data(config.method, model, tokenizer, task, examples, config.settings(), config.out,
-                                sampler=sampler, record={"gguf": gguf_record(model_ref)} if is_gguf(model_ref) else None)
+                                sampler=sampler, record=record)

@@ -88,13 +88,16 @@ class ExperimentConfig:
         for name in ("train_limit", "validation_limit", "eval_limit", "target_eval_limit"):
             require_limit(name, getattr(self, name))
         require(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, not {self.eval_batch_size}")
+        require(self.gguf_file is None or self.gguf_file.endswith(".gguf"),
+                f"gguf_file must name a .gguf file, not {self.gguf_file!r}")
         self.executor = executor_config(self.executor, self.workers)
         self.workers = self.executor.workers
         from robust_sft.data.synthesis import GenerationSettings
 
         # Set per run by the runner: model, data, output_dir, validation, progress (and seed, from `seeds`).
         self.train = check_options(TrainConfig, self.train, "train",
-                                   exclude=("model", "gguf_file", "data", "output_dir", "validation", "seed", "progress"))
+                                   exclude=("model", "gguf_file", "data", "output_dir", "validation", "seed",
+                                            "progress"))
         self.generation = check_options(GenerationSettings, self.generation, "generation")
 
 
