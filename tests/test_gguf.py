@@ -253,3 +253,24 @@ def test_smollm2_answers_a_chat_prompt_through_resolve_model():
     [[answer]] = generate(model, tokenizer, [[{"role": "user", "content": "What is the capital of France?"}]],
                           SamplingConfig(max_new_tokens=24), progress=False)
     assert "Paris" in answer, answer
+
+
+def test_a_run_takes_a_gguf_base_model_and_records_it(tiny_gguf, cache, tmp_path):
+    import tests.fake_tasks  # noqa: F401  (registers the test tasks)
+    from robust_sft.core.hashing import file_sha256
+    from robust_sft.experiment.config import ExperimentConfig
+    from robust_sft.experiment.runner import Experiment
+    from robust_sft.scoring.files import load_scores
+
+    path = tiny_gguf[0]
+    config = ExperimentConfig(model=str(path.parent), gguf_file=path.name, target="test/nonempty",
+                              others=["test/has_space"], methods=["gt"], train_limit=4)
+    experiment = Experiment(config, tmp_path / "run", progress=False)
+    experiment.resolve_base()
+    experiment.prepare_data()
+    experiment.score_data()
+    assert experiment.base == str(path)
+    assert experiment.plan()["base_model"]["gguf"] == {"path": str(path.resolve()), "sha256": file_sha256(path)}
+    assert load_scores(experiment.run_dir.scores_file("gt")).metadata["gguf"]["sha256"] == file_sha256(path)
+    with pytest.raises(ValueError, match="gguf_file must name a .gguf file"):
+        ExperimentConfig(model="m", gguf_file="m.bin")
