@@ -165,7 +165,7 @@ def test_inspect_errors_name_the_file_and_write_nothing(scores_path, tmp_path, c
     err = capsys.readouterr().err
     assert "nowhere" in err and "--tokenizer" in err
     assert main(["inspect", f"GT={scores_path}", "--tau", "0.5", "--out", str(out)]) == 1
-    assert "tau must be > 1" in capsys.readouterr().err
+    assert "tau must be greater than 1" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -226,9 +226,9 @@ def pinned_scores() -> dict[str, Scores]:
 
 
 PINNED_PAGES = {  # sha256 of the page: any change to what it shows or how it encodes it changes these
-    "default": "627c94f568d05538894b147517bd05ad87b64225e886231aa91805950a63c9c7",
-    "capped": "baea5d2a74805423a3e827357c1d31f2a190f98d17b04687dd4d2a1413339f1d",
-    "one_file": "195c6fb0cb0480cef6188b8668a874bc34d5fdef08bcb7ae3bc61d0bfd98e313",
+    "default": "da3f25369a171d9952427f2cd6891307493660bff9505e2c31ee114d29328b13",
+    "capped": "2ae8523c395770cc58d7dda0765803eb9dd238df680e17ec02bdb53d9c521bcf",
+    "one_file": "adffc0952724a92d92c12a78886c85628131ca8753caf7390fbf887814d76bf7",
 }
 
 

@@ -196,7 +196,16 @@ class ThresholdOption(Options):
 
 
 @dataclass(kw_only=True)
-class MaskOptions(ThresholdOption):
+class SpanTaskOption(Options):
+    """The task whose checker's answer span answer_aware keeps (`mask`, `train`) and `inspect` splits its shares by."""
+
+    span_task: str | None = field(default=None, metadata={
+        "help": "A task whose checker's answer span (Task.answer_span) answer_aware never masks, and that the inspect "
+                "page splits masked shares by (e.g. organism/sort, gsm8k)."})
+
+
+@dataclass(kw_only=True)
+class MaskOptions(ThresholdOption, SpanTaskOption):
     """The token-policy options of `train` and `mask`: flat fields (flags and YAML keys), one `MaskPolicy`."""
 
     # Defaults are MaskPolicy's: the flags and the policy they build cannot drift apart.
@@ -211,9 +220,6 @@ class MaskOptions(ThresholdOption):
         "help": "dpf/stm_dpf: the same data scored by a model fine-tuned on GT."})
     dpf_tau: float = field(default=MaskPolicy.dpf_tau, metadata={
         "help": "dpf: mask tokens whose ppl fell by more than this factor."})
-    span_task: str | None = field(default=None, metadata={
-        "help": "answer_aware: the task whose checker's answer span (Task.answer_span) is never masked, e.g. "
-                "organism/sort, gsm8k."})
     hinted_scores: str | None = field(default=None, metadata={
         "help": "hindsight: the same data scored with a hint in each prompt (`score --hint_field`)."})
 
