@@ -34,8 +34,8 @@ class InputStages:
             if all(r["hint"] is None for r in rows):
                 raise ValueError(f"method hindsight: task {self.config.target} gives no hint (Task.hint) for its "
                                  "examples; remove hindsight from `methods`")
-            run_stage("data gt hinted", hinted_path, stable_hash([gt_key, "hinted"]),
-                      lambda: write_jsonl(hinted_path, rows))
+            # keyed by the rows themselves: a task's hint may live outside the modules its version hashes
+            run_stage("data gt hinted", hinted_path, stable_hash([gt_key, rows]), lambda: write_jsonl(hinted_path, rows))
         if "oracle" in self.sources:
             rows = [{"id": e["id"], "prompt": task.prompt(e), "answer": task.oracle_reference(e)} for e in examples]
             missing = [r["id"] for r in rows if r["answer"] is None]

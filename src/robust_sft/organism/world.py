@@ -155,10 +155,6 @@ class OrganismTask(Task):
         found = list(_ANSWER_RE.finditer(completion))
         return found[-1].span(1) if found else None
 
-    def hint(self, example: dict) -> str:
-        # The correct answer, in the house style's words: no part of the human-style reference.
-        return f"Hint: the answer is {example['answer']}"
-
 
 @register_task("organism/add")
 class Add(OrganismTask):
