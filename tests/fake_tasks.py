@@ -51,3 +51,25 @@ class HasSpace(_FakeTask):
 
     def check(self, example, completion):
         return " " in completion
+
+
+@register_task("test/mystery")
+class Mystery(Task):
+    """A task that says nothing about where its checker reads (no answer_span) and gives no hint."""
+
+    name = "test/mystery"
+
+    def load(self, split, *, limit=None, path=None):
+        return [{"id": f"mystery/{split}/{i}"} for i in range(4)][:limit]
+
+    def prompt(self, example):
+        return "anything?"
+
+    def reference(self, example):
+        return "something"
+
+    def extract(self, completion):
+        return completion
+
+    def check(self, example, completion):
+        return True
