@@ -28,6 +28,9 @@ class _FakeTask(Task):
         digits = [i for i, ch in enumerate(completion) if ch.isdigit()]
         return (digits[0], digits[-1] + 1) if digits else None
 
+    def hint(self, example):
+        return f"Hint: the number is {example['n']}"
+
 
 @register_task("test/even_length")
 class EvenLength(_FakeTask):
