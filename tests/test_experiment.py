@@ -410,3 +410,12 @@ def test_units_on_ray_give_the_same_results_as_local_processes(tmp_path, tiny_mo
                 assert a[key] == b[key], (name, seed, key)
         for key in ("target_accuracy", "ti", "bwt"):
             assert local["methods"][name]["mean"][key] == on_ray["methods"][name]["mean"][key]
+
+
+def test_policy_methods_need_a_target_that_can_serve_them(tmp_path, tiny_model_dir, capsys):
+    for method, refused in (("answer_aware", "does not say where its checker reads"), ("hindsight", "gives no hint")):
+        with pytest.raises(ValueError, match=f"method {method}: task test/mystery {refused}"):
+            Experiment(mini_config(tiny_model_dir, target="test/mystery", methods=["gt", method]), tmp_path / method)
+    exp = Experiment(mini_config(tiny_model_dir, methods=["gt", "hindsight"]), tmp_path / "dry")
+    plan = exp.describe_plan()
+    assert "data/gt.hinted.jsonl" in plan and "scores/gt.hinted.parquet" in plan and "hindsight@500" in plan
