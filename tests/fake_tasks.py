@@ -28,6 +28,9 @@ class _FakeTask(Task):
         digits = [i for i, ch in enumerate(completion) if ch.isdigit()]
         return (digits[0], digits[-1] + 1) if digits else None
 
+    def hint(self, example):
+        return f"Hint: the number is {example['n']}"
+
 
 @register_task("test/even_length")
 class EvenLength(_FakeTask):
@@ -51,3 +54,25 @@ class HasSpace(_FakeTask):
 
     def check(self, example, completion):
         return " " in completion
+
+
+@register_task("test/mystery")
+class Mystery(Task):
+    """A task that says nothing about where its checker reads (no answer_span) and gives no hint."""
+
+    name = "test/mystery"
+
+    def load(self, split, *, limit=None, path=None):
+        return [{"id": f"mystery/{split}/{i}"} for i in range(4)][:limit]
+
+    def prompt(self, example):
+        return "anything?"
+
+    def reference(self, example):
+        return "something"
+
+    def extract(self, completion):
+        return completion
+
+    def check(self, example, completion):
+        return True

@@ -10,7 +10,8 @@ from robust_sft.experiment.runner import Experiment, ExperimentConfig, load_conf
 def mini_config(model_dir: str, **overrides) -> ExperimentConfig:
     options = dict(
         name="mini", model=model_dir, target="test/even_length", others=["test/nonempty", "test/has_space"],
-        methods=["gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle"],
+        methods=["gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle",
+                 "stm_auto", "answer_aware", "hindsight"],
         # a random tiny model has token perplexity ~500: these taus mask part of the tokens
         taus=[500, 1e6], control_tau=500, lr_sweep={"gt": [0.5], "stm": [1, 0.5]}, seeds=[0], train_limit=16, validation_limit=8, eval_limit=8,
         eval_batch_size=16,
@@ -26,6 +27,10 @@ def test_variants_cover_methods_and_taus():
     assert names == ["gt", "stm@2", "stm@2.5", "stm_random@2.5", "dft", "self_output"]
     with pytest.raises(ValueError, match="unknown method"):
         ExperimentConfig(methods=["magic"])
+    policies = plan_variants(ExperimentConfig(methods=["stm_auto", "answer_aware", "hindsight"], control_tau=5))
+    assert [(v.name, v.mask, v.tau) for v in policies] == [("stm@auto", "threshold", "auto"),
+                                                          ("answer_aware@5", "answer_aware", 5),
+                                                          ("hindsight@5", "hindsight", 5)]
     swept = ExperimentConfig(methods=["gt", "stm", "eaft"], taus=[2.5], train={"learning_rate": 3e-4},
                              lr_sweep={"gt": [1 / 3, 0.1], "stm": [0.1]})
     variants = plan_variants(swept)
@@ -67,7 +72,7 @@ def test_every_artifact_is_written(finished_run):
     log = (run_dir / "eval" / "base" / "test__even_length.jsonl").read_text().splitlines()
     assert len(log) == 8 and set(json.loads(log[0])) == {"id", "prompt", "completion", "extracted", "correct"}
     names = ["gt", "stm@500", "stm@1e+06", "self_output", "rephrase", "stm_random@500", "stm_lowest@500", "dft",
-             "eaft", "oracle", "gt_lr5e-04", "stm@500_lr5e-04"]
+             "eaft", "oracle", "stm@auto", "answer_aware@500", "hindsight@500", "gt_lr5e-04", "stm@500_lr5e-04"]
     for name in names:
         assert (run_dir / "models" / name / "seed0" / "final" / "adapter_model.safetensors").exists()
         assert (run_dir / "eval" / name / "seed0" / "accuracies.json").exists()
@@ -131,14 +136,51 @@ def test_plan_json_records_every_variant_as_its_units_trained_it(finished_run):
         trained = trained["config"]
         assert entry["policy"] == {"kind": trained["mask"], "tau": trained["tau"], "ratio": trained["ratio"],
                                    "seed": trained["mask_seed"], "dpf_tau": trained["dpf_tau"]}
-        for name in ("data", "output_dir"):  # relative: a copied run directory's plan stays true
-            assert run_dir / entry["train"][name] == Path(trained[name])
-        assert {k: v for k, v in entry["train"].items() if k not in ("data", "output_dir")} == {
-            k: v for k, v in trained.items() if k not in ("data", "output_dir", "progress")}
+        paths = ("data", "output_dir", "hinted_scores")
+        for name in paths:  # relative: a copied run directory's plan stays true
+            if trained[name] is not None:
+                assert run_dir / entry["train"][name] == Path(trained[name])
+        assert {k: v for k, v in entry["train"].items() if k not in paths} == {
+            k: v for k, v in trained.items() if k not in (*paths, "progress")}
         method = results["methods"][variant["name"]]
-        for key in ("method", "source", "tau", "loss", "learning_rate", "lr_scale"):
+        for key in ("method", "source", "loss", "learning_rate", "lr_scale"):
             assert variant[key] == method[key], (variant["name"], key)
+        # tau auto: the plan says auto, the results the value the rule chose from GT's scores
+        assert variant["tau"] == method["tau"] or (variant["tau"] == "auto" and method["tau"] >= 10)
     assert plan["variants"][-1]["seeds"]["0"]["train"]["learning_rate"] == pytest.approx(5e-4)  # stm@500_lr5e-04
+
+
+def test_policy_variants_train_on_their_masks_and_report_them(finished_run):
+    from robust_sft.masking.policies import auto_tau
+    from robust_sft.scoring.files import load_scores
+
+    run_dir, results = finished_run
+    methods = results["methods"]
+    gt = load_scores(run_dir / "scores" / "gt.parquet")
+    hinted = load_scores(run_dir / "scores" / "gt.hinted.parquet")  # beside the plain scores, keyed
+    assert (run_dir / "scores" / "gt.hinted.parquet.key.json").exists()
+    assert all("Hint: the number is" in m[0]["content"] for m in hinted.messages)
+    assert [json.loads(line)["hint"] for line in (run_dir / "data" / "gt.hinted.jsonl").read_text().splitlines()][:2] \
+        == ["Hint: the number is 0", "Hint: the number is 1"]
+    auto = methods["stm@auto"]
+    assert auto["tau"] == pytest.approx(auto_tau([gt.answer_nll(i) for i in range(len(gt))]))
+    assert auto["tau_rule"].startswith("auto: 10 x the median")
+    for name, kind in (("answer_aware@500", "answer_aware"), ("hindsight@500", "hindsight")):
+        summary = json.loads((run_dir / "models" / name / "seed0" / "train_summary.json").read_text())
+        assert summary["mask_report"]["policy"] == kind and summary["mask_report"]["tau"] == 500
+        assert methods[name]["masked_fraction"] == summary["mask_report"]["masked_fraction"]
+        # each keeps some of the tokens STM at the same tau masks
+        assert methods[name]["masked_fraction"] <= methods["stm@500"]["masked_fraction"]
+    # answer-aware masks no token of the span the target's checker reads
+    assert methods["answer_aware@500"]["mask_location"]["masked_answer_tokens"] == 0
+    assert methods["stm@500"]["mask_location"]["masked_answer_tokens"] > 0
+    hindsight = json.loads((run_dir / "models" / "hindsight@500" / "seed0" / "train_summary.json").read_text())
+    assert hindsight["config"]["hinted_scores"] == str(run_dir / "scores" / "gt.hinted.parquet")
+    assert methods["hindsight@500"]["data_cost_seconds"] > methods["stm@500"]["data_cost_seconds"]
+    report = (run_dir / "report.md").read_text()
+    assert "`stm@auto`: STM at the tau the auto rule picks" in report and "| hindsight@500 |" in report
+    page = (run_dir / "inspect.html").read_text()
+    assert '"policy":"hindsight"' in page and '"span_task":"test/even_length"' in page
 
 
 def test_trained_token_ppl_is_that_of_the_tokens_each_method_trains_on(finished_run):
@@ -368,3 +410,12 @@ def test_units_on_ray_give_the_same_results_as_local_processes(tmp_path, tiny_mo
                 assert a[key] == b[key], (name, seed, key)
         for key in ("target_accuracy", "ti", "bwt"):
             assert local["methods"][name]["mean"][key] == on_ray["methods"][name]["mean"][key]
+
+
+def test_policy_methods_need_a_target_that_can_serve_them(tmp_path, tiny_model_dir, capsys):
+    for method, refused in (("answer_aware", "does not say where its checker reads"), ("hindsight", "gives no hint")):
+        with pytest.raises(ValueError, match=f"method {method}: task test/mystery {refused}"):
+            Experiment(mini_config(tiny_model_dir, target="test/mystery", methods=["gt", method]), tmp_path / method)
+    exp = Experiment(mini_config(tiny_model_dir, methods=["gt", "hindsight"]), tmp_path / "dry")
+    plan = exp.describe_plan()
+    assert "data/gt.hinted.jsonl" in plan and "scores/gt.hinted.parquet" in plan and "hindsight@500" in plan

@@ -165,7 +165,7 @@ def test_inspect_errors_name_the_file_and_write_nothing(scores_path, tmp_path, c
     err = capsys.readouterr().err
     assert "nowhere" in err and "--tokenizer" in err
     assert main(["inspect", f"GT={scores_path}", "--tau", "0.5", "--out", str(out)]) == 1
-    assert "tau must be > 1" in capsys.readouterr().err
+    assert "tau must be greater than 1" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -226,9 +226,9 @@ def pinned_scores() -> dict[str, Scores]:
 
 
 PINNED_PAGES = {  # sha256 of the page: any change to what it shows or how it encodes it changes these
-    "default": "627c94f568d05538894b147517bd05ad87b64225e886231aa91805950a63c9c7",
-    "capped": "baea5d2a74805423a3e827357c1d31f2a190f98d17b04687dd4d2a1413339f1d",
-    "one_file": "195c6fb0cb0480cef6188b8668a874bc34d5fdef08bcb7ae3bc61d0bfd98e313",
+    "default": "d8e960e52411ad0f445b8cf84f0384e57c63749310474a957a2ebd5b2ed85de1",
+    "capped": "b983decc60b43d042cc4c160b13f97c2649e2a0a8558b465833ab2f7adfe03fe",
+    "one_file": "9aca7e6c98fb6454b0ad946d9666a89e7ce665bc888c2ddc52ed90d9dbd867b3",
 }
 
 
@@ -253,3 +253,43 @@ def test_the_page_is_byte_identical_for_a_fixed_input(kind):
     page = pinned_page(kind)
     assert page.count("__DATA__") == 0 and "</script>" in page
     assert hashlib.sha256(page.encode("utf-8")).hexdigest() == PINNED_PAGES[kind]
+
+
+# --------------------------------------------------------------------------------------------- the policies
+
+
+def test_policy_rows_say_what_each_policy_would_mask(scores_path, tiny_tokenizer):
+    import tests.fake_tasks  # noqa: F401  (registers the test tasks)
+    from robust_sft.masking.policies import MaskPolicy, apply_policy, auto_tau
+
+    gt = load_scores(scores_path)
+    hinted = scaled_copy(gt, 0.5, slice(0, len(gt)))
+    data = build_page_data({"GT": gt}, tau=2.5, tokenizer=tiny_tokenizer, span_task="test/even_length",
+                           hinted={"GT": hinted})
+    rows = {r["policy"]: r for r in data["policies"]["GT"]}
+    assert list(rows) == ["STM", "STM, tau auto", "answer-aware", "hindsight"]
+    assert rows["STM"]["masked"] == pytest.approx(data["summary"]["GT"]["pct_tokens_above_tau"] / 100)
+    assert rows["STM, tau auto"]["tau"] == pytest.approx(auto_tau([gt.answer_nll(i) for i in range(len(gt))]))
+    assert rows["STM, tau auto"]["rule"].startswith("auto: 10 x")
+    assert rows["answer-aware"]["span_masked"] == 0 and rows["STM"]["span_masked"] > 0
+    assert rows["answer-aware"]["prose_masked"] == rows["STM"]["prose_masked"]
+    # hindsight keeps what either pass finds at most tau: here the hinted NLLs are half the plain ones
+    expected = apply_policy(gt, MaskPolicy(tau=math.exp(2 * math.log(2.5)))).report["masked_fraction"]
+    assert rows["hindsight"]["masked"] == pytest.approx(expected)
+    alone = build_page_data({"GT": gt}, tau=2.5, tokenizer=tiny_tokenizer)["policies"]["GT"]
+    assert [r["policy"] for r in alone] == ["STM", "STM, tau auto"] and alone[0]["span_masked"] is None
+    with pytest.raises(ValueError, match="hinted scores given for 'SO', which is none of the files shown"):
+        build_page_data({"GT": gt}, tokenizer=tiny_tokenizer, hinted={"SO": hinted})
+
+
+def test_inspect_verb_takes_tau_auto_a_span_task_and_hinted_scores(scores_path, tmp_path, capsys):
+    import tests.fake_tasks  # noqa: F401  (registers the test tasks)
+
+    out = tmp_path / "page.html"
+    assert main(["inspect", f"GT={scores_path}", "--tau", "auto", "--span_task", "test/even_length", "--hinted",
+                 f"GT={scores_path}", "--out", str(out)]) == 0
+    data = page_json(out)
+    assert data["tau"] > 10 and data["tau_rule"].startswith("auto:") and data["span_task"] == "test/even_length"
+    assert [r["policy"] for r in data["policies"]["GT"]][-1] == "hindsight"
+    assert main(["inspect", f"GT={scores_path}", "--span_task", "test/mystery", "--out", str(tmp_path / "x.html")]) == 1
+    assert "task 'test/mystery' does not say where its checker reads" in capsys.readouterr().err

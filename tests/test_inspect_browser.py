@@ -174,3 +174,32 @@ def test_hostile_tokens_render_as_text(browser, scores_path, tmp_path):
     page.wait_for_function("document.querySelectorAll('.ex').length > 0")
     assert errors == []
     page.close()
+
+
+def test_the_policy_table_shows_each_policy_and_keeps_names_as_text(browser, scores_path, tmp_path):
+    """What each policy would mask: one row per policy (answer-aware with a span task, hindsight with a hinted file),
+    the numbers the Python side computed, and a hostile file name shown as text."""
+    import tests.fake_tasks  # noqa: F401  (registers the test tasks)
+    from robust_sft.report.inspect import build_page_data
+
+    gt = load_scores(scores_path)
+    hinted = Scores(ids=gt.ids, input_ids=gt.input_ids, answer_mask=gt.answer_mask,
+                    token_nll=[n * 0.5 for n in gt.token_nll], messages=gt.messages, metadata=gt.metadata)
+    name = "<img src=x onerror=window.__pwned=3>"
+    options = dict(tau="auto", span_task="test/even_length", hinted={name: hinted})
+    out = write_inspect({name: gt}, tmp_path / "inspect.html", **options)
+    rows = build_page_data({name: gt}, **options)["policies"][name]
+    errors = []
+    page = open_page(browser, out, errors)
+    cells = page.eval_on_selector_all("#policies table tr", "trs => trs.slice(1).map(tr => "
+                                      "[...tr.children].map(td => td.textContent))")
+    assert [c[0] for c in cells] == ["STM", "STM, tau auto", "answer-aware", "hindsight"]
+    for shown, row in zip(cells, rows):
+        assert shown[2] == f"{100 * row['masked']:.1f}" and shown[3] == f"{100 * row['span_masked']:.1f}"
+    assert cells[2][3] == "0.0"  # answer-aware masks nothing of the span
+    assert "auto: 10 x the median answer-token perplexity" in page.inner_text("#policies")
+    assert "(auto: 10 x the median" in page.inner_text("#subtitle")
+    assert name in page.inner_text("#policies") and page.evaluate("window.__pwned") is None
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    assert errors == []
+    page.close()

@@ -4,10 +4,14 @@ import numpy as np
 import pytest
 
 from robust_sft.masking.policies import (
+    AUTO_TAU_FACTOR,
     IGNORE_INDEX,
     MaskPolicy,
+    answer_aware_keep,
     apply_policy,
+    auto_tau,
     dpf_keep,
+    hindsight_keep,
     example_rng,
     labels_from_keep,
     lowest_keep,
@@ -132,3 +136,88 @@ def test_unknown_policy_is_rejected():
         MaskPolicy(kind="magic")
     with pytest.raises(ValueError, match="needs `ratio`"):
         MaskPolicy(kind="ratio")
+
+
+# --------------------------------------------------------------------------------------------- tau auto
+
+
+def test_auto_tau_is_ten_times_the_median_answer_token_perplexity():
+    nlls = [np.log(np.array([1.0, 2.0, NAN], np.float32)), np.log(np.array([3.0, 50.0, 60.0], np.float32))]
+    assert AUTO_TAU_FACTOR == 10
+    assert auto_tau(nlls) == pytest.approx(10 * 3.0, rel=1e-6)  # median of 1, 2, 3, 50, 60 (NaN ignored)
+    # all tokens certain: tau 10, never below (a slightly negative float32 NLL counts as 0)
+    assert auto_tau([np.array([0.0, -1e-5, 0.0], np.float32)]) == pytest.approx(10.0)
+    # scale-free: every token ten times less likely moves tau ten times
+    assert auto_tau([n + math.log(10) for n in nlls]) == pytest.approx(10 * auto_tau(nlls), rel=1e-5)
+    with pytest.raises(ValueError, match="at least one scored answer token"):
+        auto_tau([np.array([NAN], np.float32)])
+
+
+def test_tau_auto_masks_tokens_ten_times_less_likely_than_the_median_and_says_why():
+    scores = make_scores([[1.0, 1.5, 200.0], [4.0, 19.0, 101.0, 50.0]])  # median ppl 19 -> tau 190
+    result = apply_policy(scores, MaskPolicy(kind="threshold", tau="auto"))
+    assert result.report["tau"] == pytest.approx(190.0, rel=1e-5)
+    assert result.report["masked_tokens"] == 1  # 200 only: 101 is not ten times less likely than 19
+    assert result.report["tau_rule"].startswith("auto: 10 x the median answer-token perplexity")
+    fixed = apply_policy(scores, MaskPolicy(kind="threshold", tau=2.5))
+    assert fixed.report["tau_rule"] == "fixed" and fixed.report["tau"] == 2.5
+    with pytest.raises(ValueError, match="greater than 1 .* or 'auto'"):
+        MaskPolicy(tau="automatic")
+
+
+# --------------------------------------------------------------------------------------------- answer-aware
+
+
+SPAN = np.array([0, 0, 0, 0, 1, 1, 0, 0], bool)  # the checker reads answer tokens 4 and 5 (ppl 3.0 and 2.4)
+
+
+def test_answer_aware_never_masks_a_span_token_and_masks_high_tokens_elsewhere():
+    keep = answer_aware_keep(NLL, ANSWER, SPAN, 2.5)
+    assert keep.tolist() == [0, 0, 0, 1, 1, 1, 0, 1]  # 3.0 kept in the span; 10 masked outside it
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        nll = rng.exponential(1.5, 40).astype(np.float32)
+        answer = rng.random(40) < 0.8
+        span = rng.random(40) < 0.3
+        keep = answer_aware_keep(nll, answer, span, 2.5)
+        assert not (answer & span & ~keep).any()  # no span token masked
+        assert not (answer & ~span & keep & (nll > math.log(2.5))).any()  # no high token kept outside the span
+        assert (keep == (answer & (span | (nll <= math.log(2.5))))).all()
+        assert not (keep & ~answer).any()
+
+
+def test_answer_aware_policy_needs_spans_and_reports_what_it_kept():
+    scores = make_scores([[1.0, 5.0, 9.0], [30.0, 1.1]])
+    spans = [np.array([0, 0, 0, 1], bool), None]  # the checker reads the 9.0; the second example has no span
+    result = apply_policy(scores, MaskPolicy(kind="answer_aware", tau=2.5), spans=spans)
+    assert result.labels[0].tolist() == [IGNORE_INDEX, 101, IGNORE_INDEX, 103]  # 5.0 masked, 9.0 kept (span)
+    assert result.labels[1].tolist() == [IGNORE_INDEX, IGNORE_INDEX, 102]  # no span: as STM
+    assert result.report["kept_above_tau"] == 1 and result.report["examples_with_answer_span"] == 1
+    with pytest.raises(ValueError, match="answer_aware needs the answer span of each example"):
+        apply_policy(scores, MaskPolicy(kind="answer_aware"))
+
+
+# --------------------------------------------------------------------------------------------- hindsight
+
+
+def test_hindsight_keeps_tokens_the_hint_explains_and_masks_those_it_does_not():
+    hinted = NLL.copy()
+    hinted[4] = np.log(1.2)  # 3.0 without the hint, 1.2 with it: content, kept
+    hinted[6] = np.log(8.0)  # 10 without, 8 with: still above tau, style, masked
+    hinted[5] = np.log(4.0)  # 2.4 without: kept whatever the hint does
+    assert hindsight_keep(NLL, hinted, ANSWER, 2.5).tolist() == [0, 0, 0, 1, 1, 1, 0, 1]
+    hinted[3] = NAN  # no hinted score: the plain decision stands
+    assert hindsight_keep(NLL, hinted, ANSWER, 2.5).tolist() == [0, 0, 0, 1, 1, 1, 0, 1]
+    with pytest.raises(ValueError, match="disagree on the length"):
+        hindsight_keep(NLL, hinted[:-1], ANSWER, 2.5)
+
+
+def test_hindsight_policy_needs_the_hinted_nll_and_reports_the_tokens_it_rescued():
+    scores = make_scores([[1.0, 5.0, 9.0], [30.0, 1.1]])
+    hinted = [np.log(np.array([1, 1.0, 2.0, 9.0], np.float32)), np.log(np.array([1, 40.0, 1.1], np.float32))]
+    result = apply_policy(scores, MaskPolicy(kind="hindsight", tau=2.5), hinted=hinted)
+    assert result.labels[0].tolist() == [IGNORE_INDEX, 101, 102, IGNORE_INDEX]  # 5.0 -> 2.0 rescued, 9 stays
+    assert result.labels[1].tolist() == [IGNORE_INDEX, IGNORE_INDEX, 102]
+    assert result.report["kept_above_tau"] == 1 and result.report["masked_tokens"] == 2
+    with pytest.raises(ValueError, match="hindsight needs the same answers scored with a hint"):
+        apply_policy(scores, MaskPolicy(kind="hindsight"))

@@ -226,7 +226,7 @@ def test_train_yaml_values_are_converted_by_field_type(tmp_path):
 
 
 @pytest.mark.parametrize("line, message", [
-    ("tau: abc", "tau: expected a number, got 'abc'"),
+    ("tau: abc", "tau must be greater than 1 .* or 'auto', not 'abc'"),
     ("num_train_epochs: three", "num_train_epochs: expected a number, got 'three'"),
     ("lora_r: 8.5", "lora_r: expected an integer, got 8.5"),
     ("bogus: 1", r"unknown option\(s\) \['bogus'\]"),

@@ -316,3 +316,56 @@ def test_mbpp_check_runs_the_asserts(mbpp):
     assert not task.check(squares, "```python\ndef other(xs):\n    return 14\n```")
     assert not task.check(squares, "def sum_squares(xs): return sum(x*x for x in xs)")  # no code block
     assert not task.check(palindrome, "```python\ndef is_pal(s):\n    while True:\n        pass\n```")
+
+
+# ---- where each checker reads, and the hints -------------------------------------------------
+
+
+WRONG = {"gsm8k": "987654", "arc_challenge": None, "math": "987654", "mbpp": "def nothing():\n    return None"}
+
+
+@pytest.mark.parametrize("name, directory", [("gsm8k", "gsm8k"), ("arc_challenge", "arc"), ("math", "math"),
+                                             ("mbpp", "mbpp")])
+def test_answer_span_is_exactly_where_the_checker_reads(name, directory):
+    """Replacing the span of a correct reference by a wrong answer makes the checker refuse it: the span is what
+    the checker reads, not a guess."""
+    task = get_task(name, timeout=5) if name == "mbpp" else get_task(name)
+    for example in task.load("test", path=str(FIXTURES / directory)):
+        text = task.reference(example)
+        start, end = task.answer_span(text)
+        assert 0 <= start < end <= len(text)
+        wrong = WRONG[name] or next(letter for letter in "ABCD" if letter != example["answer"])
+        assert not task.check(example, text[:start] + wrong + text[end:]), (example["id"], text[start:end])
+    assert task.answer_span("no answer here") is None
+
+
+def test_answer_spans_follow_each_extractions_precedence():
+    from robust_sft.tasks.arc import choice_span
+    from robust_sft.tasks.gsm8k import answer_span as gsm8k_span
+    from robust_sft.tasks.math_task import answer_span as math_span
+    from robust_sft.tasks.mbpp import code_span
+
+    def read(span_of, text):
+        start, end = span_of(text)
+        return text[start:end]
+
+    assert read(gsm8k_span, "#### 17\nno, the answer is 3\n#### -1,234.5 dollars") == "-1,234.5"
+    assert read(gsm8k_span, "so the answer is $12.") == "12"
+    assert read(math_span, "so \\boxed{\\frac{1}{2}}.\nAnswer: $\\frac12$\nAnswer: ") == "$\\frac12$"
+    assert read(math_span, "first \\boxed{1} then \\boxed{x^{2}} end") == "x^{2}"
+    assert read(choice_span, "(B) looks right, but Answer: (C)") == "C"
+    assert read(code_span, "Here:\n```python\n\ndef f():\n    return 1\n\n```\n```python\nx\n```") == \
+        "def f():\n    return 1"
+
+
+def test_hints_say_the_final_answer_and_never_the_references_wording(gsm8k, arc, math_examples, mbpp):
+    for task, examples in (gsm8k, arc, (math_examples[0], by_id(math_examples[1]))):
+        for example in examples.values():
+            hint = task.hint(example)
+            text = task.reference(example)
+            start, end = task.answer_span(text)
+            assert task.extract(hint) == task.extract(text[start:end]) or text[start:end] in hint, (hint, text)
+            # content only: no sentence of the reference's working appears in the hint
+            assert not any(len(line) > 20 and line in hint for line in text.splitlines()), hint
+    task, examples = mbpp
+    assert all(task.hint(e) is None for e in examples.values())  # its prompt already shows the expected outputs

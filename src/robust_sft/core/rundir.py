@@ -7,6 +7,8 @@ Every path of a run is named here, and the readers of the files the report, the 
                                       its family, training set, token policy per seed and full train options
   data/<source>.jsonl                 a training set; generated ones have <source>.report.json (with seconds)
   scores/<source>.parquet             its token NLL under the base model; .seconds.json beside it
+  data/<source>.hinted.jsonl,         the same answers with the task's hint in each prompt, and their token NLL
+  scores/<source>.hinted.parquet      (the hindsight policy's second pass; only when a variant uses it)
   models/<variant>/seed<k>/           a fine-tune: train_summary.json, loss_log.jsonl, final/
   eval/base/, eval/<variant>/seed<k>/ accuracies.json and one sample log per task (<task>.jsonl)
   results.json, report.md, report.html, figures/, inspect.html, inspect/   the report
@@ -80,6 +82,18 @@ class RunDir:
 
     def scores_seconds_file(self, source: str) -> Path:
         scores = self.scores_file(source)
+        return scores.with_name(scores.name + ".seconds.json")
+
+    def hinted_data_file(self, source: str) -> Path:
+        """A training set's rows with a `hint` column: the hindsight policy scores them with the hint in the prompt."""
+        return self.root / "data" / f"{source}.hinted.jsonl"
+
+    def hinted_scores_file(self, source: str) -> Path:
+        """The token NLL of the same answers with the hint in the prompt (aligned with scores_file's answer tokens)."""
+        return self.root / "scores" / f"{source}.hinted.parquet"
+
+    def hinted_scores_seconds_file(self, source: str) -> Path:
+        scores = self.hinted_scores_file(source)
         return scores.with_name(scores.name + ".seconds.json")
 
     # ------------------------------------------------------------------ paths: units
@@ -197,6 +211,8 @@ class RunDir:
             costs[source] = report["seconds"] if report else 0.0
             if self.scores_seconds_file(source).exists():
                 costs[f"score_{source}"] = _read_json(self.scores_seconds_file(source))["seconds"]
+            if self.hinted_scores_seconds_file(source).exists():
+                costs[f"score_{source}_hinted"] = _read_json(self.hinted_scores_seconds_file(source))["seconds"]
         return costs
 
 

@@ -68,6 +68,7 @@ class DataFormat:
     system_field: str | None = "system"
     id_field: str = "id"
     split: str = "train"
+    hint_field: str | None = None  # a column whose text is appended to the prompt (hindsight's second scoring)
 
 
 OnError = Literal["raise", "skip"]
@@ -88,10 +89,14 @@ class DataFormatOptions(Options):
     messages_field: str = field(default=DataFormat.messages_field, metadata={"help": "Chat messages column."})
     id_field: str = field(default=DataFormat.id_field, metadata={"help": "Example id column (row number when absent)."})
     split: str = field(default=DataFormat.split, metadata={"help": "Split of a Hub dataset or DatasetDict."})
+    hint_field: str | None = field(default=DataFormat.hint_field, metadata={
+        "help": "Column of a content-only hint (e.g. the final answer) appended to each row's prompt: scores the "
+                "same answers with the hint, for the hindsight policy. Rows without one are read unchanged."})
 
     def data_format(self) -> DataFormat:
         return DataFormat(prompt_field=self.prompt_field, answer_field=self.answer_field,
-                          messages_field=self.messages_field, id_field=self.id_field, split=self.split)
+                          messages_field=self.messages_field, id_field=self.id_field, split=self.split,
+                          hint_field=self.hint_field)
 
 
 @dataclass
@@ -129,10 +134,33 @@ def row_to_example(row: Any, location: str, fmt: DataFormat, index: int) -> Exam
     else:
         messages = _prompt_answer_to_messages(row, fmt, where)
     _validate_conversation(messages, where)
+    if fmt.hint_field and row.get(fmt.hint_field) is not None:
+        hint = row[fmt.hint_field]
+        if not isinstance(hint, str):
+            raise DataError(f"{where}: the hint {fmt.hint_field!r} must be a string, not {type(hint).__name__}")
+        messages = with_hint(messages, hint, where)
     _check_unicode(example_id, "the id", where)
     for i, m in enumerate(messages):
         _check_unicode(m["content"], f"message {i}", where)
     return Example(id=example_id, messages=messages)
+
+
+HINT_SEPARATOR = "\n\n"
+
+
+def with_hint(messages: list[dict[str, str]], hint: str, where: str = "") -> list[dict[str, str]]:
+    """The conversation with `hint` appended to the user turn before the last answer (an empty hint: unchanged).
+
+    Only the prompt changes, so the answer's tokens stay those of the conversation without the hint."""
+    if not hint.strip():
+        return messages
+    last_answer = max(k for k, m in enumerate(messages) if m["role"] == "assistant")
+    user = next((k for k in range(last_answer - 1, -1, -1) if messages[k]["role"] == "user"), None)
+    if user is None:
+        raise DataError(f"{where}: no user turn before the last answer to put the hint in")
+    out = [dict(m) for m in messages]
+    out[user]["content"] = out[user]["content"] + HINT_SEPARATOR + hint
+    return out
 
 
 def _check_unicode(text: str, what: str, where: str) -> None:

@@ -20,7 +20,10 @@ from robust_sft.executors import ExecutorConfig
 from robust_sft.models.options import Backend
 from robust_sft.training.config import TrainConfig
 
-METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle")
+METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle",
+           # token policies on GT beside STM (masking/policies.py): tau auto; at control_tau, keeping the answer
+           # span (answer_aware) or the tokens a hint explains (hindsight: GT is scored a second time, with hints)
+           "stm_auto", "answer_aware", "hindsight")
 
 
 # Token-loss baselines the field ships: trained on GT, every token kept, the loss reweighted (training.token_loss).
@@ -48,7 +51,8 @@ class ExperimentConfig:
     others: list[str] = field(default_factory=list)  # default: the model source's other tasks (none for a path)
     methods: list[str] = field(default_factory=lambda: ["gt", "stm", "self_output", "rephrase"])
     taus: list[float] = field(default_factory=lambda: [2.5])  # STM sweep
-    control_tau: float = 2.5  # tau whose per-example mask counts the random/lowest controls copy
+    control_tau: float = 2.5  # tau whose per-example mask counts the random/lowest controls copy; answer_aware's
+                              # and hindsight's tau
     # Learning-rate control: extra runs of these methods at train.learning_rate x each factor (stm at control_tau),
     # e.g. {gt: [0.333, 0.1], stm: [0.333, 0.1]}. A smaller step alone forgets less; claim (f) compares them.
     lr_sweep: dict[str, list[float]] = field(default_factory=dict)

@@ -24,8 +24,12 @@ def describe_plan(exp) -> str:
         made = {"gt": "from the target's references", "oracle": "the target's answers in the model's own style"
                 }.get(source, f"generated ({source}), verified")
         lines.append(f"  data      {run_dir.data_file(source)}  [{made}]")
+    for source in exp.hinted_sources():
+        lines.append(f"  data      {run_dir.hinted_data_file(source)}  [the same rows with the target's hints]")
     for source in exp.sources:
         lines.append(f"  score     {run_dir.scores_file(source)}")
+    for source in exp.hinted_sources():
+        lines.append(f"  score     {run_dir.hinted_scores_file(source)}  [with the hints in the prompts: hindsight]")
     lines.append(f"  evaluate  {run_dir.base_eval_dir}  [{len(tasks)} tasks]")
     for v in exp.variants:
         overrides = ", ".join(f"{k}={val}" for k, val in v.train_overrides)

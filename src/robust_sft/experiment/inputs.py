@@ -27,6 +27,14 @@ class InputStages:
                               self.task_versions([self.config.target])])
         gt_path = self.run_dir.data_file("gt")
         run_stage("data gt", gt_path, gt_key, lambda: write_jsonl(gt_path, gt_rows(task, examples)))
+        if self.hinted_sources():
+            hinted_path = self.run_dir.hinted_data_file("gt")
+            rows = [{**row, "hint": task.hint(e)} for row, e in zip(gt_rows(task, examples), examples)]
+            if all(r["hint"] is None for r in rows):
+                raise ValueError(f"method hindsight: task {self.config.target} gives no hint (Task.hint) for its "
+                                 "examples; remove hindsight from `methods`")
+            # keyed by the rows themselves: a task's hint may live outside the modules its version hashes
+            run_stage("data gt hinted", hinted_path, stable_hash([gt_key, rows]), lambda: write_jsonl(hinted_path, rows))
         if "oracle" in self.sources:
             rows = [{"id": e["id"], "prompt": task.prompt(e), "answer": task.oracle_reference(e)} for e in examples]
             missing = [r["id"] for r in rows if r["answer"] is None]
@@ -61,6 +69,24 @@ class InputStages:
                 write_json(self.run_dir.scores_seconds_file(source), {"seconds": time.perf_counter() - start})
 
             run_stage(f"score {source}", out, key, produce)
+        for source in self.hinted_sources():
+            self.score_hinted(source)
+
+    def hinted_sources(self) -> list[str]:
+        """The training sets a hindsight variant needs scored a second time, with hints (GT only, as it stands)."""
+        return sorted({v.source for v in self.variants if v.mask == "hindsight"})
+
+    def score_hinted(self, source: str) -> None:
+        """The same answers scored with the hint in the prompt, beside the plain scores: a tau sweep never rescores."""
+        data, out = self.run_dir.hinted_data_file(source), self.run_dir.hinted_scores_file(source)
+
+        def produce():
+            start = time.perf_counter()
+            score(ScoreConfig(model=self.base, data=str(data), out=str(out), hint_field="hint",
+                              progress=self.progress))
+            write_json(self.run_dir.hinted_scores_seconds_file(source), {"seconds": time.perf_counter() - start})
+
+        run_stage(f"score {source} hinted", out, stable_hash([self.base_key, file_hash(data), "hint"]), produce)
 
     def evaluate_base(self) -> None:
         out = self.run_dir.base_eval_dir

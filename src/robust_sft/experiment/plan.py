@@ -28,8 +28,12 @@ class Variant:
         require_path_name(self.name, "variant")  # models/<name>/ and eval/<name>/
 
     @property
-    def tau(self) -> float | None:
+    def tau(self) -> float | str | None:
         return dict(self.train_overrides).get("tau")
+
+    @property
+    def mask(self) -> str | None:
+        return dict(self.train_overrides).get("mask")
 
 
 def plan_variants(config: ExperimentConfig) -> list[Variant]:
@@ -46,6 +50,11 @@ def plan_variants(config: ExperimentConfig) -> list[Variant]:
                                     (("mask", kind), ("tau", config.control_tau))))
         elif method in LOSS_METHODS:
             variants.append(Variant(method, method, "gt", (("mask", "none"), ("loss", method))))
+        elif method == "stm_auto":
+            variants.append(Variant("stm@auto", method, "gt", (("mask", "threshold"), ("tau", "auto"))))
+        elif method in ("answer_aware", "hindsight"):
+            variants.append(Variant(f"{method}@{config.control_tau:g}", method, "gt",
+                                    (("mask", method), ("tau", config.control_tau))))
         else:  # self_output, rephrase, oracle: their own training set, nothing masked
             variants.append(Variant(method, method, method, (("mask", "none"),)))
     return variants + lr_sweep_variants(config)
@@ -96,8 +105,9 @@ def variant_plan(variant: Variant, train_configs: dict[int, object], run_dir: Pa
     for seed, train_config in train_configs.items():
         options = asdict(train_config)
         options.pop("progress")  # how a run shows itself, not what it trains
-        for name in ("data", "output_dir"):
-            options[name] = os.path.relpath(options[name], run_dir)
+        for name in ("data", "output_dir", "hinted_scores"):
+            if options.get(name) is not None:
+                options[name] = os.path.relpath(options[name], run_dir)
         per_seed[str(seed)] = {"policy": asdict(train_config.policy()), "train": options}
     first = next(iter(train_configs.values()))
     return {"name": variant.name, "method": variant.method, "source": variant.source, "tau": variant.tau,

@@ -38,7 +38,7 @@ from robust_sft.models.loading import load_model, load_tokenizer
 from robust_sft.models.sources import model_source
 from robust_sft.report.write import write_report
 from robust_sft.tasks import get_task
-from robust_sft.tasks.base import Task, task_version
+from robust_sft.tasks.base import Task, has_answer_span, task_version
 
 __all__ = ["Experiment", "ExperimentConfig", "RunConfig", "Variant", "load_config", "plan_variants", "run",
            "run_experiment", "run_stage"]
@@ -68,9 +68,16 @@ class Experiment(InputStages, UnitStages):
 
         for task_name in [self.config.target, *self.config.others]:
             self.get_task(task_name)
-        if "oracle" in self.config.methods and not can_write_oracle(self.get_task(self.config.target)):
+        target = self.get_task(self.config.target)
+        if "oracle" in self.config.methods and not can_write_oracle(target):
             raise ValueError(f"method oracle: task {self.config.target} cannot write answers in the model's own "
                              "style (only the organism's tasks can); remove oracle from `methods`")
+        if "answer_aware" in self.config.methods and not has_answer_span(target):
+            raise ValueError(f"method answer_aware: task {self.config.target} does not say where its checker reads "
+                             "(it defines no Task.answer_span); remove answer_aware from `methods`")
+        if "hindsight" in self.config.methods and type(target).hint is Task.hint:
+            raise ValueError(f"method hindsight: task {self.config.target} gives no hint (it defines no Task.hint); "
+                             "remove hindsight from `methods`")
         GenerationSettings(**self.config.generation)
         for variant in self.variants:
             for seed in self.config.seeds:

@@ -29,15 +29,25 @@ class UnitStages:
 
     def train_key(self, variant: Variant, seed: int) -> str:
         # The target's checker picks the best epoch, so its version is part of the trained model's key.
-        return stable_hash([self.base_key, file_hash(self.run_dir.scores_file(variant.source)), variant.name, seed,
-                            self.train_options(variant, seed), self.config.select_best_epoch,
-                            self.config.validation_limit, self.config.task_paths,
-                            self.task_versions([self.config.target])])
+        key = [self.base_key, file_hash(self.run_dir.scores_file(variant.source)), variant.name, seed,
+               self.train_options(variant, seed), self.config.select_best_epoch,
+               self.config.validation_limit, self.config.task_paths, self.task_versions([self.config.target])]
+        if variant.mask == "hindsight":  # appended only here: the keys of every other variant stay as they were
+            key.append(file_hash(self.run_dir.hinted_scores_file(variant.source)))
+        return stable_hash(key)
+
+    def policy_inputs(self, variant: Variant) -> dict:
+        """TrainConfig options naming what a policy reads besides the scores: the hinted scores, the span task."""
+        if variant.mask == "hindsight":
+            return {"hinted_scores": str(self.run_dir.hinted_scores_file(variant.source))}
+        if variant.mask == "answer_aware":
+            return {"span_task": self.config.target}
+        return {}
 
     def train_config(self, variant: Variant, seed: int, base: str):
         return training.TrainConfig(model=base, data=str(self.run_dir.scores_file(variant.source)),
                            output_dir=str(self.run_dir.model_dir(variant.name, seed)), seed=seed,
-                           progress=self.progress, **self.train_options(variant, seed))
+                           progress=self.progress, **self.train_options(variant, seed), **self.policy_inputs(variant))
 
     def train_variant(self, variant: Variant, seed: int) -> None:
         out = self.run_dir.model_dir(variant.name, seed)
@@ -46,10 +56,13 @@ class UnitStages:
             config = self.train_config(variant, seed, self.base)
             if any(out.glob("checkpoint-*")):
                 config.resume_from_checkpoint = "latest"  # this stage was killed after saving an epoch
+            # answer_aware: the target task as this run builds it (the world a name alone would not carry)
+            task = {"task": self.get_task(self.config.target)} if variant.mask == "answer_aware" else {}
             if not self.config.select_best_epoch:
-                training.train(config)
+                training.train(config, **task)
                 return
-            training.train(config, eval_fn=self.validation_accuracy_fn(), best_metric="accuracy", greater_is_better=True)
+            training.train(config, eval_fn=self.validation_accuracy_fn(), best_metric="accuracy", greater_is_better=True,
+                           **task)
 
         run_stage(f"train {variant.name} seed {seed}", out, self.train_key(variant, seed), produce)
 

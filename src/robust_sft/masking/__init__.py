@@ -12,6 +12,10 @@ _EXPORTS = {
     "MaskOptions": "policies",
     "mask": "export",
     "mask_location": "diagnostics",
+    "answer_span_flags": "diagnostics",
+    "mask_scores": "inputs",
+    "align_hinted": "hindsight",
+    "auto_tau": "policies",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

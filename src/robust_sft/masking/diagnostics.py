@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from robust_sft.tasks.base import has_answer_span
+
 
 def last_segment(mask: np.ndarray) -> tuple[int, int]:
     """(start, end) of the last run of True in a boolean array: the last assistant turn's tokens."""
@@ -28,7 +30,8 @@ def last_segment(mask: np.ndarray) -> tuple[int, int]:
 
 def token_char_ends(tokenizer, token_ids: list[int]) -> list[int]:
     """The end offset, in the decoded text, of each token: decoding prefixes is exact for any tokenizer."""
-    return [len(tokenizer.decode(token_ids[: k + 1], skip_special_tokens=False)) for k in range(len(token_ids))]
+    prefixes = [list(token_ids[: k + 1]) for k in range(len(token_ids))]
+    return [len(text) for text in tokenizer.batch_decode(prefixes, skip_special_tokens=False)]
 
 
 def in_span_flags(char_ends: list[int], span: tuple[int, int]) -> np.ndarray:
@@ -60,24 +63,86 @@ def shares(counts: dict[str, int]) -> dict[str, float]:
     }
 
 
-def mask_location(scores, keeps: dict[int, np.ndarray], task, tokenizer) -> dict | None:
-    """Where a policy's masks fall over a score file, or None when the task cannot say where it reads.
+def text_shift(decoded: str, text: str) -> int | None:
+    """Where `text` (an answer as stored) starts in `decoded` (its tokens decoded), relative to its own start:
+    0 when the tokens spell it, minus its leading whitespace when the chat template stripped that; else None."""
+    if decoded.startswith(text):
+        return 0
+    stripped = text.lstrip()
+    if stripped and decoded.startswith(stripped):
+        return -(len(text) - len(stripped))
+    return None
 
-    `keeps` maps example index -> boolean keep array (True = trained), for every example of `scores`
-    (an example the policy dropped entirely keeps nothing).
-    """
-    totals = {"answer_tokens": 0, "prose_tokens": 0, "masked_answer_tokens": 0, "masked_prose_tokens": 0}
-    located = 0
+
+def require_answer_span(task) -> None:
+    """A clear error for a task that cannot say where its checker reads."""
+    if not has_answer_span(task):
+        raise ValueError(f"task {task.name or type(task).__name__!r} does not say where its checker reads the answer "
+                         "(it defines no Task.answer_span), so no token can be told to lie in the answer span")
+
+
+def answer_span_flags(scores, task, tokenizer, *, strict: bool = True, where: str = "") -> list[np.ndarray | None]:
+    """Per example: True on the tokens of its last answer turn that overlap the span `task.answer_span` gives for
+    that answer's text; None for an example without a span (its checker would find no answer there).
+
+    strict: an example whose tokens do not spell its stored answer text (so the span cannot be placed) is an
+    error naming it; otherwise it gets None, as the report's diagnostic wants."""
+    require_answer_span(task)
+    out: list[np.ndarray | None] = []
     for i in range(len(scores)):
         answer = scores.answer_mask[i].astype(bool)
         start, end = last_segment(answer)
+        at = f"{where}: example {scores.ids[i]!r}"
+        if not scores.messages[i]:
+            if strict:
+                raise ValueError(f"{at}: the score file holds no messages, so the answer's text (and its span) "
+                                 "is unknown")
+            out.append(None)
+            continue
         text = scores.messages[i][-1]["content"]
         span = task.answer_span(text)
         if span is None or end == start:
+            out.append(None)
             continue
         ids = [int(t) for t in scores.input_ids[i][start:end]]
+        shift = text_shift(tokenizer.decode(ids, skip_special_tokens=False), text)
+        if shift is None:
+            if strict:
+                raise ValueError(f"{at}: its answer tokens do not decode to its stored answer text, so the answer "
+                                 "span cannot be placed on them (a tokenizer other than the scoring model's?)")
+            out.append(None)
+            continue
         flags = np.zeros_like(answer)
-        flags[start:end] = in_span_flags(token_char_ends(tokenizer, ids), span)
+        flags[start:end] = in_span_flags(token_char_ends(tokenizer, ids), (span[0] + shift, span[1] + shift))
+        out.append(flags)
+    return out
+
+
+def keeps_of(scores, result) -> dict[int, np.ndarray]:
+    """Example index -> keep array of a `MaskResult`, for every example (one the policy dropped keeps nothing)."""
+    keeps = {i: np.zeros(len(ids), bool) for i, ids in enumerate(scores.input_ids)}
+    keeps.update({i: labels != -100 for i, labels in zip(result.keep_examples, result.labels)})
+    return keeps
+
+
+def mask_location(scores, keeps: dict[int, np.ndarray], task, tokenizer,
+                  spans: list[np.ndarray | None] | None = None) -> dict | None:
+    """Where a policy's masks fall over a score file, or None when the task cannot say where it reads.
+
+    `keeps` maps example index -> boolean keep array (True = trained), for every example of `scores`
+    (an example the policy dropped entirely keeps nothing). `spans`: `answer_span_flags`, if already computed.
+    """
+    if spans is None:
+        if not has_answer_span(task):
+            return None
+        spans = answer_span_flags(scores, task, tokenizer, strict=False)
+    totals = {"answer_tokens": 0, "prose_tokens": 0, "masked_answer_tokens": 0, "masked_prose_tokens": 0}
+    located = 0
+    for i, flags in enumerate(spans):
+        if flags is None:
+            continue
+        answer = scores.answer_mask[i].astype(bool)
+        start, end = last_segment(answer)
         turn = np.zeros_like(answer)
         turn[start:end] = True
         for key, value in mask_location_counts(answer & turn, keeps[i], flags).items():

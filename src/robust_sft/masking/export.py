@@ -12,7 +12,8 @@ from pathlib import Path
 
 from robust_sft.core.artifacts import check_output_file, check_replaceable, library_versions, replace_dir, write_parquet
 from robust_sft.core.config_types import require_suffix
-from robust_sft.masking.policies import MaskOptions, MaskPolicy, apply_policy
+from robust_sft.masking.inputs import mask_scores
+from robust_sft.masking.policies import MaskOptions, MaskPolicy
 from robust_sft.scoring.files import load_scores
 
 # Written into every save_to_disk output: the mark that lets a later `mask --out` replace that directory.
@@ -34,11 +35,14 @@ def masked_table(scores, result, keep_id: bool = False):
 
 
 def write_masked(
-    scores_path: str, out: str, policy: MaskPolicy, *, dpf_scores: str | None = None, keep_id: bool = False
+    scores_path: str, out: str, policy: MaskPolicy, *, dpf_scores: str | None = None, keep_id: bool = False,
+    hinted_scores: str | None = None, span_task=None,
 ) -> dict:
     """Apply `policy` to a score file and write the masked dataset (.parquet file or save_to_disk dir).
 
+    hinted_scores: hindsight's second score file; span_task: answer_aware's task (a name or a Task).
     A directory output replaces only a directory an earlier `mask` wrote (it holds MARKER); anything else is refused.
+    The labels are 0/1 masks: TRL and axolotl take them as they are.
     """
     as_parquet = str(out).endswith(".parquet")
     if as_parquet:
@@ -46,8 +50,8 @@ def write_masked(
     else:
         check_replaceable(out, MARKER)
     scores = load_scores(scores_path)
-    after = load_scores(dpf_scores) if dpf_scores else None
-    result = apply_policy(scores, policy, after)
+    result = mask_scores(scores, policy, where=str(scores_path), dpf_scores=dpf_scores, hinted_scores=hinted_scores,
+                         task=span_task)
     if not result.keep_examples:
         raise ValueError(f"{scores_path}: no example keeps a trainable token under this policy; nothing written "
                          f"({result.report})")
@@ -103,4 +107,4 @@ class MaskConfig(MaskOptions):
 def mask(config: MaskConfig) -> dict:
     """`robust-sft mask`: the policy's masked dataset written to `config.out`; returns what the policy did."""
     return write_masked(config.scores, config.out, config.policy(), dpf_scores=config.dpf_scores,
-                        keep_id=config.keep_id)
+                        keep_id=config.keep_id, hinted_scores=config.hinted_scores, span_task=config.span_task)

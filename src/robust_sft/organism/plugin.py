@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from robust_sft.models.sources import ModelSource, register_model_source
-from robust_sft.organism.world import TASKS
+from robust_sft.organism.world import TASKS, OrganismTask
 
 
 def _path(world: int, progress: bool) -> str:
@@ -22,3 +22,14 @@ register_model_source("organism", ModelSource(
     path=_path, tasks=tuple(TASKS), task_options=_task_options,
     description=lambda world: f"the model organism, world {world}: shipped with the package (worlds 0-2), or built "
                               "and cached on first use"))
+
+
+def _hint(self, example: dict) -> str:
+    """The organism's content-only hint (Task.hint): the correct answer, in the house style's words."""
+    return f"Hint: the answer is {example['answer']}"
+
+
+# Attached here rather than written in world.py: the shipped base models' definition key hashes world.py's text,
+# and a hint is no part of what they learned (they never saw a hinted prompt). A world that pretrains on hinted
+# prompts defines its hint in world.py and is built and shipped with it.
+OrganismTask.hint = _hint

@@ -16,6 +16,7 @@ from robust_sft.core.artifacts import write_text
 from robust_sft.core.rundir import INSPECT_PAGE, RunDir, gt_inspect_page
 from robust_sft.report.inspect import write_inspect
 from robust_sft.report.markdown import SOURCE_LABELS
+from robust_sft.tasks.base import get_task, has_answer_span
 
 FIGURES = {"ti_vs_bwt.png": "Target gain (TI) against forgetting (BWT), per method",
            "ppl_vs_bwt.png": "Perplexity of the trained tokens against forgetting (BWT), per method",
@@ -107,13 +108,22 @@ def write_inspect_pages(run: RunDir, plan: dict, results: dict, tokenizer) -> di
         if views[variant["name"]] != INSPECT_PAGE:
             tau = variant["tau"]
             pages[views[variant["name"]]] = ({"GT": run.scores_file("gt")}, tau, f"{results['name']}: GT at tau {tau:g}")
+    # What each policy would mask, split by the target's answer span, with hindsight where GT was scored with hints.
+    target = get_task(plan["target"], **plan["task_kwargs"].get(plan["target"], {}))
+    span_task = target if has_answer_span(target) else None
+    hinted = {"GT": run.hinted_scores_file("gt")} if run.hinted_scores_file("gt").exists() else {}
     for page in sorted(set(views.values())):
         named, tau, title = pages[page]
-        write_inspect(named, run.page(page), tau=tau, tokenizer=tokenizer, evidence=results, title=title)
+        write_inspect(named, run.page(page), tau=tau, tokenizer=tokenizer, evidence=results, title=title,
+                      span_task=span_task, hinted={n: h for n, h in hinted.items() if n in named})
     return views
 
 
 # --------------------------------------------------------------------------------------------- report.html
+
+
+# What a policy keeps although its perplexity is above tau.
+KEPT_ABOVE_TAU = {"answer_aware": ", except in the answer span", "hindsight": ", except where the hint explains it"}
 
 
 def render_report_html(results: dict, markdown: str, figures_dir: Path, views: dict[str, str]) -> str:
@@ -125,6 +135,7 @@ def render_report_html(results: dict, markdown: str, figures_dir: Path, views: d
             method = results["methods"].get(name, {})
             source = method.get("source", "")
             mask = f"masked above tau {method['tau']:g}" if method.get("tau") is not None else "every answer token"
+            mask += KEPT_ABOVE_TAU.get(method.get("method"), "")
             body.append(f"<tr><td>{html.escape(name)}</td><td>{html.escape(source)}, {html.escape(mask)}</td>"
                         f'<td><a href="{html.escape(page)}">{html.escape(page)}</a></td></tr>')
         body.append("</table>")

@@ -1,8 +1,10 @@
 """`robust-sft inspect`: one self-contained HTML page showing which answer tokens the model finds surprising.
 
 The page is built from score files (one or several of the same prompts: GT, Self-Output, Rephrase, ...):
-a side-by-side summary, the token-perplexity histogram, the share STM would mask against tau, the most
-frequent high-perplexity tokens, a forgetting-risk line, and every example as a token heat-map.
+a side-by-side summary, what each token policy would mask (STM at tau and at tau auto; answer-aware with a task
+that says where its checker reads; hindsight with a hinted score file), the token-perplexity histogram, the share
+STM would mask against tau, the most frequent high-perplexity tokens, a forgetting-risk line, and every example
+as a token heat-map.
 
 It must stay light on real datasets (10,000 examples of 1,000 tokens), so token data travel compactly:
 each distinct token id is decoded once into a string table; every answer token is then a little-endian
@@ -27,11 +29,22 @@ import numpy as np
 
 from robust_sft.core.artifacts import check_output_file, write_text
 from robust_sft.evaluation.metrics import spearman
-from robust_sft.masking.policies import ThresholdOption
+from robust_sft.masking.diagnostics import answer_span_flags, keeps_of, mask_location
+from robust_sft.masking.hindsight import align_hinted
+from robust_sft.masking.policies import (
+    AUTO,
+    MaskPolicy,
+    SpanTaskOption,
+    ThresholdOption,
+    apply_policy,
+    check_tau,
+    resolve_tau,
+)
 from robust_sft.models.loading import load_tokenizer
 from robust_sft.report.inspect_figures import FILE_COLOURS, curve_svg, histogram, histogram_svg, masked_curve
 from robust_sft.scoring.files import Scores, check_token_ids, check_tokenizer_matches, load_scores, sequence_perplexity
 from robust_sft.scoring.stats import summarize
+from robust_sft.tasks.base import Task, get_task
 
 # NLL quantisation: one byte per token, 1/16 nat per step, centred on log(tau) so that
 # "code > CODE_TAU" is exactly "ppl > tau" (the tokens STM masks) for the page's tau.
@@ -138,6 +151,33 @@ def risk_line(summary: dict, tau: float) -> str:
             f"forgets; STM at tau {tau:g} would leave {summary['masked_tokens']} of these tokens out of the loss.")
 
 
+def policy_rows(scores: Scores, tau: float, spans: list | None = None, hinted: list | None = None) -> list[dict]:
+    """What each token policy would mask in one file: STM at tau and at tau auto (with its value and reason), and
+    answer-aware / hindsight at tau where their inputs are given; the shares inside and outside the answer span
+    (the span the task's checker reads) when `spans` are known."""
+    policies = [("STM", MaskPolicy(kind="threshold", tau=tau)), ("STM, tau auto", MaskPolicy(kind="threshold", tau=AUTO))]
+    if spans is not None:
+        policies.append(("answer-aware", MaskPolicy(kind="answer_aware", tau=tau)))
+    if hinted is not None:
+        policies.append(("hindsight", MaskPolicy(kind="hindsight", tau=tau)))
+    answers = [m.astype(bool) for m in scores.answer_mask]
+    rows = []
+    for label, policy in policies:
+        result = apply_policy(scores, policy, spans=spans, hinted=hinted)
+        keeps = keeps_of(scores, result)
+        location = mask_location(scores, keeps, None, None, spans=spans) if spans is not None else None
+        rows.append({
+            "policy": label,
+            "tau": result.report["tau"],
+            "rule": result.report["tau_rule"],
+            "masked": result.report["masked_fraction"],
+            "span_masked": location["answer_tokens_masked"] if location else None,
+            "prose_masked": location["prose_tokens_masked"] if location else None,
+            "examples_touched": int(sum((a & ~keeps[i]).any() for i, a in enumerate(answers))),
+        })
+    return rows
+
+
 def evidence_from_results(results: dict) -> dict | None:
     """Perplexity of the trained tokens against BWT across a run's methods, with their rank correlation."""
     points = [{"method": name, "trained_token_ppl": m["trained_token_ppl"], "bwt": m["mean"]["bwt"]}
@@ -190,11 +230,20 @@ def page_size_for(tokens_per_row: float) -> int:
     return int(min(50, max(5, PAGE_TOKENS // max(tokens_per_row, 1))))
 
 
-def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, max_examples: int | None = None,
-                    max_tokens: int | None = DEFAULT_MAX_TOKENS, evidence: dict | None = None,
-                    title: str | None = None, page_size: int | None = None) -> dict:
-    """Everything the page shows, as one JSON-serialisable document."""
+def build_page_data(named: dict[str, Scores], tau: float | str = 2.5, tokenizer=None,
+                    max_examples: int | None = None, max_tokens: int | None = DEFAULT_MAX_TOKENS,
+                    evidence: dict | None = None, title: str | None = None, page_size: int | None = None,
+                    span_task: Task | str | None = None, hinted: dict[str, Scores] | None = None) -> dict:
+    """Everything the page shows, as one JSON-serialisable document.
+
+    tau "auto": the auto rule's tau of the first file (each file's own is in the policy table).
+    span_task: a task (or its name) whose answer span splits the policies' masked shares, and answer-aware's row.
+    hinted: file name -> its hinted score file (the same answers scored with a hint): hindsight's row."""
+    tau, tau_rule = _page_tau(named, tau)
     tokenizer = _checked_tokenizer(named, tau, tokenizer)
+    spans = _spans(named, span_task, tokenizer)
+    hinted = {name: align_hinted(named[name], h, f"hinted scores of {name}") for name, h in (hinted or {}).items()
+              if _known_file(named, name)}
     rows = _prompt_rows(named)
     keep_rows = _rows_shown(named, rows, max_examples, max_tokens)
     new_row = {old: new for new, old in enumerate(keep_rows)}
@@ -206,6 +255,9 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
     return {
         "title": title or "robust-sft inspect: " + ", ".join(named),
         "tau": tau,
+        "tau_rule": tau_rule,
+        "span_task": getattr(span_task, "name", span_task),
+        "policies": {name: policy_rows(scores, tau, spans.get(name), hinted.get(name)) for name, scores in named.items()},
         "files": list(named),
         "colours": [FILE_COLOURS[k % len(FILE_COLOURS)] for k in range(len(named))],
         "model": str(next(iter(named.values())).metadata.get("model", "")),
@@ -225,6 +277,29 @@ def build_page_data(named: dict[str, Scores], tau: float = 2.5, tokenizer=None, 
         **_figures(named, tau, summaries),
         "file_tokens": {name: _encoded(f, index_bytes) for name, f in files.items()},
     }
+
+
+def _page_tau(named: dict[str, Scores], tau: float | str) -> tuple[float, str]:
+    """The page's tau (its colours are centred on it) and how it was chosen: as given, or the first file's auto."""
+    check_tau(tau)
+    if tau != AUTO or not named:
+        return tau, "fixed"
+    return resolve_tau(next(iter(named.values())), MaskPolicy(tau=AUTO))
+
+
+def _spans(named: dict[str, Scores], span_task, tokenizer) -> dict[str, list]:
+    """Each file's answer-span flags under `span_task` (none without a task); an answer whose tokens do not spell
+    its text has no span, as in the report's diagnostic."""
+    if span_task is None:
+        return {}
+    task = get_task(span_task) if isinstance(span_task, str) else span_task
+    return {name: answer_span_flags(scores, task, tokenizer, strict=False, where=name) for name, scores in named.items()}
+
+
+def _known_file(named: dict[str, Scores], name: str) -> bool:
+    if name not in named:
+        raise ValueError(f"hinted scores given for {name!r}, which is none of the files shown ({', '.join(named)})")
+    return True
 
 
 def _checked_tokenizer(named: dict[str, Scores], tau: float, tokenizer):
@@ -366,7 +441,8 @@ def render_page(data: dict) -> str:
 def write_inspect(scores: dict[str, str | Path | Scores], out: str | Path, tau: float = 2.5, tokenizer=None,
                   max_examples: int | None = None, max_tokens: int | None = DEFAULT_MAX_TOKENS,
                   evidence: dict | str | Path | None = None, title: str | None = None,
-                  page_size: int | None = None) -> Path:
+                  page_size: int | None = None, span_task: Task | str | None = None,
+                  hinted: dict[str, str | Path | Scores] | None = None) -> Path:
     """Write the inspect page of one or several score files (name -> path or Scores) to `out`.
 
     tokenizer: a tokenizer or its path; default: the one saved with the model named in the first file.
@@ -374,14 +450,17 @@ def write_inspect(scores: dict[str, str | Path | Scores], out: str | Path, tau: 
         first; None: no cap); the summary, figures and token list always cover every example.
     evidence: a results.json (path or dict) whose methods relate trained-token perplexity to BWT.
     page_size: examples per page of the heat-map (default: about PAGE_TOKENS tokens a page).
+    span_task: a task (or name) that says where its checker reads: the policies' shares split by it.
+    hinted: name -> the hinted score file of that file (hindsight's second pass).
     """
     check_output_file(out)  # before any work
     named = {name: s if isinstance(s, Scores) else load_scores(s) for name, s in scores.items()}
+    hinted = {name: s if isinstance(s, Scores) else load_scores(s) for name, s in (hinted or {}).items()}
     if isinstance(evidence, (str, Path)):
         evidence = json.loads(Path(evidence).read_text())
     data = build_page_data(named, tau=tau, tokenizer=tokenizer, max_examples=max_examples, max_tokens=max_tokens,
                            evidence=evidence_from_results(evidence) if evidence else None, title=title,
-                           page_size=page_size)
+                           page_size=page_size, span_task=span_task, hinted=hinted)
     write_text(out, render_page(data))
     return Path(out)
 
@@ -399,7 +478,7 @@ def parse_named_scores(items: list[str]) -> dict[str, str]:
 
 
 @dataclass(kw_only=True)
-class InspectConfig(ThresholdOption):
+class InspectConfig(ThresholdOption, SpanTaskOption):
     """Options of `robust-sft inspect SCORES... --out inspect.html` (`tau`: what STM would mask is marked)."""
 
     scores: list[str] = field(
@@ -417,10 +496,13 @@ class InspectConfig(ThresholdOption):
     evidence: str | None = field(
         default=None, metadata={"help": "results.json of an experiment: its measured perplexity-vs-BWT points."})
     title: str | None = field(default=None, metadata={"help": "Page title."})
+    hinted: list[str] = field(default_factory=list, metadata={
+        "help": "Hinted score files (`score --hint_field`) as NAME=path, NAME one of the files in scores: the page "
+                "adds what hindsight would mask in that file."})
 
 
 def inspect_scores(config: InspectConfig) -> Path:
     """`robust-sft inspect`: the page of `config.scores`, written to `config.out`."""
     return write_inspect(parse_named_scores(config.scores), config.out, tau=config.tau, tokenizer=config.tokenizer,
                          max_examples=config.max_examples, max_tokens=config.max_tokens, evidence=config.evidence,
-                         title=config.title)
+                         title=config.title, span_task=config.span_task, hinted=parse_named_scores(config.hinted))

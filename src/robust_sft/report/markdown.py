@@ -17,6 +17,25 @@ def _pm(mean: float, std: float, fmt: str = "+.1f") -> str:
     return f"{mean:{fmt}} ± {std:{fmt.lstrip('+')}}"
 
 
+# What each token policy beside plain STM does (masking/policies.py), said once under Table 2 when it ran.
+POLICY_NOTES = {
+    "stm_auto": "STM at the tau the auto rule picks from GT's scores",
+    "answer_aware": "STM that never masks a token of the answer span the target's checker reads",
+    "hindsight": "STM that keeps a token above tau when a content-only hint in the prompt (the task's `hint`) brings "
+                 "its perplexity to tau or below (GT scored a second time, with hints)",
+}
+
+
+def policy_notes(methods: dict) -> list[str]:
+    """One line per policy variant: what it does, and the tau a rule chose (with the rule)."""
+    lines = []
+    for name, m in methods.items():
+        if m["method"] in POLICY_NOTES:
+            chosen = f"; tau {m['tau']:.3g} ({m['tau_rule']})" if m.get("tau_rule") not in (None, "fixed") else ""
+            lines.append(f"- `{name}`: {POLICY_NOTES[m['method']]}{chosen}.")
+    return lines + ([""] if lines else [])
+
+
 def render_markdown(results: dict) -> str:
     data, methods = results["data"], results["methods"]
     base = results["base"]["accuracies"]
@@ -39,6 +58,7 @@ def render_markdown(results: dict) -> str:
                      f"{_pm(mean['ti'], std['ti'])} | {_pm(mean['bwt'], std['bwt'])} | {m['data_cost_seconds']:.0f} |")
     lines += ["", "Mean ± sample standard deviation over seeds. Data cost: seconds to make the training set beyond "
               "the raw GT (generation + verification for Self-Output and Rephrase, scoring for the STM variants).", ""]
+    lines += policy_notes(methods)
     if results.get("percentage_point_tasks"):
         lines += [f"Base accuracy 0 on {', '.join(f'`{t}`' for t in results['percentage_point_tasks'])}: a relative "
                   "change is undefined there, so those tasks count their change in percentage points in TI/BWT.", ""]

@@ -11,8 +11,9 @@ import numpy as np
 
 from robust_sft.core.rundir import RunDir
 from robust_sft.evaluation.metrics import backward_transfer, mean_std, target_improvement, zero_base_tasks
-from robust_sft.masking.diagnostics import mask_location
-from robust_sft.masking.policies import MaskPolicy, apply_policy
+from robust_sft.masking.diagnostics import keeps_of, mask_location
+from robust_sft.masking.inputs import mask_scores
+from robust_sft.masking.policies import MaskPolicy
 from robust_sft.models.loading import load_tokenizer
 from robust_sft.report.claims import judge_claims
 from robust_sft.scoring.files import load_scores
@@ -20,7 +21,7 @@ from robust_sft.scoring.stats import summarize
 from robust_sft.tasks.base import get_task
 
 # The methods whose training set is GT masked by its score file: scoring GT is part of their data's cost.
-MASKING_METHODS = ("stm", "stm_random", "stm_lowest")
+MASKING_METHODS = ("stm", "stm_random", "stm_lowest", "stm_auto", "answer_aware", "hindsight")
 
 
 def kept_token_ppl(scores, result) -> float:
@@ -32,9 +33,7 @@ def kept_token_ppl(scores, result) -> float:
 
 def policy_mask_location(scores, result, task, tokenizer) -> dict | None:
     """Where a policy's `MaskResult` masks: inside the answer span the task's checker reads, or in the prose."""
-    keeps = {i: np.zeros(len(ids), bool) for i, ids in enumerate(scores.input_ids)}
-    keeps.update({i: labels != -100 for i, labels in zip(result.keep_examples, result.labels)})
-    return mask_location(scores, keeps, task, tokenizer)
+    return mask_location(scores, keeps_of(scores, result), task, tokenizer)
 
 
 def sample_transitions(before: dict[str, bool], after: dict[str, bool]) -> dict:
@@ -127,17 +126,24 @@ def variant_results(run: RunDir, plan: dict, variant: dict, scores, costs: dict[
     first_seed = plan["seeds"][0]
     trained = run.train_summary(variant["name"], first_seed)
     policy = MaskPolicy(**variant["seeds"][str(first_seed)]["policy"])
-    masked = apply_policy(scores, policy)  # once: the trained ppl and the diagnostic
+    target = get_task(plan["target"], **plan["task_kwargs"].get(plan["target"], {}))
+    hindsight, answer_aware = policy.kind == "hindsight", policy.kind == "answer_aware"
+    # once: the trained ppl and the diagnostic
+    masked = mask_scores(scores, policy, where=str(run.scores_file(variant["source"])),
+                         hinted_scores=run.hinted_scores_file(variant["source"]) if hindsight else None,
+                         task=target if answer_aware else None, tokenizer=base_tokenizer() if answer_aware else None)
     location = None
     if policy.kind != "none":
-        target = get_task(plan["target"], **plan["task_kwargs"].get(plan["target"], {}))
         location = policy_mask_location(scores, masked, target, base_tokenizer())
     data_cost = costs.get(variant["source"], 0.0) + (
-        costs.get("score_gt", 0.0) if variant["method"] in MASKING_METHODS else 0.0)
+        costs.get("score_gt", 0.0) if variant["method"] in MASKING_METHODS else 0.0) + (
+        costs.get("score_gt_hinted", 0.0) if hindsight else 0.0)
     return {
         "method": variant["method"],
         "source": variant["source"],
-        "tau": variant["tau"],
+        # tau auto: the value the rule chose, and the rule (the plan holds "auto")
+        "tau": masked.report["tau"] if variant["tau"] == "auto" else variant["tau"],
+        "tau_rule": masked.report.get("tau_rule"),
         "loss": variant["loss"],
         "learning_rate": variant["learning_rate"],
         "lr_scale": variant["lr_scale"],

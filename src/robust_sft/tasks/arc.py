@@ -35,6 +35,15 @@ def extract_choice(completion: str) -> str | None:
     return None
 
 
+def choice_span(completion: str) -> tuple[int, int] | None:
+    """Where `extract_choice` reads: the chosen letter's characters, else None."""
+    for form in _ANSWER_FORMS:
+        found = list(form.finditer(completion))
+        if found:
+            return found[-1].span(1)
+    return None
+
+
 @register_task("arc_challenge")
 class ARCChallenge(DatasetTask):
     name = "arc_challenge"
@@ -73,6 +82,12 @@ class ARCChallenge(DatasetTask):
 
     def extract(self, completion: str) -> str | None:
         return extract_choice(completion)
+
+    def answer_span(self, completion: str) -> tuple[int, int] | None:
+        return choice_span(completion)
+
+    def hint(self, example: dict) -> str:
+        return f"Hint: the correct option is {example['answer']}."
 
     def check(self, example: dict, completion: str) -> bool:
         return to_letter(extract_choice(completion), example["labels"]) == example["answer"]

@@ -63,7 +63,14 @@ class Task(ABC):
 
     def answer_span(self, completion: str) -> tuple[int, int] | None:
         """(start, end) characters of `completion` that the checker reads as the answer, or None when the
-        task cannot say. Lets a report measure whether a token policy masks the answer or the prose."""
+        task cannot say. Lets a report measure whether a token policy masks the answer or the prose, and the
+        answer-aware policy keep those tokens in the loss."""
+        return None
+
+    def hint(self, example: dict) -> str | None:
+        """A content-only hint for `example` (its final answer, its expected test outputs: what a checker knows,
+        never the reference's wording), or None when the task has none. The hindsight policy scores each answer
+        again with this hint in the prompt, and keeps the surprising tokens the hint makes predictable."""
         return None
 
     def complete(self, completion: str) -> bool:
@@ -87,6 +94,11 @@ class Task(ABC):
 # Packages whose modules hold the built-in task code: prompts, references, extraction, checkers and the sandbox
 # that runs generated programs.
 _TASK_PACKAGES = ("robust_sft.tasks", "robust_sft.organism", "robust_sft.sandbox")
+
+
+def has_answer_span(task: Task) -> bool:
+    """Whether a task says where its checker reads (overrides `Task.answer_span`)."""
+    return type(task).answer_span is not Task.answer_span
 
 
 def task_version(task: Task) -> str:

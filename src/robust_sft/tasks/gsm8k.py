@@ -49,6 +49,17 @@ def extract_answer(completion: str) -> str | None:
     return None
 
 
+def answer_span(completion: str) -> tuple[int, int] | None:
+    """Where `extract_answer` reads: the number (sign included) after the last marker that has one."""
+    for marker in _MARKERS:
+        positions = [m.end() for m in marker.finditer(completion)]
+        if positions and parse_number(completion[positions[-1]:]) is not None:
+            match = _NUMBER.match(completion[positions[-1]:])
+            start = match.start(1) if match.group(1) else match.start(2)
+            return positions[-1] + start, positions[-1] + match.end(2)
+    return None
+
+
 @register_task("gsm8k")
 class GSM8K(DatasetTask):
     name = "gsm8k"
@@ -81,6 +92,12 @@ class GSM8K(DatasetTask):
 
     def extract(self, completion: str) -> str | None:
         return extract_answer(completion)
+
+    def answer_span(self, completion: str) -> tuple[int, int] | None:
+        return answer_span(completion)
+
+    def hint(self, example: dict) -> str:
+        return f"Hint: the final answer is {example['target']}."
 
     def check(self, example: dict, completion: str) -> bool:
         predicted = extract_answer(completion)

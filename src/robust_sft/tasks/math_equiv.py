@@ -18,14 +18,22 @@ _BOXED = re.compile(r"\\(?:boxed|fbox)\s*")
 
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox{...}) with balanced braces; `\\boxed 5` too."""
+    span = last_boxed_span(text)
+    return None if span is None else text[span[0]:span[1]]
+
+
+def last_boxed_span(text: str) -> tuple[int, int] | None:
+    """(start, end) characters of the last \\boxed{...}'s content in `text` (what `last_boxed` returns), or None."""
     matches = list(_BOXED.finditer(text))
     if not matches:
         return None
-    rest = text[matches[-1].end():]
+    at = matches[-1].end()
+    rest = text[at:]
     if rest.startswith("{"):
-        return _balanced(rest[1:])
+        content = _balanced(rest[1:])
+        return None if content is None else (at + 1, at + 1 + len(content))
     token = re.match(r"[^\s$]+", rest)  # without braces LaTeX takes one token
-    return token.group(0) if token else None
+    return (at, at + token.end()) if token else None
 
 
 def _balanced(text: str) -> str | None:

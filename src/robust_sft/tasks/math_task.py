@@ -12,7 +12,7 @@ import re
 
 from robust_sft.tasks.base import TaskError, register_task
 from robust_sft.tasks.loading import DatasetTask, Located, field, read_hub
-from robust_sft.tasks.math_equiv import equivalent, last_boxed, strip_wrappers
+from robust_sft.tasks.math_equiv import equivalent, last_boxed, last_boxed_span, strip_wrappers
 
 PROMPT = (
     "Solve the following math problem. Show your reasoning, then write the final answer on its own "
@@ -35,6 +35,15 @@ def extract_answer(completion: str) -> str | None:
             return answer
     boxed = last_boxed(completion)
     return boxed.strip() if boxed and boxed.strip() else None
+
+
+def answer_span(completion: str) -> tuple[int, int] | None:
+    """Where `extract_answer` reads: the last non-empty "Answer: X" line's X, else the last \\boxed{...}'s content."""
+    for match in reversed(list(_ANSWER_LINE.finditer(completion))):
+        if strip_wrappers(match.group(1)):
+            return match.span(1)
+    span = last_boxed_span(completion)
+    return span if span is not None and completion[span[0]:span[1]].strip() else None
 
 
 @register_task("math")
@@ -77,6 +86,12 @@ class MATH(DatasetTask):
 
     def extract(self, completion: str) -> str | None:
         return extract_answer(completion)
+
+    def answer_span(self, completion: str) -> tuple[int, int] | None:
+        return answer_span(completion)
+
+    def hint(self, example: dict) -> str:
+        return f"Hint: the final answer is {example['answer']}."
 
     def check(self, example: dict, completion: str) -> bool:
         return equivalent(extract_answer(completion), example["answer"])

@@ -102,6 +102,17 @@ def has_closed_python_block(completion: str) -> bool:
     return bool(match and match.group(1).strip() and match.group(0).endswith("```"))
 
 
+def code_span(completion: str) -> tuple[int, int] | None:
+    """Where `extract_code` reads: the characters of the program it returns, else None."""
+    for pattern in (_PYTHON_BLOCK, _ANY_BLOCK):
+        match = pattern.search(completion)
+        if match and match.group(1).strip():
+            body = match.group(1)
+            start = match.start(1) + len(body) - len(body.lstrip("\n"))
+            return start, start + len(body.strip("\n"))
+    return None
+
+
 def _problem_text(row: dict, where: str) -> str:
     if isinstance(row.get("text"), str):
         return row["text"]
@@ -219,6 +230,12 @@ class MBPP(DatasetTask):
 
     def complete(self, completion: str) -> bool:
         return has_closed_python_block(completion)
+
+    def answer_span(self, completion: str) -> tuple[int, int] | None:
+        return code_span(completion)
+
+    # No `hint`: MBPP's prompt already shows the test cases, the expected outputs included; what remains of a
+    # solution is its code, which is the reference's wording.
 
     def program(self, example: dict, completion: str, token: str = "") -> str | None:
         """The test program for `completion`, or None without code.

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from robust_sft.core.artifacts import read_parquet
-from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy, apply_policy
+from robust_sft.masking.inputs import mask_scores
+from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
 from robust_sft.scoring.files import check_tokenizer_matches, load_scores
 
 
@@ -21,8 +22,10 @@ class TrainingData:
     report: dict
 
 
-def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores: str | None = None) -> TrainingData:
-    """Labels for training: from a masked dataset as they are, or from a score file through `policy`."""
+def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores: str | None = None, *,
+                       hinted_scores: str | None = None, span_task=None) -> TrainingData:
+    """Labels for training: from a masked dataset as they are, or from a score file through `policy` (with the
+    hinted score file of hindsight and the task of answer_aware, `masking.inputs.mask_scores`)."""
     table, metadata = _read_masked_dir(Path(path)) if Path(path).is_dir() else (
         read_parquet(path) if Path(path).is_file() else (None, {}))
     if table is not None and "labels" in table.column_names:
@@ -33,8 +36,8 @@ def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores
         ids = table.column("id").to_pylist() if "id" in table.column_names else [str(i) for i in range(len(labels))]
         return TrainingData(input_ids, labels, ids, metadata.get("mask_report", {"policy": "precomputed"}))
     scores = load_scores(path, tokenizer)
-    after = load_scores(dpf_scores, tokenizer) if dpf_scores else None
-    result = apply_policy(scores, policy, after)
+    result = mask_scores(scores, policy, where=str(path), dpf_scores=dpf_scores, hinted_scores=hinted_scores,
+                         task=span_task, tokenizer=tokenizer)
     return TrainingData(
         [scores.input_ids[i] for i in result.keep_examples],
         result.labels,

@@ -92,18 +92,21 @@ def train(
     eval_fn: Callable | None = None,
     best_metric: str = "loss",
     greater_is_better: bool = False,
+    task=None,
 ) -> Path:
     """Fine-tune `config.model` on `config.data`; return the directory of the final (best-epoch) model.
 
     `eval_fn(model) -> {name: value}` adds metrics at every epoch end (the paper selects the epoch with
     the best validation accuracy: pass best_metric="accuracy", greater_is_better=True).
+    `task`: answer_aware's task object, when it needs options a name cannot carry (default: `config.span_task`).
     """
     from transformers import set_seed
 
     set_seed(config.seed)
     out = Path(config.output_dir)
     tokenizer = load_tokenizer(config.model_ref())
-    data = load_training_data(config.data, config.policy(), tokenizer, config.dpf_scores)
+    data = load_training_data(config.data, config.policy(), tokenizer, config.dpf_scores,
+                              hinted_scores=config.hinted_scores, span_task=task or config.span_task)
     if not data.labels:
         raise ValueError(f"{config.data}: no example has a trainable token under this policy ({data.report})")
     logger.info("training data: %s", json.dumps(data.report))
