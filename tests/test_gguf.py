@@ -274,3 +274,12 @@ def test_a_run_takes_a_gguf_base_model_and_records_it(tiny_gguf, cache, tmp_path
     assert load_scores(experiment.run_dir.scores_file("gt")).metadata["gguf"]["sha256"] == file_sha256(path)
     with pytest.raises(ValueError, match="gguf_file must name a .gguf file"):
         ExperimentConfig(model="m", gguf_file="m.bin")
+
+
+def test_lm_eval_gets_the_converted_directory(tiny_gguf, cache):
+    import torch
+
+    from robust_sft.evaluation.harness import model_args
+
+    args = model_args(str(tiny_gguf[0]), None, "auto", torch.device("cpu"))
+    assert args["pretrained"] == resolve_model(tiny_gguf[0]) and Path(args["pretrained"]).parent == cache
