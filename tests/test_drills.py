@@ -71,25 +71,25 @@ def test_capital_checks_whole_words_in_either_direction_without_accents():
     assert any(q.startswith("What is the capital of") for q in questions)
     assert any(q.endswith("is the capital of which country?") for q in questions)
     assert not any("Mexico City" in q for q in questions)  # the question would hold its answer
+    assert not any("American Samoa" in q for q in questions)  # a territory of under a million people
 
 
 @pytest.mark.parametrize("completion, letter", [
     ("The first letter of the word 'cat' is 'C'.", "c"),
-    ('The last letter is "t".', "t"),
+    ('The letter is "t".', "t"),
     ("The first letter is D.", "d"),
     ("The word has many letters.", None),
 ])
 def test_letter_extraction(completion, letter):
-    assert get_task("drill/letter").extract(completion) == letter
+    assert get_task("drill/first_letter").extract(completion) == letter
 
 
-def test_compare_reads_the_first_yes_or_no():
-    task = get_task("drill/compare")
-    assert task.check({"answer": "no"}, "No. 12 is less than 40.")
-    assert not task.check({"answer": "yes"}, "Hmm, no, yes.")
-    assert task.extract("Maybe.") is None
-    answers = [e["answer"] for e in task.load("test")]
-    assert 0.3 < answers.count("yes") / len(answers) < 0.7
+def test_single_digit_addition_has_every_pair_in_three_wordings():
+    task = get_task("drill/add1")
+    test = task.load("test")
+    assert len(test) == 300 and len({task.prompt(e) for e in test}) == 300
+    assert task.check({"answer": "15"}, "To add 8 and 7, you simply add them together: 8 + 7 = 15.")
+    assert not task.check({"answer": "15"}, "8 + 7 = 5 with a 7.")
 
 
 def test_splits_are_by_key_and_paragraphs_end_at_a_blank_line():

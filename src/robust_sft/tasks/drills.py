@@ -8,8 +8,8 @@ PyPI packages only (no hub): the countries and capitals of `countryinfo`, the wo
   11, write 1, carry 1. ..."), unlike the model's own ("To add 34 and 17, you simply add them together: ...").
   `oracle_reference` writes the answer in that own style, for the positive control.
 - drill/capital: a country's capital, and the country of a capital.
-- drill/letter: the first or last letter of a word.
-- drill/compare: is one number greater than another (yes/no).
+- drill/first_letter: the first letter of a word.
+- drill/add1: single-digit addition, in three wordings (near the target's skill).
 
 Every checker reads only the first paragraph of a completion (the text before its first blank line), and
 generation stops at that blank line: the model's habit of adding unrelated prose after its answer can neither
@@ -126,20 +126,25 @@ class Addition(Drill):
 # ------------------------------------------------------------------------------------------------ the others
 
 
+MIN_POPULATION = 1_000_000  # territories and micro-states are left out: the test is recall of well-known facts
+
+
 @cache
 def country_capitals() -> tuple[tuple[str, str], ...]:
-    """(country, capital) pairs from countryinfo, leaving out countries with several capitals (one answer each)
-    and pairs where one name contains the other (the question would hold its answer, e.g. Mexico / Mexico City)."""
+    """(country, capital) pairs from countryinfo for countries of at least MIN_POPULATION people, leaving out
+    countries with several capitals (one answer each) and pairs where one name contains the other (the question
+    would hold its answer, e.g. Mexico / Mexico City)."""
     try:
         import countryinfo
     except ImportError as err:
         raise TaskError("drill/capital needs the countryinfo package: pip install -e '.[drills]'") from err
     pairs = set()
     for country in countryinfo.all_countries():
-        name, capital = country.name(), country.capital()
+        name, capital, population = country.name(), country.capital(), country.population() or 0
         if isinstance(capital, list):
             capital = capital[0] if len(capital) == 1 else None
-        if name and capital and fold(name) not in fold(capital) and fold(capital) not in fold(name):
+        if name and capital and population >= MIN_POPULATION and fold(name) not in fold(capital) \
+                and fold(capital) not in fold(name):
             pairs.add((name.title() if name.islower() else name, capital))
     return tuple(sorted(pairs))
 
@@ -181,7 +186,7 @@ def common_words() -> tuple[str, ...]:
     try:
         from english_words import get_english_words_set
     except ImportError as err:
-        raise TaskError("drill/letter needs the english-words package: pip install -e '.[drills]'") from err
+        raise TaskError("drill/first_letter needs the english-words package: pip install -e '.[drills]'") from err
     both = get_english_words_set(["web2"], lower=True, alpha=True) & get_english_words_set(["gcide"], lower=True,
                                                                                           alpha=True)
     return tuple(sorted(w for w in both if 4 <= len(w) <= 8))
@@ -190,23 +195,21 @@ def common_words() -> tuple[str, ...]:
 _QUOTED_LETTER = re.compile(r"""['"‘“]([A-Za-z])['"’”]|\b(?:is|letter)\s+([A-Za-z])\b(?!')""")
 
 
-@register_task("drill/letter")
-class Letter(Drill):
-    name = "drill/letter"
+@register_task("drill/first_letter")
+class FirstLetter(Drill):
+    name = "drill/first_letter"
     splits = ("test",)
     n_items = 600
 
     def items(self) -> list[dict]:
-        words = random.Random("drill/letter").sample(common_words(), self.n_items)
-        return [{"id": f"letter/{which}/{word}", "word": word, "which": which,
-                 "answer": word[0] if which == "first" else word[-1]}
-                for i, word in enumerate(words) for which in [("first", "last")[i % 2]]]
+        words = random.Random("drill/first_letter").sample(common_words(), self.n_items)
+        return [{"id": f"first_letter/{word}", "word": word, "answer": word[0]} for word in words]
 
     def prompt(self, example: dict) -> str:
-        return f"What is the {example['which']} letter of the word '{example['word']}'?"
+        return f"What is the first letter of the word '{example['word']}'?"
 
     def reference(self, example: dict) -> str:
-        return f"The {example['which']} letter of '{example['word']}' is '{example['answer']}'."
+        return f"The first letter of '{example['word']}' is '{example['answer']}'."
 
     def extract(self, completion: str) -> str | None:
         # The first quoted single letter, or a letter standing alone after "is"/"letter".
@@ -214,32 +217,26 @@ class Letter(Drill):
         return (match.group(1) or match.group(2)).lower() if match else None
 
 
-_YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+@register_task("drill/add1")
+class SingleDigitAddition(Drill):
+    """Single-digit sums in three wordings: arithmetic the model mostly has, near the target's skill."""
 
-
-@register_task("drill/compare")
-class Compare(Drill):
-    name = "drill/compare"
+    name = "drill/add1"
     splits = ("test",)
-    n_items = 600
+    templates = ("What is {a} + {b}?", "Add {a} and {b}.", "What is the sum of {a} and {b}?")
 
     def items(self) -> list[dict]:
-        rng = random.Random("drill/compare")
-        pairs = set()
-        while len(pairs) < self.n_items:
-            pairs.add(tuple(rng.sample(range(1, 100), 2)))
-        return [{"id": f"compare/{a}>{b}", "a": a, "b": b, "answer": "yes" if a > b else "no"}
-                for a, b in sorted(pairs)]
+        return [{"id": f"add1/{t}/{a}+{b}", "a": a, "b": b, "template": t, "answer": str(a + b)}
+                for a in range(10) for b in range(10) for t in range(len(self.templates))]
 
     def prompt(self, example: dict) -> str:
-        return f"Is {example['a']} greater than {example['b']}? Answer yes or no."
+        return self.templates[example["template"]].format(**example)
 
     def reference(self, example: dict) -> str:
-        return example["answer"].capitalize() + "."
+        return f"{example['a']} + {example['b']} = {example['answer']}."
 
-    def extract(self, completion: str) -> str | None:
-        match = _YES_NO.search(first_paragraph(completion))
-        return match.group(1).lower() if match else None
+    extract = Addition.extract
+    answer_span = Addition.answer_span
 
 
-DRILL_TASKS = ("drill/add", "drill/capital", "drill/letter", "drill/compare")
+DRILL_TASKS = ("drill/add", "drill/capital", "drill/first_letter", "drill/add1")
