@@ -15,7 +15,7 @@ from robust_sft.evaluation import evaluate_model
 parser = argparse.ArgumentParser()
 parser.add_argument("--model", required=True)
 parser.add_argument("--out", required=True)
-parser.add_argument("--limit", type=int, default=None)
+parser.add_argument("--limit", type=int, default=None, help="examples per task (default: all)")
 parser.add_argument("--tasks", nargs="+", default=list(robust_sft.tasks.drills.DRILL_TASKS))
 parser.add_argument("--split", default="test")
 args = parser.parse_args()
