@@ -32,7 +32,7 @@ probes = {
  "add21_128": [(f"What is {a} + {b}?", str(a + b), lastnum) for a, b in [(rng.randrange(10, 100), rng.randrange(1, 10)) for _ in range(100)]],
 }
 from robust_sft.tasks import get_task
-letter = get_task("drill/letter")
+letter = get_task("drill/first_letter")  # named drill/letter (first or last letter) when D2 ran
 res = {}
 for name, items in probes.items():
     outs = gen([p for p, _, _ in items])

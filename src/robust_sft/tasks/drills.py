@@ -4,7 +4,7 @@ They are the real-model experiment's tasks (configs/real/, docs/real/): a 135M-p
 floor on the paper's MBPP and MATH, so the experiment needs tasks it can partly do. Data come from code and from
 PyPI packages only (no hub): the countries and capitals of `countryinfo`, the words of `english-words`.
 
-- drill/add (the target): two-digit addition. Its GT is a worked column addition in a human style ("Ones: 4 + 7 =
+- drill/add (the target): two-digit addition without carrying. Its GT is a worked column addition in a human style ("Ones: 4 + 7 =
   11, write 1, carry 1. ..."), unlike the model's own ("To add 34 and 17, you simply add them together: ...").
   `oracle_reference` writes the answer in that own style, for the positive control.
 - drill/capital: a country's capital, and the country of a capital.
@@ -97,8 +97,10 @@ class Addition(Drill):
     max_new_tokens = 128  # the model's own answers wander before the sum: at 64 tokens a quarter were cut short
 
     def items(self) -> list[dict]:
+        # Two-digit sums without a carry (1,980 problems): with carries the model is at 0.10 (designs D4-D5 in
+        # docs/real/), below the 20 % floor the experiment asks of a target.
         return [{"id": f"add/{a}+{b}", "a": a, "b": b, "answer": str(a + b)}
-                for a in range(10, 100) for b in range(10, 100)]
+                for a in range(10, 100) for b in range(10, 100) if a % 10 + b % 10 < 10 and a + b < 100]
 
     def prompt(self, example: dict) -> str:
         return f"What is {example['a']} + {example['b']}?"
