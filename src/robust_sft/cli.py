@@ -47,6 +47,8 @@ VERBS = {
                  "masking.export:MaskConfig", "masking.export:mask", "scores"),
     "train": Verb("Fine-tune (LoRA, DoRA, full) on a score file + policy, or on a masked dataset.",
                   "training.trainer:TrainConfig", "training.trainer:train"),
+    "data": Verb("Write a task's ground-truth training conversations ({id, prompt, answer} rows) from its files.",
+                 "tasks.gt_data:DataConfig", "tasks.gt_data:write_gt_data"),
     "generate": Verb("Make low-perplexity training data: Self-Output or Rephrase, verified by the task's checker.",
                      "data.synthesis:GenerateConfig", "data.synthesis:generate"),
     "evaluate": Verb("Accuracy of a model (+ adapter) on tasks, with per-sample logs.",
@@ -149,7 +151,7 @@ def _print_study(config, outcome) -> None:
 
 
 PRINT = {
-    "score": _print_written, "import-scores": _print_written, "inspect": _print_written,
+    "score": _print_written, "import-scores": _print_written, "inspect": _print_written, "data": _print_written,
     "stats": _print_stats, "mask": _print_mask_report, "generate": _print_generated,
     "train": lambda config, final: print(f"final model: {final}"),
     "evaluate": lambda config, accuracies: print(json.dumps(accuracies, indent=2)),

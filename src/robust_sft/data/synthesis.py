@@ -24,12 +24,13 @@ from robust_sft.core.config_types import check_choice, is_finite_number, require
 from robust_sft.data.examples import Example, tokenize_examples
 from robust_sft.models import generation
 from robust_sft.models.generation import SamplingConfig
+from robust_sft.models.gguf import GgufFileOption, gguf_record, is_gguf
 from robust_sft.models.loading import load_model, load_tokenizer
 from robust_sft.models.options import BackendOption, BatchSizeOption, DtypeOption
 from robust_sft.scoring.files import sequence_perplexity
 from robust_sft.scoring.token_nll import score_tokenized
 from robust_sft.tasks import get_task
-from robust_sft.tasks.loading import LimitOption
+from robust_sft.tasks.loading import LimitOption, TaskOption
 
 Method = Literal["self_output", "rephrase"]
 
@@ -174,11 +175,13 @@ def report_path(out: str | Path) -> Path:
 
 
 def write_generated_data(method: Method, model, tokenizer, task, examples: list[dict], settings: GenerationSettings,
-                         out: str | Path, sampler: Sampler | None = None) -> dict:
+                         out: str | Path, sampler: Sampler | None = None, record: dict | None = None) -> dict:
     """Make Self-Output or Rephrase rows and write them to `out` (jsonl) and their report beside it; return the
-    report. The report is written first, so a set where nothing passed the checker still says why."""
+    report (with `record`'s entries, e.g. the model's source). The report is written first, so a set where nothing
+    passed the checker still says why."""
     check_choice("method", method, Method)
     rows, report = MAKERS[method](model, tokenizer, task, examples, settings, sampler=sampler)
+    report = {**report, **(record or {})}
     write_json(report_path(out), report)
     if not rows:
         raise ValueError(f"{method}: no generated example passed the checker; nothing written to {out} "
@@ -188,16 +191,14 @@ def write_generated_data(method: Method, model, tokenizer, task, examples: list[
 
 
 @dataclass(kw_only=True)
-class GenerateConfig(GenerationSettings, LimitOption, BackendOption, DtypeOption):
+class GenerateConfig(GenerationSettings, TaskOption, LimitOption, BackendOption, GgufFileOption, DtypeOption):
     """Options of `robust-sft generate`."""
 
     model: str = field(metadata={"help": "The model that will be fine-tuned (it generates its own data)."})
-    task: str = field(metadata={"help": "Task whose train split is used and whose checker verifies (e.g. mbpp)."})
     out: str = field(metadata={"help": "Output .jsonl of {id, prompt, answer} rows (feed it to `score`); the "
                                        "report (kept, dropped, seconds) goes beside it as OUT.report.json."})
     method: Method = field(default="self_output", metadata={"help": "self_output or rephrase."})
     split: str = field(default="train", metadata={"help": "Split of the task to generate for."})
-    task_path: str | None = field(default=None, metadata={"help": "Local files of the task (offline)."})
 
     def check(self) -> None:
         require_suffix("out", self.out, (".jsonl",), "a .jsonl file")
@@ -208,7 +209,9 @@ def generate(config: GenerateConfig) -> dict:
     check_output_file(config.out)  # before the model generates anything
     task = get_task(config.task)
     examples = task.load(config.split, limit=config.limit, path=config.task_path)
-    model, tokenizer = load_model(config.model, dtype=config.dtype), load_tokenizer(config.model)
-    sampler = vllm_sampler(config.model) if config.backend == "vllm" else None
+    model_ref = config.model_ref()
+    model, tokenizer = load_model(model_ref, dtype=config.dtype), load_tokenizer(model_ref)
+    sampler = vllm_sampler(model_ref) if config.backend == "vllm" else None
+    record = {"gguf": gguf_record(model_ref)} if is_gguf(model_ref) else None  # the .gguf file and its SHA-256
     return write_generated_data(config.method, model, tokenizer, task, examples, config.settings(), config.out,
-                                sampler=sampler)
+                                sampler=sampler, record=record)

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from robust_sft.core.artifacts import write_json, write_jsonl
+from robust_sft.models.gguf import resolve_model
 from robust_sft.models.loading import resolve_device, resolve_dtype
 
 PREFERRED_METRICS = (
@@ -45,7 +46,8 @@ def _import_lm_eval():
 
 def model_args(model: str, adapter: str | None, dtype: str, device) -> dict:
     """The harness's HFLM arguments: our dtype policy ('auto' = bf16 on GPU, fp32 on CPU) and the adapter."""
-    args = {"pretrained": model, "dtype": str(resolve_dtype(dtype, device)).removeprefix("torch.")}
+    # The harness loads the model itself: a .gguf file goes in as its converted directory.
+    args = {"pretrained": resolve_model(model), "dtype": str(resolve_dtype(dtype, device)).removeprefix("torch.")}
     if adapter:
         args["peft"] = adapter
     return args

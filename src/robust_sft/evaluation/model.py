@@ -12,6 +12,7 @@ from typing import Literal
 from robust_sft.core.config_types import require
 from robust_sft.evaluation.engine import evaluate_tasks
 from robust_sft.evaluation.harness import evaluate_with_lm_eval
+from robust_sft.models.gguf import GgufFileOption
 from robust_sft.models.loading import load_model, load_tokenizer, vllm_model_parts
 from robust_sft.models.options import AdapterOption, Backend, BackendOption, BatchSizeOption, Dtype, DtypeOption
 from robust_sft.tasks.loading import LimitOption
@@ -40,7 +41,7 @@ def evaluate_model(model: str, task_names: list[str], *, adapter: str | None = N
 
 
 @dataclass(kw_only=True)
-class EvaluateConfig(AdapterOption, LimitOption, BatchSizeOption, BackendOption, DtypeOption):
+class EvaluateConfig(AdapterOption, LimitOption, BatchSizeOption, BackendOption, GgufFileOption, DtypeOption):
     """Options of `robust-sft evaluate`."""
 
     model: str = field(metadata={"help": "Base model (Hub name or local path), or a fully fine-tuned model."})
@@ -55,6 +56,9 @@ class EvaluateConfig(AdapterOption, LimitOption, BatchSizeOption, BackendOption,
     task_paths: list[str] = field(
         default_factory=list, metadata={"help": "Local task data as name=path (offline), e.g. gsm8k=gsm8k.jsonl."}
     )
+    stop: bool = field(default=True, metadata={
+        "help": "End completions at each task's stop strings (e.g. MBPP's closing code fence): the same verdicts, "
+                "fewer tokens; --no_stop generates to the end of the turn."})
 
     def check(self) -> None:
         require(all("=" in item for item in self.task_paths), f"task_paths must be name=path items: {self.task_paths}")
@@ -63,9 +67,10 @@ class EvaluateConfig(AdapterOption, LimitOption, BatchSizeOption, BackendOption,
 def evaluate(config: EvaluateConfig) -> dict[str, float]:
     """`robust-sft evaluate`: accuracy per task, with accuracies.json and per-sample logs in `config.out`."""
     if config.harness == "lm-eval":
-        return evaluate_with_lm_eval(config.model, config.tasks, adapter=config.adapter, limit=config.limit,
+        return evaluate_with_lm_eval(config.model_ref(), config.tasks, adapter=config.adapter, limit=config.limit,
                                      batch_size=config.batch_size, dtype=config.dtype,
                                      include_path=config.include_path, output_dir=config.out)
-    return evaluate_model(config.model, config.tasks, adapter=config.adapter, backend=config.backend,
+    return evaluate_model(config.model_ref(), config.tasks, adapter=config.adapter, backend=config.backend,
                           dtype=config.dtype, split=config.split, limit=config.limit, batch_size=config.batch_size,
-                          log_dir=config.out, task_paths=dict(item.split("=", 1) for item in config.task_paths))
+                          log_dir=config.out, task_paths=dict(item.split("=", 1) for item in config.task_paths),
+                          stop=config.stop)

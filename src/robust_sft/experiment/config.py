@@ -43,6 +43,9 @@ class ExperimentConfig:
     # A Hub name, a local path, or a model source a plug-in provides by name (models/sources.py): "organism",
     # the embedded default, is one.
     model: str = "organism"
+    # With a directory as `model`, a .gguf file in it to load (a `model` ending in .gguf needs none): dequantized
+    # once into the cache (models/gguf.py); plan.json records the file and its SHA-256.
+    gguf_file: str | None = None
     world: int = 0  # which world of a model source that has several (the organism's 0-2 ship); passed to its tasks
     target: str = "organism/sort"  # the fine-tuning target; its GT is written in a human style
     others: list[str] = field(default_factory=list)  # default: the model source's other tasks (none for a path)
@@ -89,13 +92,16 @@ class ExperimentConfig:
         for name in ("train_limit", "validation_limit", "eval_limit", "target_eval_limit"):
             require_limit(name, getattr(self, name))
         require(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, not {self.eval_batch_size}")
+        require(self.gguf_file is None or self.gguf_file.endswith(".gguf"),
+                f"gguf_file must name a .gguf file, not {self.gguf_file!r}")
         self.executor = executor_config(self.executor, self.workers)
         self.workers = self.executor.workers
         from robust_sft.data.synthesis import GenerationSettings
 
         # Set per run by the runner: model, data, output_dir, validation, progress (and seed, from `seeds`).
         self.train = check_options(TrainConfig, self.train, "train",
-                                   exclude=("model", "data", "output_dir", "validation", "seed", "progress"))
+                                   exclude=("model", "gguf_file", "data", "output_dir", "validation", "seed",
+                                            "progress"))
         self.generation = check_options(GenerationSettings, self.generation, "generation")
 
 

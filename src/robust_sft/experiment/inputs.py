@@ -11,6 +11,7 @@ from robust_sft.evaluation.engine import evaluate_tasks
 from robust_sft.experiment.stages import run_stage
 from robust_sft.models.loading import load_tokenizer
 from robust_sft.scoring.token_nll import ScoreConfig, score
+from robust_sft.tasks.gt_data import gt_rows
 
 
 class InputStages:
@@ -25,12 +26,10 @@ class InputStages:
         gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit, self.config.task_paths,
                               self.task_versions([self.config.target])])
         gt_path = self.run_dir.data_file("gt")
-        run_stage("data gt", gt_path, gt_key, lambda: write_jsonl(gt_path, [
-            {"id": e["id"], "prompt": task.prompt(e), "answer": task.reference(e)} for e in examples]))
+        run_stage("data gt", gt_path, gt_key, lambda: write_jsonl(gt_path, gt_rows(task, examples)))
         if self.hinted_sources():
             hinted_path = self.run_dir.hinted_data_file("gt")
-            rows = [{"id": e["id"], "prompt": task.prompt(e), "answer": task.reference(e), "hint": task.hint(e)}
-                    for e in examples]
+            rows = [{**row, "hint": task.hint(e)} for row, e in zip(gt_rows(task, examples), examples)]
             if all(r["hint"] is None for r in rows):
                 raise ValueError(f"method hindsight: task {self.config.target} gives no hint (Task.hint) for its "
                                  "examples; remove hindsight from `methods`")

@@ -10,6 +10,7 @@ from pathlib import Path
 from robust_sft.core.config_types import require_path_name
 from robust_sft.core.rundir import PLAN_SCHEMA
 from robust_sft.experiment.config import LOSS_METHODS, SOURCES, ExperimentConfig
+from robust_sft.models.gguf import gguf_record
 from robust_sft.training.config import TrainConfig
 
 
@@ -120,7 +121,8 @@ def run_plan(config: ExperimentConfig, *, base: str, base_key: str, tasks: list[
     return {
         "schema": PLAN_SCHEMA,
         "name": config.name,
-        "base_model": {"path": base, "key": base_key},
+        # A GGUF model: its .gguf file and SHA-256 (the path is the file itself, loaded through the cache).
+        "base_model": {"path": base, "key": base_key, "gguf": gguf_record(base)},
         "target": tasks[0],
         "others": tasks[1:],
         "task_kwargs": task_kwargs,  # how each task is built (the organism's world seed)

@@ -33,6 +33,7 @@ from robust_sft.experiment.inputs import InputStages
 from robust_sft.experiment.plan import Variant, plan_variants, run_plan, sources_needed, variant_plan
 from robust_sft.experiment.stages import run_stage
 from robust_sft.experiment.units import UnitStages
+from robust_sft.models.gguf import gguf_reference
 from robust_sft.models.loading import load_model, load_tokenizer
 from robust_sft.models.sources import model_source
 from robust_sft.report.write import write_report
@@ -88,9 +89,10 @@ class Experiment(InputStages, UnitStages):
     # ------------------------------------------------------------------ base model and tasks
 
     def base_model(self) -> str:
-        """The model's local path: a named source's (built or shipped), or the config's name or path as is."""
+        """The model's local path: a named source's (built or shipped), or the config's name or path as is (a
+        .gguf file's path with `gguf_file`: every loader takes it)."""
         if self.source is None:
-            return self.config.model
+            return gguf_reference(self.config.model, self.config.gguf_file)
         return self.source.path(self.config.world, self.progress)
 
     def other_tasks(self) -> list[str]:

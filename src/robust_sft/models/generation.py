@@ -2,7 +2,8 @@
 
 Input is a list of conversations (lists of chat messages); the chat template with a generation prompt is
 applied here, so every caller formats prompts the same way. Output is, per conversation, `n` completion
-strings (the assistant text up to, not including, the end-of-turn token).
+strings (the assistant text up to, not including, the end-of-turn token, and up to and including the first of
+the config's stop strings: both backends cut there, so they return the same text).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from robust_sft.core.config_types import check_choice
+from robust_sft.models.gguf import resolve_model
 from robust_sft.models.options import Backend
 
 Messages = list[dict[str, str]]
@@ -27,6 +29,9 @@ class SamplingConfig:
     top_p: float = 1.0
     max_new_tokens: int = 256
     seed: int = 0
+    # Generation of a sequence ends after the first of these strings, which is kept in the text (a task's
+    # stop strings: where its checker has all it reads).
+    stop: tuple[str, ...] = ()
 
     @property
     def greedy(self) -> bool:
@@ -67,13 +72,25 @@ def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
-def _decode_new_tokens(tokenizer, new_tokens: torch.Tensor, stop_ids: set[int]) -> str:
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """`text` up to and including the earliest stop string in it (as vLLM cuts with include_stop_str_in_output)."""
+    ends = [i + len(s) for s in stop if (i := text.find(s)) >= 0]
+    return text[: min(ends)] if ends else text
+
+
+def ends_at_stop(text: str, stop: tuple[str, ...]) -> bool:
+    """Whether generation of `text` may have ended at one of the stop strings."""
+    return any(text.endswith(s) for s in stop)
+
+
+def _decode_new_tokens(tokenizer, new_tokens: torch.Tensor, stop_ids: set[int], stop: tuple[str, ...] = ()) -> str:
     ids = new_tokens.tolist()
     for i, tok in enumerate(ids):
         if tok in stop_ids:
             ids = ids[:i]
             break
-    return tokenizer.decode(ids, skip_special_tokens=True)
+    # transformers stops on the token that completes a stop string, which may run past it ("```\n\n").
+    return cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), stop)
 
 
 @torch.inference_mode()
@@ -92,6 +109,8 @@ def generate_hf(
     stop_ids = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampling = {} if config.greedy else {"temperature": config.temperature, "top_p": config.top_p, "top_k": 0}
+    if config.stop:
+        sampling.update(stop_strings=list(config.stop), tokenizer=tokenizer)
     results: list[list[str]] = [[] for _ in prompts]
     batches = _length_sorted_batches([len(p) for p in prompts], per_batch)
     for b, batch in enumerate(tqdm(batches, desc="generate", disable=not progress)):
@@ -105,7 +124,8 @@ def generate_hf(
             )
         new_tokens = out[:, ids.shape[1] :].cpu()
         for row, i in enumerate(batch):
-            texts = [_decode_new_tokens(tokenizer, new_tokens[row * copies + k], stop_ids) for k in range(copies)]
+            texts = [_decode_new_tokens(tokenizer, new_tokens[row * copies + k], stop_ids, config.stop)
+                     for k in range(copies)]
             results[i] = texts * (config.n // copies)
     return results
 
@@ -136,6 +156,15 @@ def _lora_rank(adapter_path: str) -> int:
     return next(r for r in (8, 16, 32, 64, 128, 256, 512) if r >= rank)  # vLLM's supported maxima
 
 
+def vllm_sampling_options(config: SamplingConfig) -> dict:
+    """vLLM's SamplingParams for `config`: the same decoding, stop strings kept in the text as with HF."""
+    options = {"n": config.n, "temperature": max(config.temperature, 0.0), "top_p": config.top_p,
+               "max_tokens": config.max_new_tokens, "seed": config.seed}
+    if config.stop:
+        options.update(stop=list(config.stop), include_stop_str_in_output=True)
+    return options
+
+
 def generate_vllm(
     model_path: str, conversations: list[Messages], config: SamplingConfig = SamplingConfig(),
     *, adapter_path: str | None = None, progress: bool = True,
@@ -148,13 +177,11 @@ def generate_vllm(
         raise RuntimeError("backend='vllm' needs vLLM: pip install 'robust-sft[vllm]' (GPU machine)") from err
     from transformers import AutoTokenizer
 
+    model_path = resolve_model(model_path)  # vLLM reads the converted directory of a .gguf file too
     prompts = chat_prompt_ids(AutoTokenizer.from_pretrained(model_path), conversations)
     rank = _lora_rank(adapter_path) if adapter_path else 16
     llm = _vllm_engine(model_path, adapter_path is not None, rank, config.seed)
-    params = SamplingParams(
-        n=config.n, temperature=max(config.temperature, 0.0), top_p=config.top_p,
-        max_tokens=config.max_new_tokens, seed=config.seed,
-    )
+    params = SamplingParams(**vllm_sampling_options(config))
     # A new id per adapter path: vLLM caches adapters by id.
     lora = LoRARequest(adapter_path, abs(hash(adapter_path)) % 2**31 + 1, adapter_path) if adapter_path else None
     outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=progress, lora_request=lora)

@@ -1,4 +1,8 @@
-"""Loading causal LMs and tokenizers: device, dtype and attention choices in one place."""
+"""Loading causal LMs and tokenizers: device, dtype and attention choices in one place.
+
+Every loader takes a Hub name, a model directory or a .gguf file (models/gguf.py converts it once into a cached
+directory), so a GGUF model is an ordinary input of every verb and stage.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 
 from robust_sft.core.config_types import check_choice, choices
 from robust_sft.core.hashing import file_hash
+from robust_sft.models.gguf import resolve_model
 from robust_sft.models.options import Dtype
 
 logger = logging.getLogger(__name__)
@@ -43,7 +48,7 @@ def context_length(name_or_path: str) -> int | None:
     """Positions the model was built for (max_position_embeddings and its aliases), from its config alone."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(name_or_path)
+    config = AutoConfig.from_pretrained(resolve_model(name_or_path))
     config = getattr(config, "text_config", None) or config  # multimodal wrappers keep it on the text model
     for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, name, None)
@@ -55,7 +60,7 @@ def context_length(name_or_path: str) -> int | None:
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name_or_path))
     if tokenizer.pad_token is None:
         # Padding positions are never attended to nor scored, so any id works; eos is the usual choice.
         tokenizer.pad_token = tokenizer.eos_token
@@ -86,7 +91,7 @@ def load_causal_lm(name_or_path: str, torch_dtype):
     """The causal LM's weights as saved, in `torch_dtype`, where they load (training moves them itself)."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype)
+    return AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path), dtype=torch_dtype)
 
 
 def is_adapter(model_dir: str | Path) -> bool:

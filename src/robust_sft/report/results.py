@@ -77,6 +77,7 @@ def collect_results(run_dir: str | Path, tokenizer=None) -> dict:
         "schema": "robust-sft/results/v1",
         "name": plan["name"],
         "model": plan["base_model"]["path"],
+        "model_gguf": plan["base_model"].get("gguf"),  # the .gguf file and its SHA-256, for a GGUF model
         "target": target,
         "others": others,
         "seeds": plan["seeds"],

@@ -37,6 +37,7 @@ from robust_sft.data.examples import (
     tokenize_examples,
     tokenizer_fingerprint,
 )
+from robust_sft.models.gguf import GgufFileOption, gguf_record
 from robust_sft.models.loading import context_length, load_model, load_tokenizer
 from robust_sft.models.options import AdapterOption, DtypeOption
 from robust_sft.scoring.batching import PaddingSide, default_batch_tokens, pad_batch, plan_batches, runs_on_cpu
@@ -52,7 +53,7 @@ PARTS_MARKER = "manifest.json"  # the shard directory's own file: only a directo
 
 
 @dataclass(kw_only=True)
-class ScoreConfig(DataFormatOptions, AdapterOption, DtypeOption, ProgressOption):
+class ScoreConfig(DataFormatOptions, AdapterOption, GgufFileOption, DtypeOption, ProgressOption):
     """Options of `robust-sft score` (each field is also a command line flag)."""
 
     model: str = field(metadata={"help": "Model to score with (Hub name or local path): the model you will fine-tune."})
@@ -230,7 +231,7 @@ def score_tokenized(
 def _inputs_fingerprint(config: ScoreConfig, tok_fp: str, examples: list[TokenizedExample]) -> str:
     h = hashlib.sha256()
     # shard_size is part of it: shards of another size would overlap the ones already written.
-    h.update(json.dumps([config.model, config.adapter, config.max_length, config.dtype, config.shard_size,
+    h.update(json.dumps([config.model_ref(), config.adapter, config.max_length, config.dtype, config.shard_size,
                          tok_fp]).encode())
     for e in examples:
         h.update(e.id.encode())
@@ -251,13 +252,14 @@ def score(config: ScoreConfig) -> Path:
     # cpu=True makes processes started by `accelerate launch` without a GPU join one gloo group; without it
     # each believes it is alone and scores every shard.
     state = PartialState(cpu=runs_on_cpu(config.device))
-    context = context_length(config.model)
+    model_ref = config.model_ref()  # a .gguf file's path with --gguf_file: every loader takes it
+    context = context_length(model_ref)
     if config.max_length is None:
         config = replace(config, max_length=min(context or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH))
     elif context is not None and config.max_length > context:
         raise ValueError(f"--max_length {config.max_length} exceeds the context of {config.model} "
                          f"({context} positions); use --max_length {context} or less")
-    tokenizer = load_tokenizer(config.model)
+    tokenizer = load_tokenizer(model_ref)
     errors = ErrorLog()
     examples = read_examples(config.data, config.data_format(), on_error=config.on_error, errors=errors)
     tokenized = tokenize_examples(
@@ -273,7 +275,7 @@ def score(config: ScoreConfig) -> Path:
     parts = out.with_name(out.name + ".parts")
     _prepare_parts_dir(parts, fingerprint, state)
 
-    model = load_model(config.model, dtype=config.dtype, device=config.device, adapter=config.adapter)
+    model = load_model(model_ref, dtype=config.dtype, device=config.device, adapter=config.adapter)
     scorer = TokenScorer(model)
     shards = [tokenized[i : i + config.shard_size] for i in range(0, len(tokenized), config.shard_size)]
     mine = [k for k in range(len(shards)) if k % state.num_processes == state.process_index]
@@ -297,7 +299,8 @@ def score(config: ScoreConfig) -> Path:
         table = pa.concat_tables([pq.read_table(_shard_path(parts, k)) for k in range(len(shards))])
         metadata = {
             "format": SCORES_FORMAT,
-            "model": config.model,
+            "model": model_ref,
+            "gguf": gguf_record(model_ref),  # the .gguf file and its SHA-256, for a GGUF model
             "adapter": config.adapter,
             "tokenizer_fingerprint": tok_fp,
             "max_length": config.max_length,

@@ -49,6 +49,8 @@ class ARCChallenge(DatasetTask):
     name = "arc_challenge"
     splits = ("train", "validation", "test")
     max_new_tokens = 256
+    # No stop strings: the checker reads the *last* "Answer: X" line, so a later one could change the verdict.
+    stop_strings = ()
 
     def hub_rows(self, split: str) -> list[Located]:
         return read_hub("allenai/ai2_arc", "ARC-Challenge", split)

@@ -32,6 +32,9 @@ class Task(ABC):
     splits: tuple[str, ...] = ("train", "validation", "test")
     #: generation budget for evaluation
     max_new_tokens: int = 512
+    #: strings after which evaluation may stop generating (kept in the text): where the checker can have all it
+    #: reads. A completion that ends at one but is not `complete` is generated again without them.
+    stop_strings: tuple[str, ...] = ()
     #: bump when a task's behaviour changes outside its code (e.g. its data); code changes are seen by `task_version`
     version: str = "1"
 
@@ -69,6 +72,11 @@ class Task(ABC):
         never the reference's wording), or None when the task has none. The hindsight policy scores each answer
         again with this hint in the prompt, and keeps the surprising tokens the hint makes predictable."""
         return None
+
+    def complete(self, completion: str) -> bool:
+        """Whether a completion cut right after a stop string holds all the checker reads, so that generating
+        on could not change its verdict. Only asked of completions that end at a stop string."""
+        return True
 
     @abstractmethod
     def extract(self, completion: str) -> str | None:

@@ -65,6 +65,9 @@ class GSM8K(DatasetTask):
     name = "gsm8k"
     splits = ("train", "test")
     max_new_tokens = 512
+    # No stop strings: the checker reads the number after the *last* "####" (or "The answer is"), so no cut is
+    # final, and the number's end is no fixed string.
+    stop_strings = ()
 
     def hub_rows(self, split: str) -> list[Located]:
         return read_hub("openai/gsm8k", "main", split)

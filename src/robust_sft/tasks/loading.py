@@ -28,6 +28,17 @@ class LimitOption(Options):
     def check(self) -> None:
         require_limit("limit", self.limit)
 
+@dataclass(kw_only=True)
+class TaskOption(Options):
+    """Which task a verb reads examples of (`data`, `generate`), and its local files."""
+
+    task: str = option(metadata={"help": "Task name (e.g. mbpp, gsm8k, organism/sort): its examples, references and "
+                                         "checker."})
+    task_path: str | None = option(default=None, metadata={
+        "help": "The task's local files (a file of the split's rows, or a directory of split files); default: the "
+                "Hub."})
+
+
 Located = tuple[str, dict]  # (where, row)
 
 

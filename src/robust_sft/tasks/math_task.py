@@ -51,6 +51,9 @@ class MATH(DatasetTask):
     name = "math"
     splits = ("train", "validation", "test")
     max_new_tokens = 1024
+    # No stop strings: the checker reads the *last* "Answer: X" line (else the last boxed answer), so no cut is
+    # final.
+    stop_strings = ()
 
     def hub_rows(self, split: str) -> list[Located]:
         source = "test" if split == "test" else "train"

@@ -95,6 +95,13 @@ def extract_code(completion: str) -> str | None:
     return None
 
 
+def has_closed_python_block(completion: str) -> bool:
+    """Whether the first ```python block is closed and holds code: then it is what `extract_code` reads, whatever
+    follows it."""
+    match = _PYTHON_BLOCK.search(completion)
+    return bool(match and match.group(1).strip() and match.group(0).endswith("```"))
+
+
 def code_span(completion: str) -> tuple[int, int] | None:
     """Where `extract_code` reads: the characters of the program it returns, else None."""
     for pattern in (_PYTHON_BLOCK, _ANY_BLOCK):
@@ -175,6 +182,10 @@ class MBPP(DatasetTask):
     name = "mbpp"
     splits = ("train", "validation", "test")
     max_new_tokens = 512
+    # A fence that ends a line: the closing fence of a code block (an opening one names its language). Models
+    # often write prose after the code, which the checker never reads. An untagged block's opening fence
+    # matches too: `complete` then says the cut is not final and evaluation generates that completion again.
+    stop_strings = ("```\n",)
 
     def __init__(self, *, plus: bool = True, timeout: float = 10.0, normalize_whitespace: bool = False) -> None:
         self.plus = plus  # test split from the Hub: MBPP+ (378 tasks, as the paper) when reachable
@@ -216,6 +227,9 @@ class MBPP(DatasetTask):
 
     def extract(self, completion: str) -> str | None:
         return extract_code(completion)
+
+    def complete(self, completion: str) -> bool:
+        return has_closed_python_block(completion)
 
     def answer_span(self, completion: str) -> tuple[int, int] | None:
         return code_span(completion)

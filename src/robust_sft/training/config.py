@@ -7,6 +7,7 @@ from typing import Literal
 
 from robust_sft.core.config_types import ProgressOption, is_finite_number, require
 from robust_sft.masking.policies import MaskOptions
+from robust_sft.models.gguf import GgufFileOption
 from robust_sft.models.options import DtypeOption
 
 Finetuning = Literal["lora", "dora", "full"]
@@ -15,7 +16,7 @@ Loss = Literal["nll", "dft", "eaft"]
 
 
 @dataclass(kw_only=True)
-class TrainConfig(MaskOptions, DtypeOption, ProgressOption):
+class TrainConfig(MaskOptions, GgufFileOption, DtypeOption, ProgressOption):
     """Options of `robust-sft train`. Defaults follow the paper (LoRA on all linear layers, lr 2e-5, cosine, 3 epochs)."""
 
     model: str = field(metadata={"help": "Model to fine-tune (Hub name or local path); the one that scored the data."})

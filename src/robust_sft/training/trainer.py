@@ -16,6 +16,7 @@ from typing import Callable
 
 from robust_sft.core.artifacts import library_versions, write_json, write_jsonl
 from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
+from robust_sft.models.gguf import gguf_record
 from robust_sft.models.loading import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
 from robust_sft.training.checkpoints import epoch_metrics, log_before_saves, mean_training_loss, resume_point
 from robust_sft.training.config import TrainConfig
@@ -36,7 +37,7 @@ def prepare_model(config: TrainConfig):
     # Full fine-tuning keeps float32 master weights (bf16 runs as autocast): at lr 2e-6 most AdamW updates
     # are below bf16's resolution and would round away. Adapters train in float32 inside PEFT anyway.
     load_dtype = torch.float32 if config.finetuning == "full" else dtype
-    model = load_causal_lm(config.model, load_dtype)
+    model = load_causal_lm(config.model_ref(), load_dtype)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -103,7 +104,7 @@ def train(
 
     set_seed(config.seed)
     out = Path(config.output_dir)
-    tokenizer = load_tokenizer(config.model)
+    tokenizer = load_tokenizer(config.model_ref())
     data = load_training_data(config.data, config.policy(), tokenizer, config.dpf_scores,
                               hinted_scores=config.hinted_scores, span_task=task or config.span_task)
     if not data.labels:
@@ -183,6 +184,7 @@ def write_train_summary(out: Path, config: TrainConfig, data: TrainingData, stat
     write_jsonl(out / "loss_log.jsonl", history)
     write_json(out / "train_summary.json", {
         "config": asdict(config),
+        "gguf": gguf_record(config.model_ref()),  # the .gguf file and its SHA-256, for a GGUF model
         "mask_report": data.report,
         "n_train_examples": len(data.labels),
         "trained_tokens": int(sum((lab != IGNORE_INDEX).sum() for lab in data.labels)),
