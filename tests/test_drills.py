@@ -103,3 +103,10 @@ def test_drills_refuse_files_and_unknown_splits():
         get_task("drill/add").load("test", path="x.jsonl")
     with pytest.raises(TaskError, match="no split 'train'"):
         get_task("drill/capital").load("train")
+
+
+def test_a_completion_cut_at_a_leading_blank_line_is_not_complete():
+    task = get_task("drill/add1")
+    assert task.stop_strings == ("\n\n",)
+    assert not task.complete("\n\n")  # generated again without stops: the answer comes after the blank line
+    assert task.check({"answer": "7"}, "\n\n3 + 4 = 7.") and task.complete("3 + 4 = 7.\n\n")
