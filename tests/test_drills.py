@@ -110,3 +110,15 @@ def test_a_completion_cut_at_a_leading_blank_line_is_not_complete():
     assert task.stop_strings == ("\n\n",)
     assert not task.complete("\n\n")  # generated again without stops: the answer comes after the blank line
     assert task.check({"answer": "7"}, "\n\n3 + 4 = 7.") and task.complete("3 + 4 = 7.\n\n")
+
+
+def test_smollm2_is_a_model_source_with_the_drills_as_its_tasks(monkeypatch, tmp_path):
+    from robust_sft.models import gguf
+    from robust_sft.models.sources import model_source
+
+    source = model_source("smollm2")
+    assert source.tasks == DRILL_TASKS
+    seen = {}
+    monkeypatch.setattr("robust_sft.tasks.drills.smollm2_gguf", lambda: tmp_path / gguf.SMOLLM2_FILE)
+    monkeypatch.setattr("robust_sft.tasks.drills.resolve_model", lambda path: seen.setdefault("path", path))
+    assert source.path(0, False) == str(tmp_path / gguf.SMOLLM2_FILE) and seen["path"].name == gguf.SMOLLM2_FILE

