@@ -14,11 +14,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.robust-sft-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)  # a changed install list reinstalls
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   pip_install --upgrade pip
   pip_install "torch==2.13.0"
-  pip_install -e ".[dev,math,lm-eval,ray]"
-  .venv/bin/python -c "import robust_sft, torch, transformers, peft, lm_eval, math_verify, ray"
+  pip_install -e ".[dev,math,lm-eval,ray,trl]"
+  .venv/bin/python -c "import robust_sft, torch, transformers, peft, lm_eval, math_verify, ray, trl"
   echo "$want" > "$stamp"
 fi

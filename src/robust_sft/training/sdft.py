@@ -91,10 +91,15 @@ def sdft_rows(scores, template: str = SDFT_TEMPLATE, teacher_prompts: dict[str, 
 
 def sdft_trainer(config, tokenizer, args_values: dict, *, eval_fn=None):
     """TRL's SDFTTrainer for `config` (a TrainConfig with loss sdft), and its data report."""
+    import warnings
+
     import torch
     from datasets import Dataset
-    from trl.experimental.sdft import SDFTConfig, SDFTTrainer
-    from trl.experimental.sdft.sdft_trainer import DemonstrationTeacherContextBuilder
+
+    with warnings.catch_warnings():  # "experimental API": known, and pinned (trl==1.16.0, tests/test_weights.py)
+        warnings.simplefilter("ignore")
+        from trl.experimental.sdft import SDFTConfig, SDFTTrainer
+        from trl.experimental.sdft.sdft_trainer import DemonstrationTeacherContextBuilder
 
     from robust_sft.models.loading import load_causal_lm, resolve_device, resolve_dtype
     from robust_sft.scoring.files import load_scores
