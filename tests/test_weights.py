@@ -341,3 +341,55 @@ def test_sdft_trains_on_its_own_samples_with_the_reference_shown_to_the_teacher_
     trained = load_file(str(final / "adapter_model.safetensors"))
     assert any(v.abs().sum() > 0 for k, v in trained.items() if "lora_B" in k)  # it moved
     load_model(tiny_model_dir, adapter=str(final))  # and loads as every other method's adapter
+
+
+# --------------------------------------------------------------------------------------------- experiment
+
+
+def test_the_new_methods_plan_as_variants_of_gt():
+    from robust_sft.experiment.runner import ExperimentConfig, plan_variants
+
+    config = ExperimentConfig(methods=["gt", "stm_soft", "infosft", "sdft"], taus=[2.5, 5], soft_temperature=0.5,
+                              train={"learning_rate": 3e-4}, lr_sweep={"infosft": [0.1]})
+    variants = {v.name: v for v in plan_variants(config)}
+    assert list(variants) == ["gt", "stm_soft@2.5", "stm_soft@5", "infosft", "sdft", "infosft_lr3e-05"]
+    assert all(v.source == "gt" for v in variants.values())
+    assert dict(variants["stm_soft@5"].train_overrides) == {"mask": "none", "tau": 5, "soft_temperature": 0.5}
+    assert dict(variants["infosft"].train_overrides) == {"mask": "none", "loss": "infosft"}
+    assert dict(variants["sdft"].train_overrides) == {"mask": "none", "loss": "sdft"}
+    with pytest.raises(ValueError, match="method stm_soft needs at least one tau"):
+        ExperimentConfig(methods=["stm_soft"], taus=[])
+
+
+def test_an_experiment_runs_the_soft_stm_infosft_and_sdft(tmp_path, tiny_model_dir):
+    import tests.fake_tasks  # noqa: F401  (registers the test tasks)
+    from robust_sft.data.synthesis import rephrase_prompt
+    from robust_sft.experiment.runner import Experiment, ExperimentConfig
+    from robust_sft.tasks import get_task
+
+    config = ExperimentConfig(
+        name="new", model=tiny_model_dir, target="test/even_length", others=["test/nonempty"],
+        methods=["gt", "stm_soft", "infosft", "sdft"], taus=[500], seeds=[0], train_limit=16, validation_limit=8,
+        eval_limit=8, eval_batch_size=16,
+        train={"max_steps": 2, "num_train_epochs": 1, "per_device_train_batch_size": 8, "learning_rate": 1e-3})
+    results = Experiment(config, tmp_path, progress=False).run()
+    methods = results["methods"]
+    assert list(methods) == ["gt", "stm_soft@500", "infosft", "sdft"]
+    # sdft's teacher reads the target's own rewrite prompt, one per GT example, and samples as long as evaluation
+    task = get_task("test/even_length")
+    rows = [json.loads(line) for line in (tmp_path / "data" / "sdft_teacher.jsonl").read_text().splitlines()]
+    assert rows == [{"id": e["id"], "teacher_prompt": rephrase_prompt(task, e)} for e in task.load("train", limit=16)]
+    sdft_config = json.loads((tmp_path / "models" / "sdft" / "seed0" / "train_summary.json").read_text())["config"]
+    assert sdft_config["loss"] == "sdft" and sdft_config["sdft_max_new_tokens"] == task.max_new_tokens
+    assert sdft_config["sdft_teacher_prompts"] == str(tmp_path / "data" / "sdft_teacher.jsonl")
+    plan = {v["name"]: v for v in json.loads((tmp_path / "plan.json").read_text())["variants"]}
+    assert plan["sdft"]["seeds"]["0"]["train"]["sdft_teacher_prompts"] == "data/sdft_teacher.jsonl"
+    soft = json.loads((tmp_path / "models" / "stm_soft@500" / "seed0" / "train_summary.json").read_text())
+    assert soft["config"]["soft_temperature"] == 1.0 and 0 < soft["mask_report"]["mean_weight"] < 1
+    # what each trains on: the soft STM weighs the surprising tokens down; sdft trains on its own samples
+    assert methods["stm_soft@500"]["trained_token_ppl"] < methods["gt"]["trained_token_ppl"]
+    assert math.isnan(methods["sdft"]["trained_token_ppl"]) and methods["sdft"]["loss"] == "sdft"
+    # judged by the same claims as STM and the other baselines
+    claims = {c["id"] for c in results["claims"]}
+    assert {"b-stm_soft@500", "c-stm_soft@500", "b-infosft", "c-infosft", "b-sdft", "c-sdft"} <= claims
+    assert (tmp_path / "figures" / "ppl_vs_bwt.png").read_bytes()[:4] == b"\x89PNG"
