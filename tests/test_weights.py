@@ -281,11 +281,11 @@ def test_sdft_divergence_is_the_reverse_kl_of_student_from_teacher(tiny_model_di
 
     from robust_sft.models.loading import load_tokenizer
     from robust_sft.training.sdft import sdft_trainer
-    from robust_sft.training.trainer import training_argument_values
+    from robust_sft.training.trainer import peft_config_of, training_argument_values
 
     config = small(tiny_model_dir, scores_path, tmp_path, loss="sdft")
     trainer, report = sdft_trainer(config, load_tokenizer(tiny_model_dir),
-                                   training_argument_values(config, False, None, False))
+                                   training_argument_values(config, False, None, False), peft_config_of(config))
     args = trainer.args
     assert (args.distillation_mode, args.num_generations, args.temperature, args.teacher_model_kind) == \
         ("full_logits", 1, 1.0, "base")
@@ -300,13 +300,13 @@ def test_sdft_divergence_is_the_reverse_kl_of_student_from_teacher(tiny_model_di
 
 
 def test_sdft_trains_on_its_own_samples_with_the_reference_shown_to_the_teacher_only(tiny_model_dir, scores_path,
-                                                                                     tmp_path):
+                                                                                     tmp_path, monkeypatch):
     from safetensors.torch import load_file
     from transformers import TrainerCallback
 
     from robust_sft.models.loading import load_model, load_tokenizer
     from robust_sft.scoring.files import load_scores
-    from robust_sft.training import sdft
+    from robust_sft.training import trainer as trainer_module
     from robust_sft.training.trainer import train
 
     tokenizer = load_tokenizer(tiny_model_dir)
@@ -317,19 +317,16 @@ def test_sdft_trains_on_its_own_samples_with_the_reference_shown_to_the_teacher_
         def on_self_distillation_batch_prepared(self, args, state, control, prompt_ids, teacher_input_ids, **kwargs):
             seen.append((tokenizer.batch_decode(prompt_ids), tokenizer.batch_decode(teacher_input_ids)))
 
-    made = sdft.sdft_trainer
+    made = trainer_module.sdft_trainer
 
     def watched(*args, **kwargs):
         trainer, report = made(*args, **kwargs)
         trainer.add_callback(Watch())
         return trainer, report
 
-    sdft.sdft_trainer = watched
-    try:
-        final = train(small(tiny_model_dir, scores_path, tmp_path, loss="sdft", sdft_max_new_tokens=6,
-                            sdft_template="REFERENCE {reference} FOR {prompt}", num_train_epochs=2))
-    finally:
-        sdft.sdft_trainer = made
+    monkeypatch.setattr(trainer_module, "sdft_trainer", watched)
+    final = train(small(tiny_model_dir, scores_path, tmp_path, loss="sdft", sdft_max_new_tokens=6,
+                        sdft_template="REFERENCE {reference} FOR {prompt}", num_train_epochs=2))
     summary = json.loads((tmp_path / "train_summary.json").read_text())
     assert summary["mask_report"]["policy"] == "sdft" and summary["n_train_examples"] == 24
     assert 0 < summary["trained_tokens"] <= 2 * 24 * 6  # sampled tokens, at most 6 per prompt per epoch

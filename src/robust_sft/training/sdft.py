@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 
 from robust_sft.core.artifacts import read_lines
 from robust_sft.core.config_types import Options, require
+from robust_sft.models.loading import load_causal_lm, resolve_device, resolve_dtype
+from robust_sft.scoring.files import load_scores
+from robust_sft.training.hooks import EpochMetricMixin
 
 # After the paper's teacher prompt (our wording): the question, the demonstration, a request for the model's own.
 SDFT_TEMPLATE = ("{prompt}\n\nThis is an example for a response to the question:\n{reference}\n\n"
@@ -89,8 +92,9 @@ def sdft_rows(scores, template: str = SDFT_TEMPLATE, teacher_prompts: dict[str, 
     return rows
 
 
-def sdft_trainer(config, tokenizer, args_values: dict, *, eval_fn=None):
-    """TRL's SDFTTrainer for `config` (a TrainConfig with loss sdft), and its data report."""
+def sdft_trainer(config, tokenizer, args_values: dict, peft_config=None, *, eval_fn=None):
+    """TRL's SDFTTrainer for `config` (a TrainConfig with loss sdft; `args_values` the TrainingArguments fields,
+    `peft_config` the LoRA/DoRA adapter, None for full fine-tuning), and its data report."""
     import warnings
 
     import torch
@@ -100,11 +104,6 @@ def sdft_trainer(config, tokenizer, args_values: dict, *, eval_fn=None):
         warnings.simplefilter("ignore")
         from trl.experimental.sdft import SDFTConfig, SDFTTrainer
         from trl.experimental.sdft.sdft_trainer import DemonstrationTeacherContextBuilder
-
-    from robust_sft.models.loading import load_causal_lm, resolve_device, resolve_dtype
-    from robust_sft.scoring.files import load_scores
-    from robust_sft.training.hooks import EpochMetricMixin
-    from robust_sft.training.trainer import peft_config_of
 
     class GivenTeacherPrompt(DemonstrationTeacherContextBuilder):
         """The teacher's user message is given whole (privileged_context) instead of TRL's template over it."""
@@ -145,7 +144,7 @@ def sdft_trainer(config, tokenizer, args_values: dict, *, eval_fn=None):
     )
     trainer = SdftTrainer(model=model, args=args, train_dataset=dataset,
                           eval_dataset=dataset if args.eval_strategy != "no" else None, processing_class=tokenizer,
-                          peft_config=peft_config_of(config), eval_fn=eval_fn, eval_loss=False)
+                          peft_config=peft_config, eval_fn=eval_fn, eval_loss=False)
     trainer.teacher_context_builder = GivenTeacherPrompt(trainer)
     report = {"policy": "sdft", "n_examples": len(rows), "n_dropped_no_trainable_token": 0,
               "answer_tokens": int(sum(m.sum() for m in scores.answer_mask)), "masked_tokens": 0,

@@ -25,6 +25,7 @@ from robust_sft.training.config import TrainConfig
 from robust_sft.training.data import TokenDataset, TrainingData, collate, load_training_data
 from robust_sft.training.hooks import EpochMetricMixin
 from robust_sft.training.losses import INFOSFT_P, token_loss
+from robust_sft.training.sdft import sdft_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -122,11 +123,9 @@ def train(
     if config.loss == "sdft":
         import torch
 
-        from robust_sft.training.sdft import sdft_trainer
-
         use_bf16 = resolve_dtype(config.dtype, resolve_device("auto")) == torch.bfloat16
         values = training_argument_values(config, use_bf16, best_metric if evaluating else None, greater_is_better)
-        trainer, report = sdft_trainer(config, tokenizer, values, eval_fn=eval_fn)
+        trainer, report = sdft_trainer(config, tokenizer, values, peft_config_of(config), eval_fn=eval_fn)
         n_examples = report["n_examples"]
     else:
         trainer, data = token_trainer(config, tokenizer, eval_fn, best_metric if evaluating else None,
