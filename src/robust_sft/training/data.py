@@ -65,10 +65,12 @@ def soft_training_data(scores, result, tau: float, temperature: float) -> Traini
     n_answer = result.report["answer_tokens"]
     total = float(sum(w.sum() for w in weights))
     zero = n_answer - int(sum((w > 0).sum() for w in weights))
+    mean_weight = total / n_answer if n_answer else 0.0
+    # masked_fraction: the share of the answer tokens' weight taken away (with 0/1 weights, STM's masked share)
     report = {**result.report, "soft_temperature": temperature, "tau": tau,
               "n_dropped_no_trainable_token": result.report["n_examples"] - len(ids),
-              "masked_tokens": zero, "masked_fraction": zero / n_answer if n_answer else 0.0,
-              "mean_weight": total / n_answer if n_answer else 0.0}
+              "masked_tokens": zero, "masked_fraction": 1.0 - mean_weight if n_answer else 0.0,
+              "mean_weight": mean_weight}
     return TrainingData(input_ids, labels, ids, report, weights)
 
 
