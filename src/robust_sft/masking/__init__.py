@@ -1,5 +1,5 @@
-"""Token policies (pure functions over arrays), export of masked data for TRL / axolotl, and where a
-policy's masks fall."""
+"""Token policies (pure functions over arrays), the soft STM's token weights, export of masked data for TRL /
+axolotl, and where a policy's masks fall."""
 
 from robust_sft.core.lazy import lazy_exports
 
@@ -12,6 +12,7 @@ _EXPORTS = {
     "MaskOptions": "policies",
     "mask": "export",
     "mask_location": "diagnostics",
+    "soft_weights": "weights",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)
