@@ -52,10 +52,15 @@ def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores
 
 def soft_training_data(scores, result, tau: float, temperature: float) -> TrainingData:
     """The soft STM: each kept token weighted by `soft_weights`; a token whose weight is exactly 0 is not trained
-    (label -100), and an example left with none is dropped, so weights of 0 and 1 give hard STM's batches."""
+    (label -100), and an example left with none is dropped, so weights of 0 and 1 give hard STM's batches.
+
+    The report's masked tokens are those weighted under 1/2 (above tau: the ones STM at this tau masks, whatever
+    T) plus the policy's own; `mean_weight` is the answer tokens' mean weight."""
     input_ids, labels, ids, weights = [], [], [], []
+    masked = result.report["masked_tokens"]
     for i, label in zip(result.keep_examples, result.labels):
         weight = soft_weights(scores.token_nll[i], label != IGNORE_INDEX, tau, temperature)
+        masked += int(((weight < 0.5) & (label != IGNORE_INDEX)).sum())
         if not (weight > 0).any():
             continue
         input_ids.append(scores.input_ids[i])
@@ -63,14 +68,10 @@ def soft_training_data(scores, result, tau: float, temperature: float) -> Traini
         ids.append(scores.ids[i])
         weights.append(weight)
     n_answer = result.report["answer_tokens"]
-    total = float(sum(w.sum() for w in weights))
-    zero = n_answer - int(sum((w > 0).sum() for w in weights))
-    mean_weight = total / n_answer if n_answer else 0.0
-    # masked_fraction: the share of the answer tokens' weight taken away (with 0/1 weights, STM's masked share)
     report = {**result.report, "soft_temperature": temperature, "tau": tau,
               "n_dropped_no_trainable_token": result.report["n_examples"] - len(ids),
-              "masked_tokens": zero, "masked_fraction": 1.0 - mean_weight if n_answer else 0.0,
-              "mean_weight": mean_weight}
+              "masked_tokens": masked, "masked_fraction": masked / n_answer if n_answer else 0.0,
+              "mean_weight": float(sum(w.sum() for w in weights)) / n_answer if n_answer else 0.0}
     return TrainingData(input_ids, labels, ids, report, weights)
 
 
