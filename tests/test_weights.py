@@ -395,3 +395,18 @@ def test_an_experiment_runs_the_soft_stm_infosft_and_sdft(tmp_path, tiny_model_d
     claims = {c["id"] for c in results["claims"]}
     assert {"b-stm_soft@500", "c-stm_soft@500", "b-infosft", "c-infosft", "b-sdft", "c-sdft"} <= claims
     assert (tmp_path / "figures" / "ppl_vs_bwt.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_soft_stm_and_sdft_train_from_the_command_line(tiny_model_dir, scores_path, tmp_path):
+    from robust_sft.cli import main
+
+    common = ["train", "--model", tiny_model_dir, "--data", scores_path, "--mask", "none", "--max_steps", "1",
+              "--per_device_train_batch_size", "8", "--progress", "false"]
+    assert main([*common, "--output_dir", str(tmp_path / "soft"), "--tau", "20", "--soft_temperature", "1.5"]) == 0
+    soft = json.loads((tmp_path / "soft" / "train_summary.json").read_text())
+    expected = load_training_data(scores_path, MaskPolicy(kind="none", tau=20.0), soft_temperature=1.5).report
+    assert soft["mask_report"] == expected and soft["config"]["soft_temperature"] == 1.5
+    assert main([*common, "--output_dir", str(tmp_path / "sdft"), "--loss", "sdft", "--sdft_max_new_tokens", "4",
+                 "--sdft_template", "{prompt} / {reference}"]) == 0
+    sdft = json.loads((tmp_path / "sdft" / "train_summary.json").read_text())
+    assert sdft["config"]["sdft_template"] == "{prompt} / {reference}" and 0 < sdft["trained_tokens"] <= 8 * 4
