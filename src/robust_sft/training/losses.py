@@ -55,7 +55,8 @@ def token_loss(logits, labels, kind: str = "nll", num_items_in_batch=None, weigh
 
 
 def infosft_weight(log_p, p_max: float = INFOSFT_P):
-    """InfoSFT's token weight (arXiv 2605.14967), as its authors' released loss computes it: with q = p(token),
+    """InfoSFT's token weight (arXiv 2605.14967), as its authors' released loss computes it (the repository
+    Helloworld10011/InfoSFT, training/infosft_loss.py; P = 0.93 is its default): with q = p(token),
 
         w(q) = q * max(0, 1 - logit(q) / logit(P)),   logit(q) = log(q / (1 - q)),
 
