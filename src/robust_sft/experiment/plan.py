@@ -14,6 +14,10 @@ from robust_sft.models.gguf import gguf_record
 from robust_sft.training.config import TrainConfig
 
 
+# data/<SDFT_TEACHER>.jsonl: the sdft teacher's prompt per GT example (the target task's rewrite prompt)
+SDFT_TEACHER = "sdft_teacher"
+
+
 @dataclass(frozen=True)
 class Variant:
     """One trained configuration: a training set, a token policy and a loss."""
@@ -48,7 +52,11 @@ def plan_variants(config: ExperimentConfig) -> list[Variant]:
             kind = method.split("_")[1]
             variants.append(Variant(f"{method}@{config.control_tau:g}", method, "gt",
                                     (("mask", kind), ("tau", config.control_tau))))
-        elif method in LOSS_METHODS:
+        elif method == "stm_soft":  # every GT token trained, weighted by its score (masking.weights)
+            variants += [Variant(f"stm_soft@{tau:g}", "stm_soft", "gt", (("mask", "none"), ("tau", tau),
+                                                                         ("soft_temperature", config.soft_temperature)))
+                         for tau in config.taus]
+        elif method in (*LOSS_METHODS, "sdft"):  # GT, the loss changed (sdft: the GT prompts, its own samples)
             variants.append(Variant(method, method, "gt", (("mask", "none"), ("loss", method))))
         elif method == "stm_auto":
             variants.append(Variant("stm@auto", method, "gt", (("mask", "threshold"), ("tau", "auto"))))
@@ -105,7 +113,7 @@ def variant_plan(variant: Variant, train_configs: dict[int, object], run_dir: Pa
     for seed, train_config in train_configs.items():
         options = asdict(train_config)
         options.pop("progress")  # how a run shows itself, not what it trains
-        for name in ("data", "output_dir", "hinted_scores"):
+        for name in ("data", "output_dir", "hinted_scores", "sdft_teacher_prompts"):
             if options.get(name) is not None:
                 options[name] = os.path.relpath(options[name], run_dir)
         per_seed[str(seed)] = {"policy": asdict(train_config.policy()), "train": options}

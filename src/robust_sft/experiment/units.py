@@ -6,7 +6,7 @@ from robust_sft.core.artifacts import dir_lock
 from robust_sft.core.hashing import file_hash, stable_hash
 from robust_sft.evaluation.engine import evaluate_task
 from robust_sft.evaluation.model import evaluate_model
-from robust_sft.experiment.plan import Variant, variant_train_options
+from robust_sft.experiment.plan import SDFT_TEACHER, Variant, variant_train_options
 from robust_sft.experiment.stages import run_stage
 from robust_sft.models.loading import load_tokenizer, trained_model_parts
 from robust_sft.training import trainer as training  # called as training.train: tests stand in for it
@@ -24,16 +24,23 @@ class UnitStages:
             self.evaluate_variant(variant, seed)
 
     def train_options(self, variant: Variant, seed: int) -> dict:
-        """TrainConfig options of one run: the config's, the variant's, and per-seed ones."""
-        return variant_train_options(self.config, variant, seed)
+        """TrainConfig options of one run: the config's, the variant's, and per-seed ones; sdft samples answers
+        as long as the target's evaluation does (unless `train:` says otherwise)."""
+        options = variant_train_options(self.config, variant, seed)
+        if variant.method == "sdft":
+            options.setdefault("sdft_max_new_tokens", self.get_task(self.config.target).max_new_tokens)
+        return options
 
     def train_key(self, variant: Variant, seed: int) -> str:
         # The target's checker picks the best epoch, so its version is part of the trained model's key.
         key = [self.base_key, file_hash(self.run_dir.scores_file(variant.source)), variant.name, seed,
                self.train_options(variant, seed), self.config.select_best_epoch,
                self.config.validation_limit, self.config.task_paths, self.task_versions([self.config.target])]
-        if variant.mask == "hindsight":  # appended only here: the keys of every other variant stay as they were
+        # Appended only where they exist: the keys of every other variant stay as they were.
+        if variant.mask == "hindsight":
             key.append(file_hash(self.run_dir.hinted_scores_file(variant.source)))
+        if variant.method == "sdft":  # its teacher's prompts
+            key.append(file_hash(self.run_dir.data_file(SDFT_TEACHER)))
         return stable_hash(key)
 
     def policy_inputs(self, variant: Variant) -> dict:
@@ -45,9 +52,11 @@ class UnitStages:
         return {}
 
     def train_config(self, variant: Variant, seed: int, base: str):
+        extra = {"sdft_teacher_prompts": str(self.run_dir.data_file(SDFT_TEACHER))} if variant.method == "sdft" else {}
         return training.TrainConfig(model=base, data=str(self.run_dir.scores_file(variant.source)),
                            output_dir=str(self.run_dir.model_dir(variant.name, seed)), seed=seed,
-                           progress=self.progress, **self.train_options(variant, seed), **self.policy_inputs(variant))
+                           progress=self.progress, **self.train_options(variant, seed), **self.policy_inputs(variant),
+                           **extra)
 
     def train_variant(self, variant: Variant, seed: int) -> None:
         out = self.run_dir.model_dir(variant.name, seed)

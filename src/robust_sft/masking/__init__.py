@@ -1,5 +1,5 @@
-"""Token policies (pure functions over arrays), export of masked data for TRL / axolotl, and where a
-policy's masks fall."""
+"""Token policies (pure functions over arrays), the soft STM's token weights, export of masked data for TRL /
+axolotl, and where a policy's masks fall."""
 
 from robust_sft.core.lazy import lazy_exports
 
@@ -16,6 +16,7 @@ _EXPORTS = {
     "mask_scores": "inputs",
     "align_hinted": "hindsight",
     "auto_tau": "policies",
+    "soft_weights": "weights",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -2,7 +2,8 @@
 
 The output has the columns `input_ids`, `attention_mask`, `labels` (-100 on the prompt and on masked
 tokens). TRL's SFTTrainer uses a dataset with `input_ids` as pre-tokenized and keeps a `labels` column as
-it is; axolotl takes it as a custom pre-tokenized dataset (no `type:` in the dataset entry).
+it is; axolotl takes it as a custom pre-tokenized dataset (no `type:` in the dataset entry). Labels are 0/1
+(trained or not): the soft STM's weights cannot travel in this format, so `--soft_temperature` is refused here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from robust_sft.core.artifacts import check_output_file, check_replaceable, libr
 from robust_sft.core.config_types import require_suffix
 from robust_sft.masking.inputs import mask_scores
 from robust_sft.masking.policies import MaskOptions, MaskPolicy
+from robust_sft.masking.weights import NO_WEIGHTS_IN_EXPORT, SoftWeightOption
 from robust_sft.scoring.files import load_scores
 
 # Written into every save_to_disk output: the mark that lets a later `mask --out` replace that directory.
@@ -90,7 +92,7 @@ def _save_to_disk(table, out: Path, metadata: dict) -> None:
 
 
 @dataclass(kw_only=True)
-class MaskConfig(MaskOptions):
+class MaskConfig(MaskOptions, SoftWeightOption):
     """Options of `robust-sft mask SCORES --tau 2.5 --out F`."""
 
     scores: str = field(metadata={"help": "Score file from `robust-sft score`."})
@@ -102,6 +104,11 @@ class MaskConfig(MaskOptions):
 
     def check(self) -> None:
         require_suffix("out", self.out, (".parquet", ""), "a .parquet file or a directory (no extension)")
+        if self.soft_temperature is not None:
+            raise ValueError(f"soft_temperature: {NO_WEIGHTS_IN_EXPORT}. Train with `robust-sft train --data "
+                             f"{self.scores} --mask none --tau {self.tau:g} --soft_temperature "
+                             f"{self.soft_temperature:g}` (it weighs the tokens itself), or export STM's 0/1 mask "
+                             "without --soft_temperature")
 
 
 def mask(config: MaskConfig) -> dict:

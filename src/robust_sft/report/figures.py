@@ -3,6 +3,7 @@ results.json alone."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from robust_sft.core.figures import place_labels, save_figure
@@ -19,6 +20,8 @@ def plot_ppl_vs_bwt(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     points = []
     for name, m in results["methods"].items():
+        if not math.isfinite(m["trained_token_ppl"]):  # sdft: it trains on its own samples, scored by no one
+            continue
         bars = ax.errorbar(m["trained_token_ppl"], m["mean"]["bwt"], yerr=m["std"]["bwt"], fmt="o", capsize=3)
         points.append((m["trained_token_ppl"], m["mean"]["bwt"], name, bars.lines[0].get_color()))
     ax.axhline(0, color="grey", lw=0.8)

@@ -14,6 +14,7 @@ from robust_sft.evaluation.metrics import backward_transfer, mean_std, target_im
 from robust_sft.masking.diagnostics import keeps_of, mask_location
 from robust_sft.masking.inputs import mask_scores
 from robust_sft.masking.policies import MaskPolicy
+from robust_sft.masking.weights import soft_weights
 from robust_sft.models.loading import load_tokenizer
 from robust_sft.report.claims import judge_claims
 from robust_sft.scoring.files import load_scores
@@ -21,7 +22,7 @@ from robust_sft.scoring.stats import summarize
 from robust_sft.tasks.base import get_task
 
 # The methods whose training set is GT masked by its score file: scoring GT is part of their data's cost.
-MASKING_METHODS = ("stm", "stm_random", "stm_lowest", "stm_auto", "answer_aware", "hindsight")
+MASKING_METHODS = ("stm", "stm_random", "stm_lowest", "stm_auto", "answer_aware", "hindsight", "stm_soft")
 
 
 def kept_token_ppl(scores, result) -> float:
@@ -29,6 +30,27 @@ def kept_token_ppl(scores, result) -> float:
     kept = [scores.token_nll[i][lab != -100] for i, lab in zip(result.keep_examples, result.labels)]
     values = np.concatenate(kept) if kept else np.zeros(0)
     return float(math.exp(values.mean())) if len(values) else float("nan")
+
+
+def weighted_token_ppl(scores, result, tau: float, temperature: float) -> float:
+    """The soft STM's `kept_token_ppl`: exp of the weighted mean NLL, each token weighted as it trains."""
+    total = weight = 0.0
+    for i, labels in zip(result.keep_examples, result.labels):
+        w = soft_weights(scores.token_nll[i], labels != -100, tau, temperature).astype(np.float64)
+        total += float(np.nansum(w * scores.token_nll[i]))
+        weight += float(w.sum())
+    return float(math.exp(total / weight)) if weight > 0 else float("nan")
+
+
+def trained_ppl(scores, result, policy: MaskPolicy, train: dict) -> float:
+    """The perplexity under the base model of what a variant trains on: the kept tokens, weighted for the soft
+    STM; unknown (NaN) for sdft, which trains on the samples it draws while training."""
+    if train.get("loss") == "sdft":
+        return float("nan")
+    if train.get("soft_temperature") is not None:
+        tau = result.report["tau"] if result.report["tau"] is not None else policy.tau
+        return weighted_token_ppl(scores, result, tau, train["soft_temperature"])
+    return kept_token_ppl(scores, result)
 
 
 def policy_mask_location(scores, result, task, tokenizer) -> dict | None:
@@ -150,7 +172,7 @@ def variant_results(run: RunDir, plan: dict, variant: dict, scores, costs: dict[
         "masked_fraction": trained["mask_report"]["masked_fraction"],
         "trained_tokens": trained["trained_tokens"],
         "train_examples": trained["n_train_examples"],
-        "trained_token_ppl": kept_token_ppl(scores, masked),
+        "trained_token_ppl": trained_ppl(scores, masked, policy, variant["seeds"][str(first_seed)]["train"]),
         "data_cost_seconds": data_cost,
         "mask_location": location,
     }

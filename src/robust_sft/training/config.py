@@ -7,16 +7,19 @@ from typing import Literal
 
 from robust_sft.core.config_types import ProgressOption, is_finite_number, require
 from robust_sft.masking.policies import MaskOptions
+from robust_sft.masking.weights import SoftWeightOption
 from robust_sft.models.gguf import GgufFileOption
 from robust_sft.models.options import DtypeOption
+from robust_sft.training.losses import INFOSFT_P
+from robust_sft.training.sdft import SdftOptions
 
 Finetuning = Literal["lora", "dora", "full"]
 
-Loss = Literal["nll", "dft", "eaft"]
+Loss = Literal["nll", "dft", "eaft", "infosft", "sdft"]
 
 
 @dataclass(kw_only=True)
-class TrainConfig(MaskOptions, GgufFileOption, DtypeOption, ProgressOption):
+class TrainConfig(MaskOptions, SoftWeightOption, SdftOptions, GgufFileOption, DtypeOption, ProgressOption):
     """Options of `robust-sft train`. Defaults follow the paper (LoRA on all linear layers, lr 2e-5, cosine, 3 epochs)."""
 
     model: str = field(metadata={"help": "Model to fine-tune (Hub name or local path); the one that scored the data."})
@@ -35,8 +38,13 @@ class TrainConfig(MaskOptions, GgufFileOption, DtypeOption, ProgressOption):
     loss: Loss = field(
         default="nll",
         metadata={"help": "nll: mean NLL over trained tokens; dft: NLL x detached p (Dynamic Fine-Tuning); eaft: NLL "
-                  "x the detached, normalised top-20 entropy of the model's prediction (Entropy-Aware Fine-Tuning)."},
+                  "x the detached, normalised top-20 entropy of the model's prediction (Entropy-Aware Fine-Tuning); "
+                  "infosft: NLL x InfoSFT's weight of the detached p (--infosft_p); sdft: on-policy self-"
+                  "distillation, the model's own samples toward the base model shown the reference (TRL's "
+                  "SDFTTrainer; the mask options do not apply)."},
     )
+    infosft_p: float = field(default=INFOSFT_P, metadata={
+        "help": "loss infosft: tokens the model predicts with p >= P get no weight (InfoSFT's P; in (0.5, 1))."})
     learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate (the paper: 2e-5 LoRA, 2e-6 full)."})
     num_train_epochs: float = field(default=3, metadata={"help": "Epochs."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "Learning-rate schedule."})
@@ -81,3 +89,9 @@ class TrainConfig(MaskOptions, GgufFileOption, DtypeOption, ProgressOption):
         require(self.save_total_limit is None or self.save_total_limit >= 1,
                 f"save_total_limit must be at least 1 (or unset), not {self.save_total_limit}")
         require(self.max_steps == -1 or self.max_steps >= 1, f"max_steps must be -1 or at least 1, not {self.max_steps}")
+        require(0.5 < self.infosft_p < 1, f"infosft_p must be in (0.5, 1), not {self.infosft_p}")
+        if self.loss == "sdft":
+            require(self.soft_temperature is None, "soft_temperature weighs the reference's tokens; sdft trains on "
+                                                   "the model's own samples: use one or the other")
+            require(self.validation is None, "validation: sdft has no validation loss (select the epoch with a "
+                                             "task metric, e.g. the accuracy `run` measures)")
