@@ -20,8 +20,32 @@ DEMO_POINTS = {"gt": (3.908, -71.1, 0.5), "stm@1.5": (1.037, -3.8, 2.6), "stm@2.
                "stm_random@2.5": (3.790, -63.7, 0.9), "stm_lowest@2.5": (7.002, -80.5, 3.4)}
 
 
+# Pre-registered criteria as a config states them: judged from the run's own intervals.
+REPORT_CRITERIA = [
+    {"id": "G", "claim": "GT moves the target", "method": "gt", "quantity": "ti_pp", "holds_if": "estimate > -101"},
+    {"id": "S", "claim": "STM forgets no more than GT", "method": "stm@500", "versus": "gt", "quantity": "bwt_pp",
+     "holds_if": "lower > 1000", "requires": ["G"]},
+]
+
+
 def report_config(model_dir: str):
-    return mini_config(model_dir, methods=["gt", "stm", "self_output"], taus=[500, 1e6], control_tau=500)
+    return mini_config(model_dir, methods=["gt", "stm", "self_output"], taus=[500, 1e6], control_tau=500,
+                       criteria=REPORT_CRITERIA)
+
+
+def test_results_hold_points_intervals_and_the_judged_criteria(run_dir):
+    results = json.loads((run_dir / "results.json").read_text())
+    stm = results["methods"]["stm@500"]
+    for quantity in ("ti_pp", "bwt_pp", "ti", "bwt"):
+        lower, upper = stm["intervals"][quantity]["interval"]
+        assert lower <= stm["intervals"][quantity]["estimate"] <= upper
+    assert stm["intervals"]["ti"]["estimate"] == pytest.approx(stm["mean"]["ti"])
+    assert set(stm["versus"]["gt"]) == {"ti_pp", "bwt_pp"} and "versus" not in results["methods"]["gt"]
+    # per seed too: seed 0's points interval
+    assert set(stm["seeds"]["0"]["intervals"]) == {"ti_pp", "bwt_pp", "ti", "bwt"}
+    # G can only hold (a change is at least -100 points); S can only fail (at most +100): both outcomes reached
+    assert [(c["id"], c["status"]) for c in results["criteria"]] == [("G", "held"), ("S", "not held")]
+    assert json.loads((run_dir / "plan.json").read_text())["criteria"][1]["requires"] == ["G"]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 
 from robust_sft.masking.policies import MaskResult
 from robust_sft.report.claims import judge_claims
+from robust_sft.report.criteria import check_criteria, judge_criteria
 from robust_sft.report.markdown import SOURCE_LABELS, render_markdown
 from robust_sft.report.results import _aggregate, _mean_transitions, kept_token_ppl, sample_transitions
 
@@ -148,6 +149,17 @@ def assert_report_matches_results(markdown: str, results: dict) -> None:
         for row, loc in zip(rows, located.values()):
             assert close(" ".join(row[1:]), *[100 * loc[k] for k in ("answer_tokens_masked", "prose_tokens_masked",
                                                                       "share_of_masked_in_answer")], digits=1)
+    header, *rows = table(tables, "In percentage points")
+    assert [r[0] for r in rows] == list(methods)
+    for row, m in zip(rows, methods.values()):
+        versus = m.get("versus", {}).get("gt")
+        for cell, value in zip(row[1:], [m["intervals"]["ti_pp"], m["intervals"]["bwt_pp"],
+                                         *([versus["ti_pp"], versus["bwt_pp"]] if versus else [None, None])]):
+            assert cell == "-" if value is None else close(cell, value["estimate"], *value["interval"], digits=1)
+    if results.get("criteria"):
+        header, *rows = table(tables, "Pre-registered criteria")
+        assert [r[0] for r in rows] == [f"({c['id']}) {c['claim']}" for c in results["criteria"]]
+        assert [r[4] for r in rows] == [f"**{c['status']}**" for c in results["criteria"]]
     header, *rows = table(tables, "The paper's claims")
     assert len(rows) == len(results["claims"])
     for row, claim in zip(rows, results["claims"]):
@@ -165,7 +177,12 @@ def hand_made_results() -> dict:
                          "accuracies": {"t": 0.31 + 0.1 * k, "o1": 0.52 - 0.03 * k, "o2": 0.27 + 0.02 * k}},
                 "std": {"target_accuracy": 0.012 * k, "ti": 1.7 * k, "bwt": 0.8 * k,
                         "accuracies": {"t": 0.0, "o1": 0.0, "o2": 0.0}},
-                "transitions": transitions, "mask_location": location}
+                "transitions": transitions, "mask_location": location,
+                "intervals": {q: {"estimate": 1.1 * k + j, "interval": [0.9 * k + j, 1.3 * k + j]}
+                              for j, q in enumerate(("ti_pp", "bwt_pp", "ti", "bwt"))},
+                "versus": {} if kind == "gt" else {"gt": {
+                    q: {"estimate": -2.2 * k - j, "interval": [-2.6 * k - j, -1.8 * k - j]}
+                    for j, q in enumerate(("ti_pp", "bwt_pp"))}}}
 
     location = {"answer_tokens_masked": 0.034, "prose_tokens_masked": 0.281, "share_of_masked_in_answer": 0.052}
     results = {
@@ -179,6 +196,11 @@ def hand_made_results() -> dict:
                     "self_output": method("self_output", 3)},
     }
     results["claims"] = judge_claims(results)
+    results["criteria"] = judge_criteria(check_criteria([
+        {"id": "P", "claim": "the control learns", "method": "self_output", "quantity": "ti_pp",
+         "holds_if": "lower > 0"},
+        {"id": "S", "claim": "STM forgets less than GT", "method": "self_output", "versus": "gt",
+         "quantity": "bwt_pp", "holds_if": "lower > 0", "requires": ["P"]}]), results["methods"])
     return results
 
 

@@ -18,6 +18,7 @@ from robust_sft.core.config_types import (
 )
 from robust_sft.executors import ExecutorConfig
 from robust_sft.models.options import Backend
+from robust_sft.report.criteria import check_criteria
 from robust_sft.training.config import TrainConfig
 
 METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle", "stm_soft",
@@ -74,6 +75,11 @@ class ExperimentConfig:
     task_paths: dict = field(default_factory=dict)  # task name -> local files (offline); Hub otherwise
     train: dict = field(default_factory=dict)  # TrainConfig fields
     generation: dict = field(default_factory=dict)  # synthesis.GenerationSettings fields
+    # Pre-registered criteria (report/criteria.py): each claim's variant, quantity and rule, judged from the
+    # paired bootstrap intervals of results.json. Commit them before the run.
+    criteria: list = field(default_factory=list)
+    # `robust-sft run --quick`: these fields replace the config's for a smaller first look (runs/<name>-quick)
+    quick: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         coerce_fields(self)  # YAML's `2e-5` and `1e1` are strings
@@ -98,6 +104,8 @@ class ExperimentConfig:
         require(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, not {self.eval_batch_size}")
         require(self.gguf_file is None or self.gguf_file.endswith(".gguf"),
                 f"gguf_file must name a .gguf file, not {self.gguf_file!r}")
+        self.criteria = check_criteria(self.criteria)
+        require(isinstance(self.quick, dict), "quick must be a mapping of this config's fields to their values")
         self.executor = executor_config(self.executor, self.workers)
         self.workers = self.executor.workers
         from robust_sft.data.synthesis import GenerationSettings
@@ -126,9 +134,25 @@ def executor_config(executor: ExecutorConfig | dict | None, workers: int | None)
         raise ConfigError(f"executor: {err}") from None
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    """Read a YAML config into an ExperimentConfig; unknown keys and bad values are errors naming the file."""
+def load_config(path: str | Path, quick: bool = False) -> ExperimentConfig:
+    """Read a YAML config into an ExperimentConfig; unknown keys and bad values are errors naming the file.
+    `quick`: its `quick:` fields replace the config's, and the name gets "-quick" (a run directory of its own)."""
     import yaml
 
     path = resolve_config(path)
-    return from_mapping(ExperimentConfig, yaml.safe_load(read_text(path)) or {}, str(path))
+    raw = yaml.safe_load(read_text(path)) or {}
+    if quick:
+        raw = quick_mapping(raw, str(path))
+    return from_mapping(ExperimentConfig, raw, str(path))
+
+
+def quick_mapping(raw: dict, where: str) -> dict:
+    """A config mapping with its `quick:` overrides applied (for `run --quick`)."""
+    overrides = raw.get("quick") if isinstance(raw, dict) else None
+    if not overrides or not isinstance(overrides, dict):
+        raise ConfigError(f"{where}: --quick needs a `quick:` mapping of overrides in the config; it has none")
+    fields = set(ExperimentConfig.__dataclass_fields__) - {"quick", "name"}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(f"{where}: quick: unknown or unchangeable field(s) {unknown}")
+    return {**raw, **overrides, "name": f"{raw.get('name', 'experiment')}-quick", "quick": {}}

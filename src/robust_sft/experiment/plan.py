@@ -138,4 +138,5 @@ def run_plan(config: ExperimentConfig, *, base: str, base_key: str, tasks: list[
         "sources": sources,
         "control_tau": config.control_tau,
         "variants": variants,
+        "criteria": config.criteria,  # pre-registered in the config; judged in results.json
     }

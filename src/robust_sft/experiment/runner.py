@@ -36,6 +36,7 @@ from robust_sft.experiment.units import UnitStages
 from robust_sft.models.gguf import gguf_reference
 from robust_sft.models.loading import load_model, load_tokenizer
 from robust_sft.models.sources import model_source
+from robust_sft.report.criteria import check_criteria_variants
 from robust_sft.report.write import write_report
 from robust_sft.tasks import get_task
 from robust_sft.tasks.base import Task, has_answer_span, task_version
@@ -66,6 +67,7 @@ class Experiment(InputStages, UnitStages):
         own checks refuse fails before anything is scored or trained (and `--dry_run` catches it)."""
         from robust_sft.data.synthesis import GenerationSettings  # imports torch
 
+        check_criteria_variants(self.config.criteria, [v.name for v in self.variants])
         for task_name in [self.config.target, *self.config.others]:
             self.get_task(task_name)
         target = self.get_task(self.config.target)
@@ -257,12 +259,15 @@ class RunConfig:
                                           "paper/gemma-2-2b-it_mbpp.yaml; demo.yaml documents every option)."})
     out: str | None = field(default=None, metadata={"help": "Run directory (default: runs/<name>)."})
     dry_run: bool = field(default=False, metadata={"help": "Validate the config and print the plan; load nothing."})
+    quick: bool = field(default=False, metadata={"help": "The config's smaller first look: its `quick:` fields "
+                                                         "replace the config's (default run directory "
+                                                         "runs/<name>-quick)."})
 
 
 def run(config: RunConfig) -> tuple[Experiment, dict | None]:
     """`robust-sft run`: the experiment (every stage's options checked now, so a bad value fails here and in
     --dry_run, not hours later) and its results; None for a dry run, which loads nothing."""
-    experiment_config = load_config(config.config)
+    experiment_config = load_config(config.config, quick=config.quick)
     try:
         experiment = Experiment(experiment_config, config.out or f"runs/{experiment_config.name}")
     except ValueError as err:

@@ -26,6 +26,45 @@ POLICY_NOTES = {
 }
 
 
+def _interval(value: dict | None) -> str:
+    """`+3.1 [+0.4, +5.9]`: an estimate and its 95 % interval, in points (- when not measured)."""
+    if not value:
+        return "-"
+    lower, upper = value["interval"]
+    return f"{value['estimate']:+.1f} [{lower:+.1f}, {upper:+.1f}]"
+
+
+def points_table(methods: dict) -> list[str]:
+    """Table 2 in percentage points, with paired bootstrap intervals; each variant also against GT."""
+    lines = ["## In percentage points: TI and BWT with 95 % paired bootstrap intervals", "",
+             "Accuracy change in points (the base model's accuracy subtracted); TI on the target, BWT the mean over the "
+             "other tasks; the seeds averaged per test item. Intervals: paired bootstrap over test items (the same "
+             "items drawn for the base and the fine-tuned models; 2000 draws). The last two columns: the variant "
+             "minus GT on the same items.", "",
+             "| method | TI (points) | BWT (points) | TI minus GT's (points) | BWT minus GT's (points) |",
+             "|---|---|---|---|---|"]
+    for name, m in methods.items():
+        versus = m.get("versus", {}).get("gt", {})
+        lines.append(f"| {name} | {_interval(m['intervals']['ti_pp'])} | {_interval(m['intervals']['bwt_pp'])} | "
+                     f"{_interval(versus.get('ti_pp'))} | {_interval(versus.get('bwt_pp'))} |")
+    return lines + [""]
+
+
+def criteria_table(criteria: list[dict]) -> list[str]:
+    """The config's pre-registered criteria, each with its status and the interval it read."""
+    if not criteria:
+        return []
+    lines = ["## Pre-registered criteria (from the config, committed before the run)", "",
+             "| criterion | variant | quantity | holds if | status | estimate [95 % interval] |",
+             "|---|---|---|---|---|---|"]
+    for c in criteria:
+        variant = c["method"] + (f" minus {c['versus']}" if c["versus"] else "")
+        requires = f" (requires {', '.join(c['requires'])})" if c["requires"] else ""
+        lines.append(f"| ({c['id']}) {c['claim']} | {variant} | {c['quantity']} | {c['holds_if']}{requires} | "
+                     f"**{c['status']}** | {c['evidence']} |")
+    return lines + [""]
+
+
 def policy_notes(methods: dict) -> list[str]:
     """One line per policy variant: what it does, and the tau a rule chose (with the rule)."""
     lines = []
@@ -62,6 +101,7 @@ def render_markdown(results: dict) -> str:
     if results.get("percentage_point_tasks"):
         lines += [f"Base accuracy 0 on {', '.join(f'`{t}`' for t in results['percentage_point_tasks'])}: a relative "
                   "change is undefined there, so those tasks count their change in percentage points in TI/BWT.", ""]
+    lines += points_table(methods)
     lines += [
               "## Per-task accuracy after fine-tuning (mean over seeds)", "",
               "| method | " + " | ".join(base) + " |", "|---" * (len(base) + 1) + "|",
@@ -88,7 +128,8 @@ def render_markdown(results: dict) -> str:
                          f" | {100 * loc['share_of_masked_in_answer']:.1f} % |")
         lines += ["", "The answer span is the text the target task's checker reads (after the last `Answer:`); "
                   "the prose is every other trained token of the answer, end-of-turn included."]
-    lines += ["", "## The paper's claims in this setting", "", "| claim | criterion | status | numbers |",
+    lines += [""] + criteria_table(results.get("criteria", []))
+    lines += ["## The paper's claims in this setting", "", "| claim | criterion | status | numbers |",
               "|---|---|---|---|"]
     for c in results["claims"]:
         lines.append(f"| ({c['id']}) {c['claim']} | {c['criterion']} | **{c['status']}** | {c['evidence']} |")

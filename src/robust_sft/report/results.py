@@ -17,6 +17,8 @@ from robust_sft.masking.policies import MaskPolicy
 from robust_sft.masking.weights import soft_weights
 from robust_sft.models.loading import load_tokenizer
 from robust_sft.report.claims import judge_claims
+from robust_sft.report.criteria import judge_criteria
+from robust_sft.report.intervals import change_interval, common_items, difference_interval, item_matrix
 from robust_sft.scoring.files import load_scores
 from robust_sft.scoring.stats import summarize
 from robust_sft.tasks.base import get_task
@@ -80,21 +82,28 @@ def collect_results(run_dir: str | Path, tokenizer=None) -> dict:
     plan = run.read_plan()
     target, others = plan["target"], plan["others"]
     base = run.accuracies(run.base_eval_dir)
-    base_items = {t: run.item_correctness(run.base_eval_dir, t) for t in others}
+    base_items = {t: run.item_correctness(run.base_eval_dir, t) for t in [target, *others]}
     scores = {s: load_scores(run.scores_file(s)) for s in plan["sources"]}
     costs = run.costs(plan["sources"])
     # loaded only when a mask location needs it
     base_tokenizer = (lambda: tokenizer) if tokenizer is not None else functools.cache(lambda: _base_tokenizer(plan))
-    methods = {}
+    methods, items = {}, {}
     for variant in plan["variants"]:
-        seeds = {str(seed): seed_results(run, variant["name"], seed, target, others, base, base_items)
+        name = variant["name"]
+        items[name] = {seed: {t: run.item_correctness(run.eval_dir(name, seed), t) for t in [target, *others]}
+                       for seed in plan["seeds"]}
+        seeds = {str(seed): seed_results(run, name, seed, target, others, base, base_items, items[name][seed])
                  for seed in plan["seeds"]}
-        methods[variant["name"]] = {
+        methods[name] = {
             **variant_results(run, plan, variant, scores[variant["source"]], costs, base_tokenizer),
             "seeds": seeds,
             **_aggregate(seeds, [target, *others]),
             "transitions": _mean_transitions(seeds, others),
+            "intervals": change_intervals(base_items, list(items[name].values()), target, others),
         }
+    for name, versus in contrast_pairs(methods, plan.get("criteria", [])):
+        methods[name].setdefault("versus", {})[versus] = contrast_intervals(
+            list(items[name].values()), list(items[versus].values()), target, others)
     results = {
         "schema": "robust-sft/results/v1",
         "name": plan["name"],
@@ -109,6 +118,7 @@ def collect_results(run_dir: str | Path, tokenizer=None) -> dict:
         "methods": methods,
     }
     results["claims"] = judge_claims(results)
+    results["criteria"] = judge_criteria(plan.get("criteria", []), methods)
     return results
 
 
@@ -126,20 +136,60 @@ def data_results(run: RunDir, source: str, scores, costs: dict[str, float]) -> d
 
 
 def seed_results(run: RunDir, variant: str, seed: int, target: str, others: list[str], base: dict[str, float],
-                 base_items: dict[str, dict[str, bool]]) -> dict:
-    """One trained model's accuracies, TI, BWT and sample-wise forgetting against the base model."""
-    eval_dir = run.eval_dir(variant, seed)
-    after = run.accuracies(eval_dir)
+                 base_items: dict[str, dict[str, bool]], after_items: dict[str, dict[str, bool]]) -> dict:
+    """One trained model's accuracies, TI, BWT (relative and in points, with item-bootstrap intervals) and
+    sample-wise forgetting against the base model."""
+    after = run.accuracies(run.eval_dir(variant, seed))
     train_summary = run.train_summary(variant, seed)
     return {
         "accuracies": after,
         "target_accuracy": after[target],
         "ti": target_improvement(base, after, target),
         "bwt": backward_transfer(base, after, others),
+        "intervals": change_intervals(base_items, [after_items], target, others),
         "best_checkpoint": train_summary.get("best_checkpoint"),
         "train_loss": train_summary.get("train_loss"),
-        "transitions": {t: sample_transitions(base_items[t], run.item_correctness(eval_dir, t)) for t in others},
+        "transitions": {t: sample_transitions(base_items[t], after_items[t]) for t in others},
     }
+
+
+def change_intervals(base_items: dict[str, dict[str, bool]], seeds_items: list[dict[str, dict[str, bool]]],
+                     target: str, others: list[str]) -> dict:
+    """TI and BWT of a variant (its seeds averaged per item), relative (ti, bwt) and in points (ti_pp, bwt_pp),
+    each {estimate, interval}: paired bootstrap over the test items (report/intervals.py)."""
+    def tasks(names):
+        return {t: (matrix[0], after) for t, (matrix, after) in paired_items(names, [base_items], seeds_items).items()}
+
+    ti, bwt = change_interval(tasks([target])), change_interval(tasks(others))
+    return {"ti": ti["relative"], "bwt": bwt["relative"], "ti_pp": ti["pp"], "bwt_pp": bwt["pp"]}
+
+
+def paired_items(tasks: list[str], left: list[dict[str, dict[str, bool]]], right: list[dict[str, dict[str, bool]]]
+                 ) -> dict[str, tuple]:
+    """Per task, the 0/1 (models, items) matrices of two groups of models on the items all of them answered."""
+    paired = {}
+    for t in tasks:
+        ids = common_items(*(m[t] for m in left), *(m[t] for m in right))
+        paired[t] = (item_matrix([m[t] for m in left], ids), item_matrix([m[t] for m in right], ids))
+    return paired
+
+
+def contrast_pairs(methods: dict, criteria: list[dict]) -> list[tuple[str, str]]:
+    """The (variant, versus) differences results.json holds: every variant against GT, and those criteria name."""
+    pairs = [(name, "gt") for name in methods if name != "gt" and "gt" in methods]
+    pairs += [(c["method"], c["versus"]) for c in criteria if c.get("versus") and c["method"] in methods
+              and c["versus"] in methods]
+    return list(dict.fromkeys(pairs))
+
+
+def contrast_intervals(items_a: list[dict[str, dict[str, bool]]], items_b: list[dict[str, dict[str, bool]]],
+                       target: str, others: list[str]) -> dict:
+    """Variant A minus variant B in points, on the same test items: the target (ti_pp) and the other tasks'
+    mean (bwt_pp), each {estimate, interval} (paired bootstrap over items)."""
+    def tasks(names):
+        return paired_items(names, items_a, items_b)
+
+    return {"ti_pp": difference_interval(tasks([target])), "bwt_pp": difference_interval(tasks(others))}
 
 
 def variant_results(run: RunDir, plan: dict, variant: dict, scores, costs: dict[str, float], base_tokenizer) -> dict:

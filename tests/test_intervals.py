@@ -1,0 +1,71 @@
+"""Percentage-point changes and their paired bootstrap intervals (report/intervals.py)."""
+
+import numpy as np
+import pytest
+
+from robust_sft.report.intervals import (
+    change_interval,
+    common_items,
+    difference_interval,
+    item_matrix,
+    percentile_interval,
+)
+
+
+def test_no_change_has_a_zero_estimate_and_a_zero_width_interval():
+    before = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=float)
+    after = before[None, :].repeat(3, axis=0)
+    out = change_interval({"t": (before, after)})
+    assert out["pp"] == {"estimate": 0.0, "interval": [0.0, 0.0]}
+    assert out["relative"] == {"estimate": 0.0, "interval": [0.0, 0.0]}
+
+
+def test_pairing_makes_a_consistent_gain_certain_where_unpaired_noise_would_not():
+    # 300 items, 40 % right before; after, 30 more items right and none lost: +10 points
+    rng = np.random.default_rng(1)
+    before = (rng.random(300) < 0.4).astype(float)
+    after = before.copy()
+    after[np.flatnonzero(before == 0)[:30]] = 1
+    out = change_interval({"t": (before, after[None, :])})
+    lower, upper = out["pp"]["interval"]
+    assert out["pp"]["estimate"] == pytest.approx(10.0)
+    # only gains: every draw is >= 0, and the interval is about +-3.5 points wide (binomial on 30 of 300)
+    assert 5.0 < lower < 10.0 < upper < 15.0
+    assert out["relative"]["estimate"] == pytest.approx(100 * 0.1 / before.mean())
+
+
+def test_seeds_are_averaged_per_item_and_bwt_averages_tasks():
+    before = np.array([1, 1, 0, 0], dtype=float)
+    after_seeds = np.array([[1, 0, 0, 0], [1, 1, 1, 0]], dtype=float)  # seed means: 0.25 and 0.75 -> 0.5
+    same = {"a": (before, after_seeds), "b": (before, before[None, :])}
+    out = change_interval(same)
+    assert out["pp"]["estimate"] == pytest.approx((0.0 + 0.0) / 2)
+    shifted = {"a": (before, np.ones((1, 4))), "b": (before, before[None, :])}  # +50 points on a, 0 on b
+    assert change_interval(shifted)["pp"]["estimate"] == pytest.approx(25.0)
+
+
+def test_a_zero_base_makes_the_relative_change_nan_not_infinite():
+    out = change_interval({"t": (np.zeros(5), np.ones((1, 5)))})
+    assert out["pp"]["estimate"] == 100.0
+    assert np.isnan(out["relative"]["estimate"]) and np.isnan(out["relative"]["interval"]).all()
+
+
+def test_difference_is_antisymmetric_and_zero_for_identical_models():
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((3, 200)) < 0.6).astype(float), (rng.random((2, 200)) < 0.5).astype(float)
+    ab, ba = difference_interval({"t": (a, b)}), difference_interval({"t": (b, a)})
+    assert ab["estimate"] == pytest.approx(-ba["estimate"])
+    assert ab["interval"][0] == pytest.approx(-ba["interval"][1]) and ab["interval"][0] < ab["estimate"]
+    assert difference_interval({"t": (a, a)}) == {"estimate": 0.0, "interval": [0.0, 0.0]}
+
+
+def test_items_are_paired_by_id_on_the_items_every_model_answered():
+    base, after = {"x": True, "y": False, "z": True}, {"y": True, "z": True, "w": False}
+    ids = common_items(base, after)
+    assert ids == ["y", "z"]
+    assert item_matrix([base, after], ids).tolist() == [[0.0, 1.0], [1.0, 1.0]]
+
+
+def test_percentile_interval_drops_nan_replicates():
+    assert percentile_interval(np.array([np.nan, 1.0, 1.0])) == [1.0, 1.0]
+    assert np.isnan(percentile_interval(np.array([np.nan]))).all()
