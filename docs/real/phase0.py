@@ -8,8 +8,8 @@ Makes, under docs/real/phase0/ (every step is skipped when its output exists, so
   work/greedy/                              `robust-sft evaluate` on the first --probe train problems: the model's
                                             greedy answers (chat template, MBPP's stop strings), checked
   work/greedy.jsonl, work/greedy.parquet    those answers as training rows, scored (unverified: a reference row)
-  work/self_output*.jsonl, work/rephrase*   `robust-sft generate` (probe on the first --probe prompts, then the
-                                            run sized by --so_limit/--so_n and --re_limit), and their scores
+  work/self_output*.jsonl, work/rephrase*   `robust-sft generate` on the first --so_limit prompts (--so_n samples
+                                            each) and the first --re_limit prompts, and their scores
   work/argmax.json                          per GT example, the model's top-1 token at every answer position given
                                             the GT prefix (one forward pass): the departure token
   phase0.json, tables.md                    Table 1, shares above tau by token class, departure and end-of-turn
@@ -49,11 +49,13 @@ PAPER_PCT_ABOVE_2_5 = 21.2
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--paper_data", default="../shared/paper-data")
 parser.add_argument("--out", default="docs/real/phase0")
-parser.add_argument("--probe", type=int, default=20, help="prompts of each first probe (greedy, SO, RE)")
+# The defaults are what fitted this machine's budget (about 40 minutes of one core for the whole of Phase 0; see
+# docs/real/README.md): a batch of 32 sampled answers of up to 512 tokens took about 5 minutes of one core, so
+# Self-Output at n=4 on all 374 prompts would take about 4 hours (at the paper's n=32 about 30), Rephrase about 1.
+parser.add_argument("--probe", type=int, default=20, help="greedy answers generated for the first K prompts")
 parser.add_argument("--so_n", type=int, default=4, help="Self-Output samples per prompt (the paper: 32)")
-parser.add_argument("--so_limit", type=int, default=None, help="Self-Output on the first K prompts (default all)")
-parser.add_argument("--re_limit", type=int, default=None, help="Rephrase on the first K prompts (default all)")
-parser.add_argument("--probe_only", action="store_true", help="stop after the probes (to size the full runs)")
+parser.add_argument("--so_limit", type=int, default=20, help="Self-Output on the first K prompts (0: all)")
+parser.add_argument("--re_limit", type=int, default=20, help="Rephrase on the first K prompts (0: all)")
 args = parser.parse_args()
 
 OUT = Path(args.out)
@@ -121,11 +123,6 @@ if not (WORK / "greedy.jsonl").exists():
 step(WORK / "greedy.parquet", "score greedy", "score", "--model", MODEL, "--data", str(WORK / "greedy.jsonl"),
      "--out", str(WORK / "greedy.parquet"), "--no_progress")
 
-probes = {"Self-Output": generated("self_output", "self_output_probe", args.probe, args.so_n),
-          "Rephrase": generated("rephrase", "rephrase_probe", args.probe)}
-if args.probe_only:
-    print(json.dumps(TIMES, indent=1))
-    sys.exit(0)
 so_tag = f"self_output_n{args.so_n}" + (f"_first{args.so_limit}" if args.so_limit else "")
 re_tag = "rephrase" + (f"_first{args.re_limit}" if args.re_limit else "")
 runs = {"Self-Output": generated("self_output", so_tag, args.so_limit, args.so_n),
@@ -155,8 +152,9 @@ def argmax_pass(path: Path) -> dict:
             logp = torch.log_softmax(logits[at], dim=-1)
             top = logp.argmax(-1)
             targets = ids[0, torch.as_tensor(pos)]
-            out[example_id] = {"top1": top.tolist(), "top1_p": logp.max(-1).values.exp().tolist(),
-                               "nll": (-logp.gather(-1, targets[:, None]).squeeze(-1)).tolist()}
+            six = lambda t: [float(f"{x:.6g}") for x in t.tolist()]  # noqa: E731  (6 digits keep the file small)
+            out[example_id] = {"top1": top.tolist(), "top1_p": six(logp.max(-1).values.exp()),
+                               "nll": six(-logp.gather(-1, targets[:, None]).squeeze(-1))}
     TIMES["argmax pass"] = round(time.perf_counter() - start, 1)
     write_json(TIMES_PATH, TIMES)
     write_json(path, out)
@@ -218,17 +216,22 @@ def table1_row(scores, ids=None) -> dict:
     keep = [i for i, e in enumerate(scores.ids) if ids is None or e in ids]
     ppl = np.array([sequence_perplexity(scores.answer_nll(i)) for i in keep])
     tokens = np.concatenate([scores.answer_nll(i) for i in keep])
+    no_eot = []  # the same without the end-of-turn token (a stop string cuts greedy answers where it is unlikely)
+    for i in keep:
+        pos = np.flatnonzero(scores.answer_mask[i] & ~np.isnan(scores.token_nll[i]))
+        content = np.array([int(t) not in special for t in scores.input_ids[i][pos]], bool)
+        no_eot.append(sequence_perplexity(scores.token_nll[i][pos][content]))
     return {"examples": len(keep), "answer_tokens": int(len(tokens)), "sequence_ppl_mean": float(ppl.mean()),
             "sequence_ppl_var": float(ppl.var()), "sequence_ppl_median": float(np.median(ppl)),
+            "sequence_ppl_mean_without_end_of_turn": float(np.nanmean(no_eot)),
             **{f"pct_tokens_above_{t}": 100 * float((tokens > math.log(t)).mean()) for t in TAUS}}
 
 
 gt = load_scores(WORK / "gt.parquet")
 files = {"GT": gt, "Greedy (first %d, unverified)" % args.probe: load_scores(WORK / "greedy.parquet")}
-for label, group in (("probe", probes), ("run", runs)):
-    for name, path in group.items():
-        if path is not None:
-            files[f"{name} ({path.stem})"] = load_scores(path)
+for name, path in runs.items():
+    if path is not None:
+        files[f"{name} ({path.stem})"] = load_scores(path)
 
 table1 = {}
 for name, scores in files.items():
@@ -314,13 +317,14 @@ def f(x, digits=2):
 lines = ["# Phase 0: the paper's MBPP training data under SmolLM2-135M-Instruct", "",
          "Made by `docs/real/phase0.py`; numbers in `phase0.json`. Paper: Llama-3-8B-Instruct (PAPER.md).", "",
          "## Table 1: sequence perplexity (exp of mean answer-token NLL, end-of-turn included), over examples", "",
-         "| data | examples | mean (var) | median | % tokens > 2.5 | > 10 | > 100 | GT on the same prompts: mean (var) "
-         "| Llama-3-8B (paper): mean (var) |", "|---|---|---|---|---|---|---|---|---|"]
+         "| data | examples | mean (var) | median | mean without end-of-turn | % tokens > 2.5 | > 10 | > 100 | GT on the same prompts: mean (var) "
+         "| Llama-3-8B (paper): mean (var) |", "|---|---|---|---|---|---|---|---|---|---|"]
 for name, row in table1.items():
     same = row.get("gt_same_prompts")
     paper = row["paper"]
     lines.append(f"| {name} | {row['examples']} | {f(row['sequence_ppl_mean'])} ({f(row['sequence_ppl_var'])}) "
-                 f"| {f(row['sequence_ppl_median'])} | {f(row['pct_tokens_above_2.5'], 1)} "
+                 f"| {f(row['sequence_ppl_median'])} | {f(row['sequence_ppl_mean_without_end_of_turn'])} "
+                 f"| {f(row['pct_tokens_above_2.5'], 1)} "
                  f"| {f(row['pct_tokens_above_10'], 1)} | {f(row['pct_tokens_above_100'], 1)} "
                  f"| {(f(same['sequence_ppl_mean']) + ' (' + f(same['sequence_ppl_var']) + ')') if same else '-'} "
                  f"| {(f(paper[0]) + ' (' + f(paper[1]) + ')') if paper else '-'} |")
@@ -337,7 +341,7 @@ for name, data in classes.items():
               "| class | tokens | % of answer tokens | median NLL | % of class > 2.5 | > 10 | > 100 "
               "| % of all tokens > 2.5 | > 10 | > 100 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for c, row in data["classes"].items():
-        lines.append(f"| {c} | {row['tokens']} | {f(row['pct_of_answer_tokens'], 1)} | {f(row['median_nll'])} "
+        lines.append(f"| {c} | {row['tokens']} | {f(row['pct_of_answer_tokens'], 1)} | {f(row['median_nll'])} | "
                      + " | ".join(f(row[f"pct_above_{t}"], 1) for t in TAUS) + " | "
                      + " | ".join(f(row[f"pct_of_tokens_above_{t}"], 1) for t in TAUS) + " |")
     e = data["end_of_turn"]
