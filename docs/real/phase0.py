@@ -273,6 +273,8 @@ departure = {
     "all_gt_tokens_pct_above": {str(t): 100 * float((all_nll > math.log(t)).mean()) for t in TAUS},
     "class_counts": {c: sum(d["class"] == c for d in found) for c in TOKEN_CLASSES},
     "model_p_quantiles": quantiles([d["model_p"] for d in found]),
+    "median_mean_nll_before": float(np.median([d["nll_before_mean"] for d in found if d["nll_before_mean"] is not None])),
+    "median_mean_nll_after": float(np.median([d["nll_rest_mean"] for d in found if d["nll_rest_mean"] is not None])),
     "max_abs_nll_difference_vs_score_file": nll_check,
     "most_common": sorted({(d["gt_token"], d["model_token"]) for d in found},
                           key=lambda pair: -sum((d["gt_token"], d["model_token"]) == pair for d in found))[:12],
@@ -334,8 +336,12 @@ lines += ["| set | prompts | kept | samples | correct samples | seconds |", "|--
 for tag, rep in reports.items():
     lines.append(f"| {tag} | {rep['prompts']} | {rep['kept']} | {rep.get('samples', rep['prompts'])} "
                  f"| {rep.get('correct_samples', rep['kept'])} | {rep['seconds']:.0f} |")
-lines += ["", f"Greedy probe (`robust-sft evaluate`, first {args.probe} train problems, stop strings): "
-          f"accuracy {greedy_acc}", ""]
+acc = greedy_acc["mbpp"]
+lines += ["", f"Greedy answers (`robust-sft evaluate`, first {args.probe} train problems, MBPP's stop strings): "
+          f"{acc['n_correct']} of {acc['n']} pass.", "",
+          "Seconds of one core per step (`work/seconds.json`): " + ", ".join(
+              f"{k} {v:.0f}" for k, v in TIMES.items() if isinstance(v, (int, float)))
+          + f"; total {sum(v for v in TIMES.values() if isinstance(v, (int, float))) / 60:.1f} min.", ""]
 for name, data in classes.items():
     lines += [f"## Token classes: {name}", "",
               "| class | tokens | % of answer tokens | median NLL | % of class > 2.5 | > 10 | > 100 "
@@ -359,6 +365,8 @@ lines += ["## The departure token (GT vs the model's greedy answer)", "",
           + " / ".join(f(d[f'pct_above_{t}'], 1) for t in TAUS) + " % (all GT answer tokens: "
           + " / ".join(f(v, 1) for v in d["all_gt_tokens_pct_above"].values()) + " %)",
           f"- the model's own token there has p: {', '.join(q + ': ' + f(v) for q, v in d['model_p_quantiles'].items())}",
+          f"- mean NLL of an answer's tokens before the departure / after it, median over examples: "
+          f"{f(d['median_mean_nll_before'])} / {f(d['median_mean_nll_after'])}",
           "- class of the departure token: " + ", ".join(f"{c} {n}" for c, n in d["class_counts"].items()),
           "- most common (GT token, model's token): " + ", ".join(f"({m['gt']!r}, {m['model']!r}) x{m['count']}"
                                                                   for m in d["most_common"]),
