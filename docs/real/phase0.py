@@ -240,6 +240,11 @@ for name, scores in files.items():
         table1[name]["gt_same_prompts"] = table1_row(gt, set(scores.ids))
     assert abs(table1[name]["sequence_ppl_mean"] - summarize(scores, TAUS)["sequence_ppl_mean"]) < 1e-9
 
+# The tau at which STM masks the paper's share of GT answer tokens (21.2 %), and its 20-25 % "sweet spot".
+gt_tokens = np.concatenate([gt.answer_nll(i) for i in range(len(gt))]).astype(np.float64)
+tau_for_share = {str(share): float(np.exp(np.quantile(gt_tokens, 1 - share / 100)))
+                 for share in (20, PAPER_PCT_ABOVE_2_5, 25)}
+
 reports = {p.stem.replace(".report", ""): json.loads(p.read_text()) for p in sorted(WORK.glob("*.report.json"))}
 greedy_acc = json.loads((greedy_dir / "accuracies.json").read_text())
 classes = {name: by_class(scores) for name, scores in files.items()}
@@ -302,7 +307,7 @@ agree = sum(c["from_generation"] == c["from_top1"] for c in check)
 result = {
     "model": str(MODEL), "data": TRAIN, "taus": TAUS, "seconds": TIMES,
     "paper_llama3_8b": {"table1": PAPER, "pct_tokens_above_2.5": PAPER_PCT_ABOVE_2_5},
-    "table1": table1, "generation_reports": reports, "greedy_probe_accuracy": greedy_acc,
+    "table1": table1, "gt_tau_for_pct_masked": tau_for_share, "generation_reports": reports, "greedy_probe_accuracy": greedy_acc,
     "token_classes": classes, "departure": departure,
     "departure_check": {"examples": len(check), "agree": agree, "rows": check},
     "departures": departures,
@@ -330,7 +335,9 @@ for name, row in table1.items():
                  f"| {f(row['pct_tokens_above_10'], 1)} | {f(row['pct_tokens_above_100'], 1)} "
                  f"| {(f(same['sequence_ppl_mean']) + ' (' + f(same['sequence_ppl_var']) + ')') if same else '-'} "
                  f"| {(f(paper[0]) + ' (' + f(paper[1]) + ')') if paper else '-'} |")
-lines += ["", f"Paper: {PAPER_PCT_ABOVE_2_5} % of GT answer tokens above tau 2.5.", "",
+lines += ["", f"Paper: {PAPER_PCT_ABOVE_2_5} % of GT answer tokens above tau 2.5. Here STM masks 20 / "
+          f"{PAPER_PCT_ABOVE_2_5} / 25 % of the GT answer tokens at tau "
+          + " / ".join(f(v) for v in tau_for_share.values()) + ".", "",
           "Generation (`robust-sft generate`, T 0.7, top_p 0.95, 512 new tokens, no stop strings):", ""]
 lines += ["| set | prompts | kept | samples | correct samples | seconds |", "|---|---|---|---|---|---|"]
 for tag, rep in reports.items():
