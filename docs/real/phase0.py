@@ -19,7 +19,8 @@ The departure token of an example is the first answer token where the GT leaves 
 the same prompt. Greedy decoding picks the top-1 token at each step, so up to the departure the greedy answer and
 the GT share their prefix, and the departure is the first answer position where the GT token is not the model's
 top-1 given the GT prefix: one forward pass per example finds it for all 374 (7 minutes of one core here), where
-generating 374 greedy answers would take about 55 (the probe: 176 s for 20). The --probe greedy answers check the two against each other.
+generating 374 greedy answers would take about 55 (the probe: 176 s for 20). The --probe greedy answers check
+the two against each other.
 """
 
 from __future__ import annotations
@@ -183,7 +184,8 @@ def answer_tokens(scores, i):
     ids = scores.input_ids[i][pos]
     strings = token_strings(tokenizer, ids)
     texts = [strings[int(t)] for t in ids]
-    return ids, scores.token_nll[i][pos].astype(np.float64), texts, token_classes(texts, [int(t) in special for t in ids])
+    classes = token_classes(texts, [int(t) in special for t in ids])
+    return ids, scores.token_nll[i][pos].astype(np.float64), texts, classes
 
 
 def by_class(scores) -> dict:
@@ -278,11 +280,12 @@ departure = {
     "all_gt_tokens_pct_above": {str(t): 100 * float((all_nll > math.log(t)).mean()) for t in TAUS},
     "class_counts": {c: sum(d["class"] == c for d in found) for c in TOKEN_CLASSES},
     "model_p_quantiles": quantiles([d["model_p"] for d in found]),
-    "median_mean_nll_before": float(np.median([d["nll_before_mean"] for d in found if d["nll_before_mean"] is not None])),
+    "median_mean_nll_before": float(np.median([d["nll_before_mean"] for d in found
+                                                if d["nll_before_mean"] is not None])),
     "median_mean_nll_after": float(np.median([d["nll_rest_mean"] for d in found if d["nll_rest_mean"] is not None])),
     "max_abs_nll_difference_vs_score_file": nll_check,
-    "most_common": sorted({(d["gt_token"], d["model_token"]) for d in found},
-                          key=lambda pair: -sum((d["gt_token"], d["model_token"]) == pair for d in found))[:12],
+    "most_common": sorted({(d["gt_token"], d["model_token"]) for d in found},  # by count, ties by text
+                          key=lambda pair: (-sum((d["gt_token"], d["model_token"]) == pair for d in found), pair))[:12],
 }
 departure["most_common"] = [{"gt": g, "model": m, "count": sum((d["gt_token"], d["model_token"]) == (g, m)
                                                                for d in found)} for g, m in departure["most_common"]]
@@ -307,7 +310,8 @@ agree = sum(c["from_generation"] == c["from_top1"] for c in check)
 result = {
     "model": str(MODEL), "data": TRAIN, "taus": TAUS, "seconds": TIMES,
     "paper_llama3_8b": {"table1": PAPER, "pct_tokens_above_2.5": PAPER_PCT_ABOVE_2_5},
-    "table1": table1, "gt_tau_for_pct_masked": tau_for_share, "generation_reports": reports, "greedy_probe_accuracy": greedy_acc,
+    "table1": table1, "gt_tau_for_pct_masked": tau_for_share, "generation_reports": reports,
+    "greedy_probe_accuracy": greedy_acc,
     "token_classes": classes, "departure": departure,
     "departure_check": {"examples": len(check), "agree": agree, "rows": check},
     "departures": departures,
@@ -324,7 +328,8 @@ def f(x, digits=2):
 lines = ["# Phase 0: the paper's MBPP training data under SmolLM2-135M-Instruct", "",
          "Made by `docs/real/phase0.py`; numbers in `phase0.json`. Paper: Llama-3-8B-Instruct (PAPER.md).", "",
          "## Table 1: sequence perplexity (exp of mean answer-token NLL, end-of-turn included), over examples", "",
-         "| data | examples | mean (var) | median | mean without end-of-turn | % tokens > 2.5 | > 10 | > 100 | GT on the same prompts: mean (var) "
+         "| data | examples | mean (var) | median | mean without end-of-turn | % tokens > 2.5 | > 10 | > 100 "
+         "| GT on the same prompts: mean (var) "
          "| Llama-3-8B (paper): mean (var) |", "|---|---|---|---|---|---|---|---|---|---|"]
 for name, row in table1.items():
     same = row.get("gt_same_prompts")
@@ -364,14 +369,16 @@ d = departure
 lines += ["## The departure token (GT vs the model's greedy answer)", "",
           f"{d['with_departure']} of {d['examples']} GT answers leave the model's greedy path (the others are the "
           "model's own greedy answer token for token).", "",
-          f"- position in the answer: quantiles {', '.join(q + ': ' + f(v, 0) for q, v in d['position_quantiles'].items())}; "
+          "- position in the answer: quantiles "
+          f"{', '.join(q + ': ' + f(v, 0) for q, v in d['position_quantiles'].items())}; "
           f"{f(d['pct_at_first_token'], 1)} % at the first answer token",
           f"- relative position: {', '.join(q + ': ' + f(v) for q, v in d['relative_position_quantiles'].items())}",
           f"- NLL of the GT token there: {', '.join(q + ': ' + f(v) for q, v in d['gt_nll_quantiles'].items())} "
           f"(median perplexity {f(d['gt_ppl_median'])}); above tau 2.5 / 10 / 100: "
           + " / ".join(f(d[f'pct_above_{t}'], 1) for t in TAUS) + " % (all GT answer tokens: "
           + " / ".join(f(v, 1) for v in d["all_gt_tokens_pct_above"].values()) + " %)",
-          f"- the model's own token there has p: {', '.join(q + ': ' + f(v) for q, v in d['model_p_quantiles'].items())}",
+          "- the model's own token there has p: "
+          f"{', '.join(q + ': ' + f(v) for q, v in d['model_p_quantiles'].items())}",
           f"- mean NLL of an answer's tokens before the departure / after it, median over examples: "
           f"{f(d['median_mean_nll_before'])} / {f(d['median_mean_nll_after'])}",
           "- class of the departure token: " + ", ".join(f"{c} {n}" for c, n in d["class_counts"].items()),
