@@ -192,10 +192,13 @@ def by_class(scores) -> dict:
     """Per token class: tokens, share of answer tokens, % of the class above each tau, share of all tokens above
     each tau that is of this class; and the end-of-turn token's NLLs."""
     nll_of = {c: [] for c in TOKEN_CLASSES}
+    texts_above = {c: {} for c in TOKEN_CLASSES}  # class -> token text -> count above tau 2.5
     for i in range(len(scores)):
-        _, nll, _, classes = answer_tokens(scores, i)
-        for c, v in zip(classes, nll):
+        _, nll, texts, classes = answer_tokens(scores, i)
+        for c, v, text in zip(classes, nll, texts):
             nll_of[c].append(v)
+            if v > math.log(2.5):
+                texts_above[c][text] = texts_above[c].get(text, 0) + 1
     total = sum(len(v) for v in nll_of.values())
     above_total = {t: sum(int((np.asarray(v) > math.log(t)).sum()) for v in nll_of.values()) for t in TAUS}
     table = {}
@@ -205,7 +208,8 @@ def by_class(scores) -> dict:
                     "median_nll": float(np.median(v)) if len(v) else None,
                     **{f"pct_above_{t}": (100 * float((v > math.log(t)).mean()) if len(v) else None) for t in TAUS},
                     **{f"pct_of_tokens_above_{t}": 100 * int((v > math.log(t)).sum()) / max(above_total[t], 1)
-                       for t in TAUS}}
+                       for t in TAUS},
+                    "commonest_above_2.5": sorted(texts_above[c].items(), key=lambda kv: (-kv[1], kv[0]))[:6]}
     eot = np.asarray(nll_of["end_of_turn"])
     end_of_turn = {"tokens": len(eot), "median_nll": float(np.median(eot)) if len(eot) else None,
                    "median_p": float(np.exp(-np.median(eot))) if len(eot) else None,
@@ -362,6 +366,9 @@ for name, data in classes.items():
         lines.append(f"| {c} | {row['tokens']} | {f(row['pct_of_answer_tokens'], 1)} | {f(row['median_nll'])} | "
                      + " | ".join(f(row[f"pct_above_{t}"], 1) for t in TAUS) + " | "
                      + " | ".join(f(row[f"pct_of_tokens_above_{t}"], 1) for t in TAUS) + " |")
+    lines += ["", "Commonest token texts above tau 2.5, per class: " + "; ".join(
+        f"{c}: " + ", ".join(f"{t!r} x{n}" for t, n in row["commonest_above_2.5"])
+        for c, row in data["classes"].items() if row["commonest_above_2.5"]) + "."]
     e = data["end_of_turn"]
     lines += ["", f"End-of-turn: {e['tokens']} tokens, median NLL {f(e['median_nll'])} (p {f(e['median_p'])}), "
               f"quantiles {', '.join(q + ': ' + f(v) for q, v in e['nll_quantiles'].items())}.", ""]
