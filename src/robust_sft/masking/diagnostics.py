@@ -7,6 +7,10 @@ forgets. A task that knows where its checker reads (`Task.answer_span`) lets us 
   share_of_masked_in_answer   masked tokens inside the answer span / all masked answer tokens
   answer_tokens_masked        masked tokens inside the answer span / tokens inside the answer span
   prose_tokens_masked         masked tokens outside the span / tokens outside it (end-of-turn included)
+
+Without a span, `token_classes` sorts an answer's tokens by what they are (code, carriage return, indentation,
+other whitespace, fence, end-of-turn), and `first_difference` finds where two token sequences part (the GT answer
+and the model's own greedy answer: the departure token).
 """
 
 from __future__ import annotations
@@ -38,6 +42,56 @@ def in_span_flags(char_ends: list[int], span: tuple[int, int]) -> np.ndarray:
     """True for each token whose characters overlap [span start, span end)."""
     starts = [0, *char_ends[:-1]]
     return np.array([s < span[1] and e > span[0] for s, e in zip(starts, char_ends)], bool)
+
+
+TOKEN_CLASSES = ("code", "carriage_return", "indentation", "other_whitespace", "fence", "end_of_turn")
+
+
+def token_classes(texts: list[str], end_of_turn: list[bool] | None = None) -> list[str]:
+    """The class of each token of one answer, from the tokens' decoded texts in order (one of TOKEN_CLASSES).
+
+    - end_of_turn: flagged in `end_of_turn` (the template's end-of-turn token, e.g. <|im_end|>);
+    - fence: a token with a visible character on a line that starts with a backtick (```python, ```);
+    - code: any other token with a visible character (in MBPP's GT every such token is code; in a model's own
+      answer, prose falls here too);
+    - carriage_return: a whitespace-only token holding a carriage return ("\r\n", " \r\n\t");
+    - indentation: a whitespace-only token that ends in spaces or tabs at the start of a line (the line holds
+      nothing visible before it), e.g. "\t" after a line break, "\n    ";
+    - other_whitespace: the remaining whitespace-only tokens (line breaks, spaces inside or at the end of a line).
+    """
+    flags = end_of_turn if end_of_turn is not None else [False] * len(texts)
+    if len(flags) != len(texts):
+        raise ValueError(f"{len(texts)} token texts but {len(flags)} end-of-turn flags")
+    out = []
+    line = ""  # the current line's text before the token
+    for text, eot in zip(texts, flags):
+        if eot:
+            out.append("end_of_turn")
+            continue
+        if text.strip():
+            line_after = (line + text).rsplit("\n", 1)[-1] if "\n" in text else line + text
+            fence_line = (line + text.split("\n", 1)[0]).lstrip().startswith("`")
+            out.append("fence" if fence_line else "code")
+            line = line_after
+            continue
+        if "\r" in text:
+            out.append("carriage_return")
+        else:
+            tail = text.rsplit("\n", 1)[-1]  # the spaces/tabs after the token's last line break (all if none)
+            at_line_start = "\n" in text or not line.strip()
+            out.append("indentation" if tail and at_line_start else "other_whitespace")
+        line = text.rsplit("\n", 1)[-1] if "\n" in text else line + text
+    return out
+
+
+def first_difference(a, b) -> int | None:
+    """The first index where sequences `a` and `b` differ; the shorter one's length when it is a prefix of the
+    other; None when they are equal."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return None if len(a) == len(b) else n
 
 
 def mask_location_counts(answer_mask: np.ndarray, keep: np.ndarray, in_span: np.ndarray) -> dict[str, int]:
