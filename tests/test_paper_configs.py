@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "src" / "robust_sft" / "configs"
 PAPER = sorted((CONFIGS / "paper").glob("*.yaml"))
 # Every experiment config the package ships (the study's has its own schema: tests/test_study.py).
-SHIPPED = sorted(CONFIGS.glob("*.yaml")) + PAPER
+SHIPPED = sorted(CONFIGS.glob("*.yaml")) + PAPER + sorted((CONFIGS / "organism").glob("*.yaml")) + sorted(
+    (CONFIGS / "real").glob("*.yaml"))
 MODELS = ("google/gemma-2-2b-it", "meta-llama/Meta-Llama-3-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3")
 TASKS = ("mbpp", "math", "gsm8k", "arc_challenge")
 
@@ -60,6 +61,11 @@ def test_config_dry_runs_offline(path, tmp_path, capsys, offline_and_no_model):
     assert plan.count("  train     ") == n_runs
     assert offline_and_no_model == []
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
+    if config.quick:  # the config's first look dry-runs too
+        assert main(["run", str(path), "--quick", "--dry_run", "--out", str(tmp_path / "quick")]) == 0
+        assert f"experiment '{config.name}-quick'" in capsys.readouterr().out
+    for criterion in config.criteria:  # every pre-registered criterion is listed in the plan
+        assert f"criterion ({criterion['id']}) {criterion['method']}" in plan
 
 
 @pytest.mark.parametrize("path", PAPER, ids=lambda p: p.name)

@@ -37,10 +37,10 @@ def describe_plan(exp) -> str:
             lines.append(f"  train     {run_dir.model_dir(v.name, seed)}  [{v.source}; {overrides}]")
             lines.append(f"  evaluate  {run_dir.eval_dir(v.name, seed)}")
     lines.append(f"  report    {run_dir.results_file}, {run_dir.report_md_file}, {run_dir.figures_dir}/")
-    lines.append(f"{len(exp.variants)} variants x {len(c.seeds)} seeds = "
-                 f"{len(exp.variants) * len(c.seeds)} fine-tuning runs")
     for criterion in c.criteria:
         versus = f" minus {criterion['versus']}" if criterion["versus"] else ""
         lines.append(f"  criterion ({criterion['id']}) {criterion['method']}{versus}: {criterion['quantity']} "
                      f"{criterion['holds_if']}  [{criterion['claim']}]")
+    lines.append(f"{len(exp.variants)} variants x {len(c.seeds)} seeds = "
+                 f"{len(exp.variants) * len(c.seeds)} fine-tuning runs")
     return "\n".join(lines)
