@@ -169,3 +169,9 @@ def test_ppl_vs_bwt_labels_do_not_overlap(tmp_path, monkeypatch):
         for other, (ox, oy, _) in DEMO_POINTS.items():  # no label covers another method's point
             if other != a:
                 assert not boxes[a].contains(*ax.transData.transform((ox, oy))), f"{a!r} hides the point {other!r}"
+
+
+def test_every_method_in_a_legend_has_its_own_colour_and_marker():
+    styles = [tuple(report_figures.method_style(i).values()) for i in range(50)]
+    assert len(set(styles)) == 50
+    assert report_figures.method_style(0) == {"color": "C0", "marker": "o"}  # a run of ten methods: as before

@@ -38,6 +38,15 @@ def plot_ppl_vs_bwt(results: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+# Beyond ten methods matplotlib's colours repeat: the marker changes with each round of the ten colours.
+MARKERS = ("o", "s", "^", "D", "v")
+
+
+def method_style(index: int) -> dict:
+    """The colour and marker of the index-th method in a legend: distinct for the first 50 methods."""
+    return {"color": f"C{index % 10}", "marker": MARKERS[(index // 10) % len(MARKERS)]}
+
+
 def plot_ti_vs_bwt(results: dict, path: Path) -> None:
     """Target gain against forgetting, one point per method with seed error bars: learning and keeping at once."""
     import matplotlib
@@ -46,9 +55,9 @@ def plot_ti_vs_bwt(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 5))
-    for name, m in results["methods"].items():
-        ax.errorbar(m["mean"]["bwt"], m["mean"]["ti"], xerr=m["std"]["bwt"], yerr=m["std"]["ti"], fmt="o",
-                    capsize=3, label=name)
+    for index, (name, m) in enumerate(results["methods"].items()):
+        ax.errorbar(m["mean"]["bwt"], m["mean"]["ti"], xerr=m["std"]["bwt"], yerr=m["std"]["ti"], linestyle="none",
+                    capsize=3, label=name, **method_style(index))
     ax.axhline(0, color="grey", lw=0.8)
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel("BWT on the other tasks (%)  (right = forgets less)")
