@@ -105,7 +105,6 @@ class ExperimentConfig:
         require(self.gguf_file is None or self.gguf_file.endswith(".gguf"),
                 f"gguf_file must name a .gguf file, not {self.gguf_file!r}")
         self.criteria = check_criteria(self.criteria)
-        require(isinstance(self.quick, dict), "quick must be a mapping of this config's fields to their values")
         self.executor = executor_config(self.executor, self.workers)
         self.workers = self.executor.workers
         from robust_sft.data.synthesis import GenerationSettings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from robust_sft.report.criteria import criterion_subject
+
 
 def describe_plan(exp) -> str:
     """The stages and artifacts of an `Experiment`, with example counts where knowable."""
@@ -38,8 +40,7 @@ def describe_plan(exp) -> str:
             lines.append(f"  evaluate  {run_dir.eval_dir(v.name, seed)}")
     lines.append(f"  report    {run_dir.results_file}, {run_dir.report_md_file}, {run_dir.figures_dir}/")
     for criterion in c.criteria:
-        versus = f" minus {criterion['versus']}" if criterion["versus"] else ""
-        lines.append(f"  criterion ({criterion['id']}) {criterion['method']}{versus}: {criterion['quantity']} "
+        lines.append(f"  criterion ({criterion['id']}) {criterion_subject(criterion)}: {criterion['quantity']} "
                      f"{criterion['holds_if']}  [{criterion['claim']}]")
     lines.append(f"{len(exp.variants)} variants x {len(c.seeds)} seeds = "
                  f"{len(exp.variants) * len(c.seeds)} fine-tuning runs")

@@ -91,6 +91,11 @@ def check_criteria_variants(criteria: list[dict], variants: list[str]) -> None:
                                   f"{', '.join(variants)}")
 
 
+def criterion_subject(criterion: dict) -> str:
+    """What a criterion reads: its variant, or the difference of two ("stm@2.5 minus gt")."""
+    return criterion["method"] + (f" minus {criterion['versus']}" if criterion["versus"] else "")
+
+
 def criterion_value(criterion: dict, methods: dict) -> dict | None:
     """The estimate and interval a criterion reads from results' methods; None when its variant did not run."""
     method = methods.get(criterion["method"])

@@ -60,10 +60,10 @@ def task_change_replicates(before: np.ndarray, after: np.ndarray, indices: np.nd
 
 
 def task_change(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
-    """One task's seed-averaged change: points and relative % (NaN where the base accuracy is 0)."""
-    before_acc, after_acc = before.mean(), after.mean()
-    return {"pp": float(100 * (after_acc - before_acc)),
-            "relative": float(100 * (after_acc - before_acc) / before_acc) if before_acc > 0 else float("nan")}
+    """One task's seed-averaged change: points and relative % (NaN where the base accuracy is 0); the draw
+    that takes every item once."""
+    every_item = np.arange(len(before))[None, :]
+    return {unit: float(values[0]) for unit, values in task_change_replicates(before, after, every_item).items()}
 
 
 def change_interval(tasks: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0,

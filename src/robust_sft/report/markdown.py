@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from robust_sft.report.criteria import criterion_subject
 from robust_sft.report.figures import has_lr_sweep
 
 SOURCE_LABELS = {"gt": "GT", "rephrase": "Rephrase", "self_output": "Self-Output", "oracle": "Oracle (house style)"}
@@ -58,9 +59,8 @@ def criteria_table(criteria: list[dict]) -> list[str]:
              "| criterion | variant | quantity | holds if | status | estimate [95 % interval] |",
              "|---|---|---|---|---|---|"]
     for c in criteria:
-        variant = c["method"] + (f" minus {c['versus']}" if c["versus"] else "")
         requires = f" (requires {', '.join(c['requires'])})" if c["requires"] else ""
-        lines.append(f"| ({c['id']}) {c['claim']} | {variant} | {c['quantity']} | {c['holds_if']}{requires} | "
+        lines.append(f"| ({c['id']}) {c['claim']} | {criterion_subject(c)} | {c['quantity']} | {c['holds_if']}{requires} | "
                      f"**{c['status']}** | {c['evidence']} |")
     return lines + [""]
 

@@ -186,10 +186,8 @@ def contrast_intervals(items_a: list[dict[str, dict[str, bool]]], items_b: list[
                        target: str, others: list[str]) -> dict:
     """Variant A minus variant B in points, on the same test items: the target (ti_pp) and the other tasks'
     mean (bwt_pp), each {estimate, interval} (paired bootstrap over items)."""
-    def tasks(names):
-        return paired_items(names, items_a, items_b)
-
-    return {"ti_pp": difference_interval(tasks([target])), "bwt_pp": difference_interval(tasks(others))}
+    return {"ti_pp": difference_interval(paired_items([target], items_a, items_b)),
+            "bwt_pp": difference_interval(paired_items(others, items_a, items_b))}
 
 
 def variant_results(run: RunDir, plan: dict, variant: dict, scores, costs: dict[str, float], base_tokenizer) -> dict:
