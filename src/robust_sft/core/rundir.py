@@ -77,6 +77,10 @@ class RunDir:
         """What generating a training set did (prompts, kept, seconds): Self-Output and Rephrase only."""
         return self.root / "data" / f"{source}.report.json"
 
+    def seed_problems_file(self, seed: int) -> Path:
+        """The ids of the target training problems one seed trains on (with `train_pool`: a draw per seed)."""
+        return self.root / "data" / f"problems_seed{seed}.json"
+
     def scores_file(self, source: str) -> Path:
         return self.root / "scores" / f"{source}.parquet"
 

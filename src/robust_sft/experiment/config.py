@@ -61,7 +61,11 @@ class ExperimentConfig:
     lr_sweep: dict[str, list[float]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0], metadata={
         "list_only": "seeds: [1] is the single seed 1; three seeds are [0, 1, 2]"})
-    train_limit: int | None = None
+    train_limit: int | None = None  # target training problems each run trains on
+    # Target training problems the data stages prepare (GT, Self-Output, ... scored once); each seed then trains on
+    # its own draw of train_limit of them (data/problems_seed<K>.json), so seeds resample the data, not only the
+    # optimizer. None: every seed trains on the same first train_limit problems.
+    train_pool: int | None = None
     validation_limit: int | None = None
     eval_limit: int | None = None  # test examples per task
     target_eval_limit: int | None = None  # test examples of the target (default: eval_limit); more = less noisy TI
@@ -99,8 +103,12 @@ class ExperimentConfig:
             require(isinstance(factors, list) and all(isinstance(f, (int, float)) and 0 < f for f in factors),
                     f"lr_sweep: {method} needs a list of positive factors, not {factors!r}")
         require(len(set(self.seeds)) == len(self.seeds), f"seeds must be distinct, not {self.seeds}")
-        for name in ("train_limit", "validation_limit", "eval_limit", "target_eval_limit"):
+        for name in ("train_limit", "train_pool", "validation_limit", "eval_limit", "target_eval_limit"):
             require_limit(name, getattr(self, name))
+        if self.train_pool is not None:
+            require(self.train_limit is not None and self.train_limit <= self.train_pool,
+                    f"train_pool {self.train_pool} needs a train_limit of at most that many problems per seed, "
+                    f"not {self.train_limit}")
         require(self.eval_batch_size >= 1, f"eval_batch_size must be at least 1, not {self.eval_batch_size}")
         require(self.gguf_file is None or self.gguf_file.endswith(".gguf"),
                 f"gguf_file must name a .gguf file, not {self.gguf_file!r}")

@@ -16,8 +16,9 @@ def describe_plan(exp) -> str:
              + ("best target validation accuracy" if c.select_best_epoch else "last epoch"),
              f"  (variant, seed) units run {c.executor.describe()}"]
     try:
-        n_train = len(exp.load_examples(c.target, "train", c.train_limit))
-        lines.append(f"  target train examples: {n_train}")
+        n_train = len(exp.load_examples(c.target, "train", c.train_pool or c.train_limit))
+        lines.append(f"  target train examples: {n_train}" + ("" if c.train_pool is None else
+                     f" prepared; each seed trains on its own draw of {min(n_train, c.train_limit)}"))
     except Exception as err:  # e.g. a Hub dataset while offline: the plan is still valid
         lines.append(f"  target train examples: unknown here ({type(err).__name__}: {str(err)[:120]})")
     lines.append("stages:")
@@ -28,6 +29,9 @@ def describe_plan(exp) -> str:
         lines.append(f"  data      {run_dir.data_file(source)}  [{made}]")
     for source in exp.hinted_sources():
         lines.append(f"  data      {run_dir.hinted_data_file(source)}  [the same rows with the target's hints]")
+    if c.train_pool is not None:
+        for seed in c.seeds:
+            lines.append(f"  data      {run_dir.seed_problems_file(seed)}  [the problems seed {seed} trains on]")
     for source in exp.sources:
         lines.append(f"  score     {run_dir.scores_file(source)}")
     for source in exp.hinted_sources():

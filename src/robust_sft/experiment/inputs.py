@@ -15,6 +15,13 @@ from robust_sft.scoring.token_nll import ScoreConfig, score
 from robust_sft.tasks.gt_data import gt_rows
 
 
+def draw_problems(pool: list[str], n: int, seed: int) -> list[str]:
+    """`n` problem ids of `pool` drawn by `seed`, in pool order: the first n when ranked by a hash of (seed, id),
+    so the draw is the same on every machine and in every process."""
+    chosen = set(sorted(pool, key=lambda problem: stable_hash([seed, problem]))[:n])
+    return [problem for problem in pool if problem in chosen]
+
+
 class InputStages:
     """Stages of `Experiment` (runner.py) that make what the (variant, seed) units read: data, scores, base eval."""
 
@@ -23,11 +30,19 @@ class InputStages:
         from robust_sft.data.synthesis import MAKERS, GenerationSettings, rephrase_prompt, write_generated_data  # torch
 
         task = self.get_task(self.config.target)
-        examples = self.load_examples(self.config.target, "train", self.config.train_limit)
-        gt_key = stable_hash([self.base_key, self.config.target, self.config.train_limit, self.config.task_paths,
+        n_problems = self.config.train_pool or self.config.train_limit  # the same first problems either way
+        examples = self.load_examples(self.config.target, "train", n_problems)
+        gt_key = stable_hash([self.base_key, self.config.target, n_problems, self.config.task_paths,
                               self.task_versions([self.config.target])])
         gt_path = self.run_dir.data_file("gt")
         run_stage("data gt", gt_path, gt_key, lambda: write_jsonl(gt_path, gt_rows(task, examples)))
+        if self.config.train_pool is not None:
+            pool = [e["id"] for e in examples]
+            for seed in self.config.seeds:
+                path = self.run_dir.seed_problems_file(seed)
+                run_stage(f"data problems seed {seed}", path, stable_hash([gt_key, seed, self.config.train_limit]),
+                          lambda path=path, seed=seed: write_json(path, draw_problems(pool, self.config.train_limit,
+                                                                                      seed)))
         if self.hinted_sources():
             hinted_path = self.run_dir.hinted_data_file("gt")
             rows = [{**row, "hint": task.hint(e)} for row, e in zip(gt_rows(task, examples), examples)]

@@ -41,6 +41,8 @@ class UnitStages:
             key.append(file_hash(self.run_dir.hinted_scores_file(variant.source)))
         if variant.method == "sdft":  # its teacher's prompts
             key.append(file_hash(self.run_dir.data_file(SDFT_TEACHER)))
+        if self.config.train_pool is not None:  # this seed's draw of problems
+            key.append(file_hash(self.run_dir.seed_problems_file(seed)))
         return stable_hash(key)
 
     def policy_inputs(self, variant: Variant) -> dict:
@@ -53,6 +55,8 @@ class UnitStages:
 
     def train_config(self, variant: Variant, seed: int, base: str):
         extra = {"sdft_teacher_prompts": str(self.run_dir.data_file(SDFT_TEACHER))} if variant.method == "sdft" else {}
+        if self.config.train_pool is not None:
+            extra["example_ids"] = str(self.run_dir.seed_problems_file(seed))
         return training.TrainConfig(model=base, data=str(self.run_dir.scores_file(variant.source)),
                            output_dir=str(self.run_dir.model_dir(variant.name, seed)), seed=seed,
                            progress=self.progress, **self.train_options(variant, seed), **self.policy_inputs(variant),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,18 @@ class Scores:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def select(self, ids: Collection[str], where: str = "the score file") -> Scores:
+        """The examples whose id is in `ids`, in file order. A training set may lack some of them (Self-Output keeps
+        only problems with a verified answer); one that holds none of them is an error naming `where`."""
+        wanted = set(ids)
+        keep = [i for i, example_id in enumerate(self.ids) if example_id in wanted]
+        if not keep:
+            raise ValueError(f"{where}: none of the {len(wanted)} example ids asked for is in this file "
+                             f"(e.g. {min(wanted)!r})" if wanted else f"{where}: an empty list of example ids")
+        return Scores(ids=[self.ids[i] for i in keep], input_ids=[self.input_ids[i] for i in keep],
+                      answer_mask=[self.answer_mask[i] for i in keep], token_nll=[self.token_nll[i] for i in keep],
+                      messages=[self.messages[i] for i in keep], metadata=self.metadata)
+
     def answer_nll(self, i: int) -> np.ndarray:
         """NLLs of the scored answer tokens of example i."""
         mask = self.answer_mask[i] & ~np.isnan(self.token_nll[i])
@@ -66,9 +79,9 @@ def _list_column(table, name: str, dtype) -> list[np.ndarray]:
     return [values[offsets[i] : offsets[i + 1]] for i in range(len(column))]
 
 
-def load_scores(path: str | Path, tokenizer=None) -> Scores:
+def load_scores(path: str | Path, tokenizer=None, ids: Collection[str] | None = None) -> Scores:
     """Read and validate a score file (`validate_scores`); with `tokenizer`, refuse it unless it is the tokenizer
-    that made the ids."""
+    that made the ids; with `ids`, only those examples (`Scores.select`)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such score file")
@@ -88,7 +101,7 @@ def load_scores(path: str | Path, tokenizer=None) -> Scores:
         metadata=metadata,
     )
     validate_scores(scores, str(path), len(tokenizer) if tokenizer is not None else metadata.get("vocab_size"))
-    return scores
+    return scores if ids is None else scores.select(ids, str(path))
 
 
 def _messages(column: list, path: Path) -> list[list[dict]]:

@@ -28,6 +28,9 @@ class TrainConfig(MaskOptions, SoftWeightOption, SdftOptions, GgufFileOption, Dt
                   "dataset from `robust-sft mask` (input_ids/labels used as they are)."}
     )
     output_dir: str = field(metadata={"help": "Where checkpoints, the final model and the logs go."})
+    example_ids: str | None = field(
+        default=None, metadata={"help": "A JSON file listing example ids: train on those examples of --data only "
+                                "(an experiment's per-seed draw of training problems, its `train_pool`)."})
     finetuning: Finetuning = field(default="lora", metadata={"help": "lora, dora or full."})
     lora_r: int = field(default=16, metadata={"help": "LoRA/DoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA/DoRA alpha."})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robust_sft.core.artifacts import read_parquet
+from robust_sft.core.artifacts import read_parquet, read_text
 from robust_sft.masking.inputs import mask_scores
 from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
 from robust_sft.masking.weights import soft_weights
@@ -26,11 +26,12 @@ class TrainingData:
 
 
 def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores: str | None = None, *,
-                       hinted_scores: str | None = None, span_task=None,
-                       soft_temperature: float | None = None) -> TrainingData:
+                       hinted_scores: str | None = None, span_task=None, soft_temperature: float | None = None,
+                       example_ids: list[str] | None = None) -> TrainingData:
     """Labels for training: from a masked dataset as they are, or from a score file through `policy` (with the
     hinted score file of hindsight and the task of answer_aware, `masking.inputs.mask_scores`); with
-    `soft_temperature`, the kept tokens' soft STM weights (`masking.weights.soft_weights` at the policy's tau)."""
+    `soft_temperature`, the kept tokens' soft STM weights (`masking.weights.soft_weights` at the policy's tau).
+    `example_ids`: only those examples, selected before masking (so a tau chosen from the data is chosen on them)."""
     table, metadata = _read_masked_dir(Path(path)) if Path(path).is_dir() else (
         read_parquet(path) if Path(path).is_file() else (None, {}))
     if table is not None and "labels" in table.column_names:
@@ -42,8 +43,12 @@ def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores
         input_ids = [np.asarray(x, np.int64) for x in table.column("input_ids").to_pylist()]
         labels = [np.asarray(x, np.int64) for x in table.column("labels").to_pylist()]
         ids = table.column("id").to_pylist() if "id" in table.column_names else [str(i) for i in range(len(labels))]
-        return TrainingData(input_ids, labels, ids, metadata.get("mask_report", {"policy": "precomputed"}))
-    scores = load_scores(path, tokenizer)
+        keep = range(len(ids)) if example_ids is None else _rows_with_ids(ids, example_ids, path)
+        return TrainingData([input_ids[i] for i in keep], [labels[i] for i in keep], [ids[i] for i in keep],
+                            metadata.get("mask_report", {"policy": "precomputed"}))
+    scores = load_scores(path, tokenizer, ids=example_ids)
+    if dpf_scores is not None and example_ids is not None:  # the second file must hold the same examples
+        dpf_scores = load_scores(dpf_scores, tokenizer, ids=example_ids)
     result = mask_scores(scores, policy, where=str(path), dpf_scores=dpf_scores, hinted_scores=hinted_scores,
                          task=span_task, tokenizer=tokenizer)
     if soft_temperature is None:
@@ -51,6 +56,24 @@ def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores
                             [scores.ids[i] for i in result.keep_examples], result.report)
     return soft_training_data(scores, result, policy.tau if result.report["tau"] is None else result.report["tau"],
                               soft_temperature)
+
+
+def read_example_ids(path: str | None) -> list[str] | None:
+    """The JSON list of example ids of `TrainConfig.example_ids` (None: every example)."""
+    if path is None:
+        return None
+    ids = json.loads(read_text(path))
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValueError(f"{path}: example_ids must be a JSON list of example id strings")
+    return ids
+
+
+def _rows_with_ids(ids: list[str], wanted: list[str], where) -> list[int]:
+    wanted_set = set(wanted)
+    keep = [i for i, example_id in enumerate(ids) if example_id in wanted_set]
+    if not keep:
+        raise ValueError(f"{where}: none of the {len(wanted_set)} example ids asked for is in this dataset")
+    return keep
 
 
 def soft_training_data(scores, result, tau: float, temperature: float) -> TrainingData:

@@ -22,6 +22,7 @@ from robust_sft.core.artifacts import read_lines
 from robust_sft.core.config_types import Options, require
 from robust_sft.models.loading import load_causal_lm, resolve_device, resolve_dtype
 from robust_sft.scoring.files import load_scores
+from robust_sft.training.data import read_example_ids
 from robust_sft.training.hooks import EpochMetricMixin
 
 # After the paper's teacher prompt (our wording): the question, the demonstration, a request for the model's own.
@@ -128,7 +129,7 @@ def sdft_trainer(config, tokenizer, args_values: dict, peft_config=None, *, eval
     class SdftTrainer(EpochMetricMixin, SampledTokenCount):
         pass
 
-    scores = load_scores(config.data, tokenizer)
+    scores = load_scores(config.data, tokenizer, ids=read_example_ids(config.example_ids))
     teacher_prompts = read_teacher_prompts(config.sdft_teacher_prompts) if config.sdft_teacher_prompts else None
     rows = sdft_rows(scores, config.sdft_template, teacher_prompts, where=config.data)
     dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "privileged_context")} for r in rows])

@@ -23,7 +23,7 @@ from robust_sft.models.gguf import gguf_record
 from robust_sft.models.loading import load_causal_lm, load_tokenizer, resolve_device, resolve_dtype
 from robust_sft.training.checkpoints import epoch_metrics, log_before_saves, mean_training_loss, resume_point
 from robust_sft.training.config import TrainConfig
-from robust_sft.training.data import TokenDataset, TrainingData, collate, load_training_data
+from robust_sft.training.data import TokenDataset, TrainingData, collate, load_training_data, read_example_ids
 from robust_sft.training.hooks import EpochMetricMixin
 from robust_sft.training.losses import INFOSFT_P, token_loss
 from robust_sft.training.sdft import sdft_trainer
@@ -152,7 +152,8 @@ def token_trainer(config: TrainConfig, tokenizer, eval_fn: Callable | None, best
     """The Trainer of the token losses over `config.data` (labels through the policy, weights when soft)."""
     data = load_training_data(config.data, config.policy(), tokenizer, config.dpf_scores,
                               hinted_scores=config.hinted_scores, span_task=task or config.span_task,
-                              soft_temperature=config.soft_temperature)
+                              soft_temperature=config.soft_temperature,
+                              example_ids=read_example_ids(config.example_ids))
     if not data.labels:
         raise ValueError(f"{config.data}: no example has a trainable token under this policy ({data.report})")
     logger.info("training data: %s", json.dumps(data.report))
