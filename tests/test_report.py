@@ -14,7 +14,8 @@ from robust_sft.report.html import markdown_to_html
 from tests.test_experiment import mini_config
 from tests.test_results import assert_report_matches_results
 
-# The demo's measured points (docs/demo/results.json): stm@1.5, stm@2.5, stm@5 and self_output sit close.
+# Measured points of an earlier demo (its results.json, with 9 methods): stm@1.5, stm@2.5, stm@5 and self_output
+# sit close, so their labels must not overlap.
 DEMO_POINTS = {"gt": (3.908, -71.1, 0.5), "stm@1.5": (1.037, -3.8, 2.6), "stm@2.5": (1.090, -5.7, 2.5),
                "stm@5": (1.208, -7.0, 2.1), "self_output": (1.132, -10.8, 5.8), "rephrase": (1.157, -23.1, 7.6),
                "stm_random@2.5": (3.790, -63.7, 0.9), "stm_lowest@2.5": (7.002, -80.5, 3.4)}
@@ -175,3 +176,15 @@ def test_every_method_in_a_legend_has_its_own_colour_and_marker():
     styles = [tuple(report_figures.method_style(i).values()) for i in range(50)]
     assert len(set(styles)) == 50
     assert report_figures.method_style(0) == {"color": "C0", "marker": "o"}  # a run of ten methods: as before
+
+
+def test_tau_sweep_plots_stm_the_auto_tau_and_gt_at_the_configs_rate_only():
+    def method(kind, tau, masked, lr_scale=1.0):
+        return {"method": kind, "tau": tau, "masked_fraction": masked, "lr_scale": lr_scale}
+
+    results = {"methods": {"gt": method("gt", None, 0.0), "gt_lr1e-04": method("gt", None, 0.0, 1 / 3),
+                           "stm@2.5": method("stm", 2.5, 0.23), "stm@auto": method("stm_auto", 10.12, 0.14),
+                           "stm@2.5_lr1e-04": method("stm", 2.5, 0.23, 1 / 3), "oracle": method("oracle", None, 0.0)}}
+    points = report_figures.tau_sweep_points(results)
+    assert [(p["method"], p["tau"]) for p in points] == [("gt", None), ("stm_auto", 10.12), ("stm", 2.5)]
+    assert [report_figures.sweep_label(p) for p in points] == ["GT", "auto: tau 10.1", "tau 2.5"]

@@ -119,15 +119,27 @@ def plot_lr_control(results: dict, path: Path, title: str = "") -> None:
     save_figure(fig, path)
 
 
+def tau_sweep_points(results: dict) -> list[dict]:
+    """STM at each tau (the auto rule's among them) and GT (tau = infinity), at the config's learning rate, by the
+    share of tokens masked."""
+    return sorted((m for m in results["methods"].values()
+                   if m["method"] in ("stm", "stm_auto", "gt") and m.get("lr_scale", 1.0) == 1.0),
+                  key=lambda m: m["masked_fraction"])
+
+
+def sweep_label(method: dict) -> str:
+    if method["method"] == "gt":
+        return "GT"
+    return f"auto: tau {method['tau']:.3g}" if method["method"] == "stm_auto" else f"tau {method['tau']:g}"
+
+
 def plot_tau_sweep(results: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = results["methods"]
-    sweep = sorted((m for m in methods.values() if m["method"] in ("stm", "gt")),
-                   key=lambda m: m["masked_fraction"])
+    sweep = tau_sweep_points(results)
     if not sweep:
         return
     x = [100 * m["masked_fraction"] for m in sweep]
@@ -143,6 +155,5 @@ def plot_tau_sweep(results: dict, path: Path) -> None:
     ax.legend()
     ax.margins(x=0.12, y=0.12)
     fig.tight_layout()
-    place_labels(ax, [(xi, m["mean"]["bwt"], "GT" if m["method"] == "gt" else f"tau {m['tau']:g}")
-                      for m, xi in zip(sweep, x)])
+    place_labels(ax, [(xi, m["mean"]["bwt"], sweep_label(m)) for m, xi in zip(sweep, x)])
     save_figure(fig, path)
