@@ -8,7 +8,7 @@ import tests.fake_tasks  # noqa: F401  (registers the test tasks)
 from robust_sft.study.config import StudyConfig, grid_points, point_name
 from robust_sft.study.publish import publish
 from robust_sft.study.runner import Study
-from robust_sft.study.summary import method_table, render_study
+from robust_sft.study.summary import criteria_table, method_table, render_criteria, render_study
 from tests.test_results import markdown_tables, numbers
 
 
@@ -18,9 +18,14 @@ def mini_study(model_dir: str, **overrides) -> StudyConfig:
         methods=["gt", "stm", "oracle", "eaft"], taus=[500], control_tau=500, lr_sweep={"gt": [0.5], "stm": [0.5]},
         seeds=[0], train_limit=16, validation_limit=8, eval_limit=8, eval_batch_size=16,
         train={"max_steps": 2, "num_train_epochs": 1, "per_device_train_batch_size": 8, "logging_steps": 1},
+        # pre-registered criteria: G can only hold (a change is at least -100 points), S can only fail
+        criteria=[{"id": "G", "claim": "GT moves the target", "method": "gt", "quantity": "ti_pp",
+                   "holds_if": "estimate > -101"},
+                  {"id": "S", "claim": "STM forgets less", "method": "stm@500", "versus": "gt", "quantity": "bwt_pp",
+                   "holds_if": "lower > 1000", "requires": ["G"]}],
     )
     options = dict(
-        name="mini", worlds=[0, 1], experiment=experiment,
+        name="mini", worlds=[0, 1], design_worlds=[0], experiment=experiment,
         modes={"lora": {"train": {"finetuning": "lora"}, "grid": {"lora_r": [4], "learning_rate": ["1e-3"]}},
                "full": {"train": {"finetuning": "full"}, "grid": {"learning_rate": [1e-4, 3e-4]}}},
         selection_validation_limit=8,
@@ -104,6 +109,11 @@ def test_every_setting_is_a_run_and_claims_are_counted_k_of_n(finished_study):
         assert (out / "figures" / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
     text = (out / "study.md").read_text()
     assert "held in k of n" in text and "| (f)" in text and "Sample-wise forgetting" in text
+    # the pre-registered criteria, judged in each setting, counted over world 1 with world 0 (design) apart
+    held, failed = summary["criteria"]
+    assert (held["id"], held["held_out"]["held"], held["held_out"]["n"], held["design"]["held"]) == ("G", 2, 2, 2)
+    assert (failed["id"], failed["held_out"]["not held"], failed["design"]["not held"]) == ("S", 2, 2)
+    assert "| (G) GT moves the target | gt: ti_pp estimate > -101 | 2 of 2 | 2 of 2 |" in text
 
 
 def test_a_rerun_trains_nothing_and_publish_copies_no_models(finished_study, tiny_model_dir, tmp_path, monkeypatch):
@@ -179,3 +189,33 @@ def test_the_studys_correlations_are_spearmans_rho_of_each_measure_with_bwt(fini
             assert stated["rho"] == pytest.approx(expected, abs=1e-12)
         else:
             assert stated["rho"] is None  # scipy's NaN: a constant side
+
+
+def test_criteria_are_counted_over_held_out_settings_with_the_design_worlds_apart():
+    def judged(cid, status, evidence="+1.0 [+0.5, +1.5]"):
+        return {"id": cid, "claim": f"claim {cid}", "method": "stm@2.5", "versus": "gt", "quantity": "ti_pp",
+                "holds_if": "lower > 0", "requires": [], "status": status, "evidence": evidence}
+
+    results = {"w0-lora": {"criteria": [judged("P", "held"), judged("S", "held")]},
+               "w1-lora": {"criteria": [judged("P", "held"), judged("S", "not held")]},
+               "w2-lora": {"criteria": [judged("P", "not held"), judged("S", "not counted")]},
+               "w3-lora": {"criteria": [judged("P", "held"), judged("S", "held")]}}
+    worlds = {"w0-lora": 0, "w1-lora": 1, "w2-lora": 2, "w3-lora": 3}
+    rows = {row["id"]: row for row in criteria_table(results, worlds, design_worlds=[0])}
+    assert rows["S"]["held_out"] == {"held": 1, "not held": 1, "not counted": 1, "not tested": 0, "n": 3}
+    assert rows["S"]["design"] == {"held": 1, "not held": 0, "not counted": 0, "not tested": 0, "n": 1}
+    assert rows["P"]["held_out"]["held"] == 2 and rows["S"]["subject"] == "stm@2.5 minus gt"
+    # the same results can reach the other outcome: every S held in the held-out worlds
+    results["w1-lora"]["criteria"][1]["status"] = results["w2-lora"]["criteria"][1]["status"] = "held"
+    assert criteria_table(results, worlds, [0])[1]["held_out"]["held"] == 3
+    section = "\n".join(render_criteria(list(rows.values()), list(results), [0]))
+    assert "| (S) claim S | stm@2.5 minus gt: ti_pp lower > 0 | 1 of 3 (1 not counted) | 1 of 1 |" in section
+    assert "## Pre-registered criteria: held in k of n held-out settings" in section
+
+
+def test_the_world_that_selects_the_options_is_a_design_world(tiny_model_dir):
+    with pytest.raises(ValueError, match="world 0 selects the options .* add it to design_worlds"):
+        mini_study(tiny_model_dir, worlds=[0, 1, 2], design_worlds=[1])
+    with pytest.raises(ValueError, match=r"design_worlds \[5\] must be among worlds"):
+        mini_study(tiny_model_dir, design_worlds=[5])
+    assert mini_study(tiny_model_dir, worlds=[0, 1, 2], design_worlds=[0]).design_worlds == [0]

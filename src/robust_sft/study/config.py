@@ -28,6 +28,9 @@ class StudyConfig:
     experiment: dict = field(default_factory=dict)
     # mode name -> {"train": fixed TrainConfig options, "grid": {option: [values]} searched by the oracle}
     modes: dict = field(default_factory=dict)
+    # Worlds used in any design decision (the organism's design, the options' selection): their settings' judged
+    # criteria are counted apart, never among the held-out worlds. Empty: the study does not split its worlds.
+    design_worlds: list[int] = field(default_factory=list)
     # Worlds whose settings run experiment.lr_sweep (None: every world); the others run without it.
     lr_sweep_worlds: list[int] | None = None
     selection_seed: int = 0
@@ -44,6 +47,8 @@ class StudyConfig:
         require_path_name(self.name, "name")  # the default study directory is runs/<name>
         require(bool(self.worlds) and len(set(self.worlds)) == len(self.worlds),
                 f"worlds must be distinct organism seeds, not {self.worlds}")
+        require(set(self.design_worlds) <= set(self.worlds),
+                f"design_worlds {self.design_worlds} must be among worlds {self.worlds}")
         require(bool(self.modes), "modes must name at least one fine-tuning mode")
         for mode, spec in self.modes.items():
             require_path_name(mode, "mode")  # its runs are w<world>-<mode>/
@@ -52,6 +57,10 @@ class StudyConfig:
             grid = spec.get("grid", {})
             require(all(isinstance(v, list) and v for v in grid.values()),
                     f"modes.{mode}.grid: every option needs a non-empty list of values")
+        selecting = any(len(grid_points(spec)) > 1 for spec in self.modes.values())
+        require(not self.design_worlds or not selecting or self.worlds[0] in self.design_worlds,
+                f"world {self.worlds[0]} selects the options (a grid has several points), so it is a design world: "
+                f"add it to design_worlds {self.design_worlds}")
         for key in ("name", "world"):
             require(key not in self.experiment, f"experiment.{key} is set per setting by the study")
         # Every setting's experiment is built (its tasks and train options checked) now, before anything runs.

@@ -10,6 +10,7 @@ import numpy as np
 from robust_sft.analysis.mechanism import analysis_units, correlations, plot_mechanism
 from robust_sft.core.artifacts import write_json, write_text
 from robust_sft.core.rundir import RunDir
+from robust_sft.report.criteria import criterion_subject
 from robust_sft.report.figures import plot_lr_control
 from robust_sft.study.config import StudyConfig
 from robust_sft.study.figures import plot_claims_grid, plot_lr_control_grid
@@ -29,6 +30,36 @@ def claims_table(results_by_setting: dict[str, dict]) -> list[dict]:
         row["held"] = statuses.count("held")
         row["tested"] = sum(s != "not tested" for s in statuses)
     return list(rows.values())
+
+
+CRITERION_STATUSES = ("held", "not held", "not counted", "not tested")
+
+
+def criteria_table(results_by_setting: dict[str, dict], world_of: dict[str, int], design_worlds: list[int]) -> list[dict]:
+    """Every pre-registered criterion (the experiment's `criteria:`, judged in each setting's report): per setting its
+    status and evidence, and the count of each status over the held-out settings and, apart, the design settings."""
+    rows = {}
+    for setting, results in results_by_setting.items():
+        for judged in results.get("criteria", []):
+            row = rows.setdefault(judged["id"], {
+                "id": judged["id"], "claim": judged["claim"], "subject": criterion_subject(judged),
+                "quantity": judged["quantity"], "holds_if": judged["holds_if"], "settings": {}})
+            row["settings"][setting] = {"status": judged["status"], "evidence": judged["evidence"],
+                                        "world": world_of[setting]}
+    for row in rows.values():
+        for group, design in (("held_out", False), ("design", True)):
+            statuses = [s["status"] for s in row["settings"].values() if (s["world"] in design_worlds) == design]
+            row[group] = {**{status: statuses.count(status) for status in CRITERION_STATUSES}, "n": len(statuses)}
+    return list(rows.values())
+
+
+def criteria_count(counts: dict) -> str:
+    """"held in k of n", with the settings where a failed requirement or a missing variant left it undecided."""
+    if not counts["n"]:
+        return "-"
+    text = f"{counts['held']} of {counts['n']}"
+    extra = [f"{counts[s]} {s}" for s in ("not counted", "not tested") if counts[s]]
+    return text + (f" ({', '.join(extra)})" if extra else "")
 
 
 def method_table(results_by_setting: dict[str, dict]) -> dict[str, dict[str, dict]]:
@@ -67,6 +98,8 @@ def write_summary(out: Path, config: StudyConfig, chosen: dict, runs: dict, cont
         "settings": {name: {**run, "target_base_accuracy": results[name]["base"]["accuracies"][results[name]["target"]],
                             "base_accuracies": results[name]["base"]["accuracies"]} for name, run in runs.items()},
         "claims": claims_table(results),
+        "design_worlds": config.design_worlds,
+        "criteria": criteria_table(results, {name: run["world"] for name, run in runs.items()}, config.design_worlds),
         "methods": method_table(results),
         "lr_control": lr_control_summary(control, control_results) if control_results else None,
         "mechanism": mechanism,
@@ -117,6 +150,28 @@ def _status_cell(entry: dict) -> str:
     return {"held": "held", "not held": "**not held**", "not tested": "n/t"}[entry["status"]]
 
 
+def render_criteria(criteria: list[dict], settings: list[str], design_worlds: list[int]) -> list[str]:
+    """The pre-registered criteria's section of study.md: held in k of n held-out settings, the design ones apart."""
+    if not criteria:
+        return []
+    cell = {"held": "held", "not held": "**not held**", "not counted": "not counted", "not tested": "n/t"}
+    held_out = "held-out settings" if design_worlds else "settings"
+    lines = ["", f"## Pre-registered criteria: held in k of n {held_out}", "",
+             f"Each criterion was judged in each setting from its paired bootstrap interval (the setting's report). "
+             f"Design worlds {design_worlds or 'none'}: settings of worlds used in a design decision, counted apart. "
+             "'Not counted': a criterion it requires (the positive control) did not hold there.", "",
+             f"| criterion | rule | {held_out} | design settings | " + " | ".join(settings) + " |",
+             "|---" * (len(settings) + 4) + "|"]
+    for row in criteria:
+        cells = [cell[row["settings"][s]["status"]] if s in row["settings"] else "-" for s in settings]
+        lines.append(f"| ({row['id']}) {row['claim']} | {row['subject']}: {row['quantity']} {row['holds_if']} | "
+                     f"{criteria_count(row['held_out'])} | {criteria_count(row['design'])} | " + " | ".join(cells) + " |")
+    lines += ["", "Estimates and intervals per setting (points):", ""]
+    for row in criteria:
+        lines.append(f"- ({row['id']}) " + "; ".join(f"{s}: {e['evidence']}" for s, e in row["settings"].items()))
+    return lines
+
+
 def render_study(summary: dict) -> str:
     settings = list(summary["settings"])
     lines = [f"# {summary['name']}: the paper's claims across worlds and fine-tuning modes", "",
@@ -129,6 +184,7 @@ def render_study(summary: dict) -> str:
         grid = ", ".join(f"{t['name']} {t['validation_accuracy']:.3f}" for t in sel["trials"])
         lines.append(f"| {mode} | {sel['name']} | {max(t['validation_accuracy'] for t in sel['trials']):.3f} "
                      f"({sel['base_validation_accuracy']:.3f}) | {grid} |")
+    lines += render_criteria(summary.get("criteria") or [], settings, summary.get("design_worlds") or [])
     lines += ["", "## Claims: held in k of n settings", "",
               "| claim | criterion | held | " + " | ".join(settings) + " |", "|---" * (len(settings) + 3) + "|"]
     for row in summary["claims"]:
