@@ -88,7 +88,8 @@ class StudyConfig:
 
     def lr_control_options(self) -> dict:
         train = {**self.experiment.get("train", {}), **self.lr_control.get("train", {})}
-        return {**self.experiment, **self.lr_control, "name": "lr_control", "world": self.worlds[0],
+        # its own methods: the study's criteria are judged in the settings (lr_control may name its own)
+        return {**self.experiment, "criteria": [], **self.lr_control, "name": "lr_control", "world": self.worlds[0],
                 "train": train}
 
 

@@ -80,7 +80,8 @@ class Study:
     def selection_experiment(self, mode: str) -> Experiment:
         c = self.config
         options = {**c.setting_options(c.worlds[0], mode, {}), "name": "select", "methods": ["oracle"],
-                   "seeds": [c.selection_seed], "validation_limit": c.selection_validation_limit, "lr_sweep": {}}
+                   "seeds": [c.selection_seed], "validation_limit": c.selection_validation_limit, "lr_sweep": {},
+                   "criteria": []}  # the oracle alone: the study's criteria are judged in its settings
         return Experiment(ExperimentConfig(**options), self.dir / "select", progress=self.progress)
 
     def select(self, mode: str) -> dict:
@@ -124,10 +125,11 @@ class Study:
         """The learning-rate control's run: its own, or the setting whose options it equals."""
         if not self.config.lr_control:
             return None
-        options = self.config.lr_control_options()
+        # the criteria only judge a run's numbers: a setting that differs in them alone is the same run
+        control = {**asdict(ExperimentConfig(**self.config.lr_control_options())), "criteria": []}
         for name, run in runs.items():
             setting = RunDir(run["dir"]).read_config()
-            if {**setting, "name": "lr_control"} == asdict(ExperimentConfig(**options)):
+            if {**setting, "name": "lr_control", "criteria": []} == control:
                 return {"dir": run["dir"], "same_as": name}
         return {"dir": str(self.dir / "lr_control"), "same_as": None}
 
