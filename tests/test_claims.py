@@ -503,3 +503,14 @@ def test_claim_not_dominated_evidence_lists_every_gt_point_and_the_rate():
     [claim] = rules.claim_not_dominated_by_smaller_rate(results)
     assert claim["evidence"] == ("STM's best: stm@2.5 (lr 1e-03) TI +20.0, BWT -5.0; gt: TI +10.0, BWT -30.0; "
                                  "gt_lr5e-04: TI +5.0, BWT -15.0")
+
+
+def test_claims_that_read_the_seed_spread_are_not_tested_with_one_seed():
+    results = paper_world()
+    spread_claims = {"b1", "b-self_output", "b-stm@2.5", "o", "c-stm@2.5", "c-self_output"}
+    judged = {c["id"]: c for c in judge_claims({**results, "seeds": [0]})}
+    for cid in spread_claims:
+        assert judged[cid]["status"] == "not tested" and judged[cid]["evidence"].endswith("no spread to judge by")
+    assert judged["a"]["status"] == "held"  # a claim on the means alone is still judged
+    two = {c["id"]: c["status"] for c in judge_claims({**results, "seeds": [0, 1]})}
+    assert all(two[cid] == "held" for cid in spread_claims)

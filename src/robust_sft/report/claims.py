@@ -52,6 +52,13 @@ def claims_stm(methods: dict, method: str = "stm") -> str | None:
     return (exact or stms or [None])[0]
 
 
+def judged_by_spread(results: dict, held: bool, evidence: str) -> tuple[bool | None, str]:
+    """A criterion that reads the seed spread decides nothing with one seed (its std is 0): not tested then."""
+    if len(results.get("seeds", [0, 1])) < 2:
+        return None, evidence + "; one seed: no spread to judge by"
+    return held, evidence
+
+
 def mean_and_std(methods: dict, name: str, metric: str) -> tuple[float, float]:
     return methods[name]["mean"][metric], methods[name]["std"][metric]
 
@@ -77,7 +84,7 @@ def claim_gt_forgets(results: dict) -> list[dict]:
         return []
     bwt, sd = mean_and_std(methods, "gt", "bwt")
     return [claim_entry("b1", "GT fine-tuning degrades the other tasks", "mean BWT < 0 by more than its seed std",
-                        bwt < 0 and bwt + sd < 0, f"GT BWT {bwt:+.1f} ± {sd:.1f} %")]
+                        *judged_by_spread(results, bwt < 0 and bwt + sd < 0, f"GT BWT {bwt:+.1f} ± {sd:.1f} %"))]
 
 
 def claim_methods_forget_less(results: dict) -> list[dict]:
@@ -92,8 +99,9 @@ def claim_methods_forget_less(results: dict) -> list[dict]:
         m_bwt, m_sd = mean_and_std(methods, name, "bwt")
         claims.append(claim_entry(
             f"b-{name}", f"{name} degrades the other tasks much less than GT",
-            "BWT(method) - BWT(GT) > std(method) + std(GT)", m_bwt - g_bwt > m_sd + g_sd,
-            f"{name} BWT {m_bwt:+.1f} ± {m_sd:.1f} vs GT {g_bwt:+.1f} ± {g_sd:.1f} %"))
+            "BWT(method) - BWT(GT) > std(method) + std(GT)",
+            *judged_by_spread(results, m_bwt - g_bwt > m_sd + g_sd,
+                              f"{name} BWT {m_bwt:+.1f} ± {m_sd:.1f} vs GT {g_bwt:+.1f} ± {g_sd:.1f} %")))
     return claims
 
 
@@ -107,8 +115,8 @@ def claim_oracle_learns(results: dict) -> list[dict]:
     return [claim_entry(
         "o", "Positive control: the oracle (target answers in the model's own style) learns the target "
         "without forgetting", f"TI(oracle) > its seed std, and BWT(oracle) >= -{ORACLE_BWT_TOLERANCE:g} %",
-        ti - ti_sd > 0 and bwt >= -ORACLE_BWT_TOLERANCE,
-        f"oracle TI {ti:+.1f} ± {ti_sd:.1f} %, BWT {bwt:+.1f} ± {bwt_sd:.1f} %")]
+        *judged_by_spread(results, ti - ti_sd > 0 and bwt >= -ORACLE_BWT_TOLERANCE,
+                          f"oracle TI {ti:+.1f} ± {ti_sd:.1f} %, BWT {bwt:+.1f} ± {bwt_sd:.1f} %"))]
 
 
 def claim_methods_learn(results: dict) -> list[dict]:
@@ -125,7 +133,7 @@ def claim_methods_learn(results: dict) -> list[dict]:
                  if oracle_ti and oracle_ti > 0 else "; no oracle gain to compare with")
         claims.append(claim_entry(
             f"c-{name}", f"{name} learns the target: its target gain is above 0 beyond its seed spread",
-            "TI(method) - std > 0", ti - sd > 0, f"{name} TI {ti:+.1f} ± {sd:.1f} %{share}"))
+            "TI(method) - std > 0", *judged_by_spread(results, ti - sd > 0, f"{name} TI {ti:+.1f} ± {sd:.1f} %{share}")))
     return claims
 
 

@@ -126,7 +126,7 @@ def render_markdown(results: dict) -> str:
         for name, loc in located.items():
             lines.append(f"| {name} | {100 * loc['answer_tokens_masked']:.1f} | {100 * loc['prose_tokens_masked']:.1f}"
                          f" | {100 * loc['share_of_masked_in_answer']:.1f} % |")
-        lines += ["", "The answer span is the text the target task's checker reads (after the last `Answer:`); "
+        lines += ["", "The answer span is the text the target task's checker reads (its `Task.answer_span`); "
                   "the prose is every other trained token of the answer, end-of-turn included."]
     lines += [""] + criteria_table(results.get("criteria", []))
     lines += ["## The paper's claims in this setting", "", "| claim | criterion | status | numbers |",
