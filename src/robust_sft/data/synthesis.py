@@ -21,6 +21,7 @@ import numpy as np
 
 from robust_sft.core.artifacts import check_output_file, write_json, write_jsonl
 from robust_sft.core.config_types import check_choice, is_finite_number, require, require_suffix
+from robust_sft.core.journal import BatchJournal
 from robust_sft.data.examples import Example, tokenize_examples
 from robust_sft.models import generation
 from robust_sft.models.generation import SamplingConfig
@@ -72,10 +73,11 @@ class GenerationSettings(BatchSizeOption):
 Sampler = Callable[[list, SamplingConfig], list[list[str]]]
 
 
-def hf_sampler(model, tokenizer, batch_size: int = 32, progress: bool = True) -> Sampler:
-    """Sample with Hugging Face `generate` on a loaded model."""
+def hf_sampler(model, tokenizer, batch_size: int = 32, progress: bool = True,
+               journal: BatchJournal | None = None) -> Sampler:
+    """Sample with Hugging Face `generate` on a loaded model; with a `journal`, a killed call resumes."""
     return lambda conversations, config: generation.generate(model, tokenizer, conversations, config,
-                                                             batch_size=batch_size, progress=progress)
+                                                             batch_size=batch_size, progress=progress, journal=journal)
 
 
 def vllm_sampler(model_path: str, adapter_path: str | None = None, progress: bool = True) -> Sampler:
@@ -169,24 +171,37 @@ def rephrase(
 MAKERS = {"self_output": self_output, "rephrase": rephrase}
 
 
+def journal_path(out: str | Path) -> Path:
+    """Where generation journals its finished batches: data/self_output.jsonl -> data/self_output.journal.jsonl."""
+    return Path(out).with_suffix(".journal.jsonl")
+
+
 def report_path(out: str | Path) -> Path:
     """Where the report of a generated data file goes: data/self_output.jsonl -> data/self_output.report.json."""
     return Path(out).with_suffix(".report.json")
 
 
 def write_generated_data(method: Method, model, tokenizer, task, examples: list[dict], settings: GenerationSettings,
-                         out: str | Path, sampler: Sampler | None = None, record: dict | None = None) -> dict:
+                         out: str | Path, sampler: Sampler | None = None, record: dict | None = None,
+                         journal_key: str | None = None) -> dict:
     """Make Self-Output or Rephrase rows and write them to `out` (jsonl) and their report beside it; return the
     report (with `record`'s entries, e.g. the model's source). The report is written first, so a set where nothing
-    passed the checker still says why."""
+    passed the checker still says why. With `journal_key` (naming the model and inputs) and HF sampling, finished
+    batches are journalled beside `out`, so a killed call resumes; its report's seconds are the resumed call's."""
     check_choice("method", method, Method)
+    journal = BatchJournal(journal_path(out), journal_key) if journal_key and sampler is None else None
+    resumed = journal is not None and journal.path.exists()
+    if journal is not None:
+        sampler = hf_sampler(model, tokenizer, settings.batch_size, journal=journal)
     rows, report = MAKERS[method](model, tokenizer, task, examples, settings, sampler=sampler)
-    report = {**report, **(record or {})}
+    report = {**report, **(record or {}), **({"resumed": True} if resumed else {})}
     write_json(report_path(out), report)
     if not rows:
         raise ValueError(f"{method}: no generated example passed the checker; nothing written to {out} "
                          f"(report: {report_path(out)}: {json.dumps(report)})")
     write_jsonl(out, rows)
+    if journal is not None:
+        journal.remove()
     return report
 
 

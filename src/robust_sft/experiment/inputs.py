@@ -72,11 +72,14 @@ class InputStages:
                 continue
             path = self.run_dir.data_file(source)
 
-            def produce(source=source, path=path):  # the report beside the rows is the run's data_report_file
-                model, tokenizer = self.loaded_base()
-                write_generated_data(source, model, tokenizer, task, examples, settings, path, sampler=self.sampler())
+            key = stable_hash([gt_key, source, asdict(settings)])
 
-            run_stage(f"data {source}", path, stable_hash([gt_key, source, asdict(settings)]), produce)
+            def produce(source=source, path=path, key=key):  # the report beside the rows is the run's data_report_file
+                model, tokenizer = self.loaded_base()
+                write_generated_data(source, model, tokenizer, task, examples, settings, path, sampler=self.sampler(),
+                                     journal_key=key)  # a killed run resumes its sampling batch by batch
+
+            run_stage(f"data {source}", path, key, produce)
 
     def score_data(self) -> None:
         """The token NLL of every training set under the base model, and the seconds it took (for the report)."""

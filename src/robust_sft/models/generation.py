@@ -8,12 +8,14 @@ the config's stop strings: both backends cut there, so they return the same text
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from tqdm.auto import tqdm
 
 from robust_sft.core.config_types import check_choice
+from robust_sft.core.hashing import stable_hash
+from robust_sft.core.journal import BatchJournal
 from robust_sft.models.gguf import resolve_model
 from robust_sft.models.options import Backend
 
@@ -96,12 +98,13 @@ def _decode_new_tokens(tokenizer, new_tokens: torch.Tensor, stop_ids: set[int], 
 @torch.inference_mode()
 def generate_hf(
     model, tokenizer, conversations: list[Messages], config: SamplingConfig = SamplingConfig(),
-    *, batch_size: int = 32, progress: bool = True,
+    *, batch_size: int = 32, progress: bool = True, journal: BatchJournal | None = None,
 ) -> list[list[str]]:
     """`config.n` completions per conversation with `model.generate`, batched and left-padded.
 
     Sampling is seeded per batch from `config.seed`, so the same inputs and batch size give the same outputs,
-    and the caller's global RNG state is left untouched.
+    and the caller's global RNG state is left untouched. With a `journal` (its key naming the model), each
+    finished batch is recorded, and a call after a kill runs only the batches not recorded: the same outputs.
     """
     prompts = chat_prompt_ids(tokenizer, conversations)
     copies = 1 if config.greedy else config.n  # greedy: one decode, repeated n times
@@ -113,7 +116,16 @@ def generate_hf(
         sampling.update(stop_strings=list(config.stop), tokenizer=tokenizer)
     results: list[list[str]] = [[] for _ in prompts]
     batches = _length_sorted_batches([len(p) for p in prompts], per_batch)
+    done = {}
+    if journal is not None:  # keyed by the caller's key and by everything that decides the outputs here
+        journal = BatchJournal(journal.path, stable_hash([journal.key, prompts, asdict(config), per_batch]))
+        journal.start()
+        done = journal.finished()
     for b, batch in enumerate(tqdm(batches, desc="generate", disable=not progress)):
+        if b in done:
+            for i, texts in zip(batch, done[b]):
+                results[i] = texts
+            continue
         ids, mask = _left_pad([prompts[i] for i in batch], pad_id)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed * 1_000_003 + b)
@@ -127,6 +139,8 @@ def generate_hf(
             texts = [_decode_new_tokens(tokenizer, new_tokens[row * copies + k], stop_ids, config.stop)
                      for k in range(copies)]
             results[i] = texts * (config.n // copies)
+        if journal is not None:
+            journal.record(b, [results[i] for i in batch])
     return results
 
 
@@ -191,11 +205,14 @@ def generate_vllm(
 def generate(
     model, tokenizer, conversations: list[Messages], config: SamplingConfig = SamplingConfig(),
     *, backend: Backend = "hf", batch_size: int = 32, adapter_path: str | None = None, progress: bool = True,
+    journal: BatchJournal | None = None,
 ) -> list[list[str]]:
-    """Dispatch on `backend`: "hf" takes a loaded model + tokenizer; "vllm" takes a model path as `model`."""
+    """Dispatch on `backend`: "hf" takes a loaded model + tokenizer; "vllm" takes a model path as `model`.
+    `journal`: hf's per-batch record that a killed call resumes from (vLLM samples everything in one call)."""
     check_choice("backend", backend, Backend)
     if backend == "hf":
         if adapter_path is not None:
             raise ValueError("backend='hf': load the adapter onto the model (peft) before calling generate")
-        return generate_hf(model, tokenizer, conversations, config, batch_size=batch_size, progress=progress)
+        return generate_hf(model, tokenizer, conversations, config, batch_size=batch_size, progress=progress,
+                           journal=journal)
     return generate_vllm(str(model), conversations, config, adapter_path=adapter_path, progress=progress)
