@@ -54,7 +54,7 @@ def criteria_table(results_by_setting: dict[str, dict], world_of: dict[str, int]
 
 
 def criteria_count(counts: dict) -> str:
-    """"held in k of n", with the settings where a failed requirement or a missing variant left it undecided."""
+    """Held in k of n, with the settings where a failed requirement or a missing variant left it undecided."""
     if not counts["n"]:
         return "-"
     text = f"{counts['held']} of {counts['n']}"
