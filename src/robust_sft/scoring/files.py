@@ -42,11 +42,7 @@ class Scores:
     def select(self, ids: Collection[str], where: str = "the score file") -> Scores:
         """The examples whose id is in `ids`, in file order. A training set may lack some of them (Self-Output keeps
         only problems with a verified answer); one that holds none of them is an error naming `where`."""
-        wanted = set(ids)
-        keep = [i for i, example_id in enumerate(self.ids) if example_id in wanted]
-        if not keep:
-            raise ValueError(f"{where}: none of the {len(wanted)} example ids asked for is in this file "
-                             f"(e.g. {min(wanted)!r})" if wanted else f"{where}: an empty list of example ids")
+        keep = rows_with_ids(self.ids, ids, where)
         return Scores(ids=[self.ids[i] for i in keep], input_ids=[self.input_ids[i] for i in keep],
                       answer_mask=[self.answer_mask[i] for i in keep], token_nll=[self.token_nll[i] for i in keep],
                       messages=[self.messages[i] for i in keep], metadata=self.metadata)
@@ -70,6 +66,16 @@ def scores_table(examples: list[TokenizedExample], token_nll: list[np.ndarray]):
             "messages": pa.array([json.dumps(e.messages, ensure_ascii=False) for e in examples], pa.string()),
         }
     )
+
+
+def rows_with_ids(ids: list[str], wanted: Collection[str], where: str) -> list[int]:
+    """The positions of `ids` that are in `wanted`, in order; an error naming `where` when there are none."""
+    wanted = set(wanted)
+    keep = [i for i, example_id in enumerate(ids) if example_id in wanted]
+    if not keep:
+        raise ValueError(f"{where}: none of the {len(wanted)} example ids asked for is in it (e.g. {min(wanted)!r})"
+                         if wanted else f"{where}: an empty list of example ids")
+    return keep
 
 
 def _list_column(table, name: str, dtype) -> list[np.ndarray]:

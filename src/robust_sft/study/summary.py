@@ -147,14 +147,14 @@ def write_figures(figures: Path, config: StudyConfig, results: dict[str, dict], 
 
 
 def _status_cell(entry: dict) -> str:
-    return {"held": "held", "not held": "**not held**", "not tested": "n/t"}[entry["status"]]
+    return {"held": "held", "not held": "**not held**", "not counted": "not counted", "not tested": "n/t"}[
+        entry["status"]]
 
 
 def render_criteria(criteria: list[dict], settings: list[str], design_worlds: list[int]) -> list[str]:
     """The pre-registered criteria's section of study.md: held in k of n held-out settings, the design ones apart."""
     if not criteria:
         return []
-    cell = {"held": "held", "not held": "**not held**", "not counted": "not counted", "not tested": "n/t"}
     held_out = "held-out settings" if design_worlds else "settings"
     lines = ["", f"## Pre-registered criteria: held in k of n {held_out}", "",
              f"Each criterion was judged in each setting from its paired bootstrap interval (the setting's report). "
@@ -163,7 +163,7 @@ def render_criteria(criteria: list[dict], settings: list[str], design_worlds: li
              f"| criterion | rule | {held_out} | design settings | " + " | ".join(settings) + " |",
              "|---" * (len(settings) + 4) + "|"]
     for row in criteria:
-        cells = [cell[row["settings"][s]["status"]] if s in row["settings"] else "-" for s in settings]
+        cells = [_status_cell(row["settings"][s]) if s in row["settings"] else "-" for s in settings]
         lines.append(f"| ({row['id']}) {row['claim']} | {row['subject']}: {row['quantity']} {row['holds_if']} | "
                      f"{criteria_count(row['held_out'])} | {criteria_count(row['design'])} | " + " | ".join(cells) + " |")
     lines += ["", "Estimates and intervals per setting (points):", ""]

@@ -13,7 +13,7 @@ from robust_sft.core.artifacts import read_parquet, read_text
 from robust_sft.masking.inputs import mask_scores
 from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
 from robust_sft.masking.weights import soft_weights
-from robust_sft.scoring.files import check_tokenizer_matches, load_scores
+from robust_sft.scoring.files import check_tokenizer_matches, load_scores, rows_with_ids
 
 
 @dataclass
@@ -43,7 +43,7 @@ def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores
         input_ids = [np.asarray(x, np.int64) for x in table.column("input_ids").to_pylist()]
         labels = [np.asarray(x, np.int64) for x in table.column("labels").to_pylist()]
         ids = table.column("id").to_pylist() if "id" in table.column_names else [str(i) for i in range(len(labels))]
-        keep = range(len(ids)) if example_ids is None else _rows_with_ids(ids, example_ids, path)
+        keep = range(len(ids)) if example_ids is None else rows_with_ids(ids, example_ids, str(path))
         return TrainingData([input_ids[i] for i in keep], [labels[i] for i in keep], [ids[i] for i in keep],
                             metadata.get("mask_report", {"policy": "precomputed"}))
     scores = load_scores(path, tokenizer, ids=example_ids)
@@ -66,14 +66,6 @@ def read_example_ids(path: str | None) -> list[str] | None:
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ValueError(f"{path}: example_ids must be a JSON list of example id strings")
     return ids
-
-
-def _rows_with_ids(ids: list[str], wanted: list[str], where) -> list[int]:
-    wanted_set = set(wanted)
-    keep = [i for i, example_id in enumerate(ids) if example_id in wanted_set]
-    if not keep:
-        raise ValueError(f"{where}: none of the {len(wanted_set)} example ids asked for is in this dataset")
-    return keep
 
 
 def soft_training_data(scores, result, tau: float, temperature: float) -> TrainingData:
