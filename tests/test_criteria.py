@@ -77,3 +77,20 @@ def test_quick_replaces_fields_and_names_its_own_run(tmp_path):
 def test_an_experiment_config_checks_its_criteria():
     with pytest.raises(ConfigError, match="holds_if must read"):
         ExperimentConfig(criteria=[criterion(holds_if="upper<0")])
+
+
+def test_a_frontier_criterion_needs_gt_at_two_rates_and_reads_the_frontier_gap():
+    checked = check_criteria([criterion(id="F", method="stm@2.5", quantity="ti_pp_over_gt_frontier",
+                                        holds_if="lower > 0")])
+    with pytest.raises(ConfigError, match="needs GT at two or more learning rates; this run has 1"):
+        check_criteria_variants(checked, ["gt", "stm@2.5"], gt_rates=1)
+    check_criteria_variants(checked, ["gt", "gt_lr1e-04", "stm@2.5"], gt_rates=2)
+    with pytest.raises(ConfigError, match="versus.*is in points"):
+        check_criteria([criterion(versus="gt", quantity="ti_pp_over_gt_frontier")])
+    # a run whose results hold no frontier says why, rather than "did not run"
+    judged = judge_criteria(checked, {"stm@2.5": {"intervals": {}}})
+    assert judged[0]["status"] == "not tested" and judged[0]["evidence"] == "GT ran at fewer than two learning rates"
+    above = {"stm@2.5": {"over_gt_frontier": {**interval(4.0, 1.5, 6.5), "frontier": ["gt", "gt_lr1e-04"]}}}
+    assert judge_criteria(checked, above)[0]["status"] == "held"
+    above["stm@2.5"]["over_gt_frontier"]["interval"] = [-0.5, 6.5]
+    assert judge_criteria(checked, above)[0]["status"] == "not held"

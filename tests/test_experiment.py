@@ -109,6 +109,10 @@ def test_results_schema(finished_run):
     summary = json.loads((run_dir / "models" / "stm@500_lr5e-04" / "seed0" / "train_summary.json").read_text())
     assert summary["config"]["learning_rate"] == pytest.approx(5e-4) and summary["config"]["tau"] == 500
     assert methods["eaft"]["loss"] == "eaft" and methods["eaft"]["masked_fraction"] == 0
+    # GT at two rates: every other variant is read against GT's learning-rate frontier; GT's own rates are not
+    gap = methods["stm@500"]["over_gt_frontier"]
+    assert gap["frontier"] == ["gt", "gt_lr5e-04"] and gap["interval"][0] <= gap["estimate"] <= gap["interval"][1]
+    assert "over_gt_frontier" not in methods["gt"] and "over_gt_frontier" not in methods["gt_lr5e-04"]
     # sample-wise forgetting: per other task, the shares of base-right items lost and base-wrong items gained
     for task in ("test/nonempty", "test/has_space"):
         t = methods["gt"]["seeds"]["0"]["transitions"][task]

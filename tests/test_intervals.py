@@ -7,6 +7,8 @@ from robust_sft.report.intervals import (
     change_interval,
     common_items,
     difference_interval,
+    frontier_gap_interval,
+    frontier_ti,
     item_matrix,
     percentile_interval,
 )
@@ -69,3 +71,45 @@ def test_items_are_paired_by_id_on_the_items_every_model_answered():
 def test_percentile_interval_drops_nan_replicates():
     assert percentile_interval(np.array([np.nan, 1.0, 1.0])) == [1.0, 1.0]
     assert np.isnan(percentile_interval(np.array([np.nan]))).all()
+
+
+def _accuracy_row(n: int, right: int) -> np.ndarray:
+    """A (1, n) 0/1 row with its first `right` items right."""
+    row = np.zeros((1, n))
+    row[0, :right] = 1
+    return row
+
+
+def test_frontier_ti_joins_points_in_order_of_bwt_and_is_flat_beyond_its_ends():
+    bwt, ti = np.array([-30.0, 0.0, -10.0]), np.array([40.0, 0.0, 20.0])
+    assert frontier_ti(-20.0, bwt, ti) == pytest.approx(30.0)
+    assert frontier_ti(-5.0, bwt, ti) == pytest.approx(10.0)
+    assert frontier_ti(-50.0, bwt, ti) == pytest.approx(40.0)  # forgets more than every rate run: no extrapolation
+    assert frontier_ti(+4.0, bwt, ti) == pytest.approx(0.0)
+
+
+def test_a_method_above_gts_frontier_has_a_positive_gap_and_one_below_a_negative_gap():
+    # 1000 target items, base 200 right; one other task of 1000 items, base 800 right. GT at two rates:
+    # (TI +20, BWT -10) and (TI +40, BWT -30); with the base model (0, 0) the frontier at BWT -20 is TI +30.
+    n = 1000
+    base_t, base_o = _accuracy_row(n, 200)[0], _accuracy_row(n, 800)[0]
+    gt_gentle = (_accuracy_row(n, 400), _accuracy_row(n, 700))
+    gt_strong = (_accuracy_row(n, 600), _accuracy_row(n, 500))
+    for method_right, gap in ((550, +5.0), (450, -5.0)):  # TI +35 or +25, both at BWT -20
+        method = (_accuracy_row(n, method_right), _accuracy_row(n, 600))
+        out = frontier_gap_interval((base_t, [method[0], gt_gentle[0], gt_strong[0]]),
+                                    {"other": (base_o, [method[1], gt_gentle[1], gt_strong[1]])}, resamples=500)
+        lower, upper = out["interval"]
+        assert out["estimate"] == pytest.approx(gap)
+        assert lower <= gap <= upper
+        assert (lower > 0) == (gap > 0) and (upper < 0) == (gap < 0)  # 1000 items: 5 points is beyond noise
+
+
+def test_a_method_equal_to_a_gt_rate_sits_on_the_frontier():
+    n = 50
+    base_t, base_o = _accuracy_row(n, 10)[0], _accuracy_row(n, 40)[0]
+    gt1, gt2 = (_accuracy_row(n, 20), _accuracy_row(n, 35)), (_accuracy_row(n, 30), _accuracy_row(n, 25))
+    out = frontier_gap_interval((base_t, [gt1[0], gt1[0], gt2[0]]), {"o": (base_o, [gt1[1], gt1[1], gt2[1]])},
+                                resamples=200)
+    assert out["estimate"] == pytest.approx(0.0)
+    assert out["interval"] == pytest.approx([0.0, 0.0])

@@ -67,7 +67,8 @@ class Experiment(InputStages, UnitStages):
         own checks refuse fails before anything is scored or trained (and `--dry_run` catches it)."""
         from robust_sft.data.synthesis import GenerationSettings  # imports torch
 
-        check_criteria_variants(self.config.criteria, [v.name for v in self.variants])
+        check_criteria_variants(self.config.criteria, [v.name for v in self.variants],
+                                gt_rates=sum(v.method == "gt" and v.source == "gt" for v in self.variants))
         for task_name in [self.config.target, *self.config.others]:
             self.get_task(task_name)
         target = self.get_task(self.config.target)

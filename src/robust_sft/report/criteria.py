@@ -6,7 +6,8 @@ An experiment config may state, before it runs, what would count as each of its 
       - id: P
         claim: the positive control learns the target
         method: oracle            # a variant name of the run (gt, stm@2.5, gt_lr1e-04, ...)
-        quantity: ti_pp           # ti_pp / bwt_pp (percentage points), ti / bwt (relative %)
+        quantity: ti_pp           # ti_pp / bwt_pp (percentage points), ti / bwt (relative %), or
+                                  # ti_pp_over_gt_frontier (TI minus GT's learning-rate frontier at its BWT)
         holds_if: lower > 0       # lower / upper / estimate of the 95 % interval, then > < >= <=, then a number
       - id: S1
         claim: STM at 2.5 forgets less than GT
@@ -28,7 +29,8 @@ import operator
 
 from robust_sft.core.config_types import ConfigError
 
-QUANTITIES = ("ti_pp", "bwt_pp", "ti", "bwt")
+QUANTITIES = ("ti_pp", "bwt_pp", "ti", "bwt", "ti_pp_over_gt_frontier")
+FRONTIER = "ti_pp_over_gt_frontier"  # needs GT at two or more learning rates (lr_sweep)
 BOUNDS = ("lower", "upper", "estimate")
 COMPARISONS = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 FIELDS = ("id", "claim", "method", "quantity", "holds_if", "versus", "requires")
@@ -67,7 +69,7 @@ def check_criteria(criteria: list, where: str = "criteria") -> list[dict]:
             raise ConfigError(f"{at}: id {cid!r} is used twice")
         if entry["quantity"] not in QUANTITIES:
             raise ConfigError(f"{at}: quantity must be one of {', '.join(QUANTITIES)}, not {entry['quantity']!r}")
-        if entry.get("versus") is not None and not entry["quantity"].endswith("_pp"):
+        if entry.get("versus") is not None and entry["quantity"] not in ("ti_pp", "bwt_pp"):
             raise ConfigError(f"{at}: a difference between methods (versus) is in points: use ti_pp or bwt_pp")
         parse_rule(entry["holds_if"], at)
         requires = [str(r) for r in entry.get("requires") or []]
@@ -82,9 +84,13 @@ def check_criteria(criteria: list, where: str = "criteria") -> list[dict]:
     return checked
 
 
-def check_criteria_variants(criteria: list[dict], variants: list[str]) -> None:
-    """Every method a criterion names is a variant of the run (so a typo fails at --dry_run, not after the run)."""
+def check_criteria_variants(criteria: list[dict], variants: list[str], gt_rates: int = 0) -> None:
+    """Every method a criterion names is a variant of the run, and a frontier criterion has GT at two or more
+    learning rates (`gt_rates`), so a typo or a missing lr_sweep fails at --dry_run, not after the run."""
     for c in criteria:
+        if c["quantity"] == FRONTIER and gt_rates < 2:
+            raise ConfigError(f"criteria ({c['id']}): {FRONTIER} needs GT at two or more learning rates; this run "
+                              f"has {gt_rates} (add lr_sweep: {{gt: [...]}})")
         for name in filter(None, (c["method"], c["versus"])):
             if name not in variants:
                 raise ConfigError(f"criteria ({c['id']}): {name!r} is not a variant of this run; the variants are "
@@ -103,15 +109,19 @@ def criterion_value(criterion: dict, methods: dict) -> dict | None:
         return None
     if criterion["versus"] is not None:
         return method.get("versus", {}).get(criterion["versus"], {}).get(criterion["quantity"])
+    if criterion["quantity"] == FRONTIER:
+        return method.get("over_gt_frontier")
     return method.get("intervals", {}).get(criterion["quantity"])
 
 
-def judge_criterion(criterion: dict, value: dict | None, statuses: dict[str, str]) -> dict:
-    """One criterion's status and evidence; `statuses` holds the statuses of the criteria judged before it."""
+def judge_criterion(criterion: dict, value: dict | None, statuses: dict[str, str],
+                    missing: str = "its variant did not run") -> dict:
+    """One criterion's status and evidence; `statuses` holds the statuses of the criteria judged before it, and
+    `missing` says why there is no value when `value` is None."""
     bound, comparison, threshold = parse_rule(criterion["holds_if"], criterion["id"])
     failed_requirements = [r for r in criterion["requires"] if statuses.get(r) != "held"]
     if value is None:
-        status, evidence = "not tested", "its variant did not run"
+        status, evidence = "not tested", missing
     else:
         lower, upper = value["interval"]
         read = {"lower": lower, "upper": upper, "estimate": value["estimate"]}[bound]
@@ -130,7 +140,9 @@ def judge_criteria(criteria: list[dict], methods: dict) -> list[dict]:
     """Every criterion in order (a criterion may require earlier ones)."""
     judged, statuses = [], {}
     for criterion in criteria:
-        entry = judge_criterion(criterion, criterion_value(criterion, methods), statuses)
+        missing = ("GT ran at fewer than two learning rates" if criterion["quantity"] == FRONTIER
+                   and criterion["method"] in methods else "its variant did not run")
+        entry = judge_criterion(criterion, criterion_value(criterion, methods), statuses, missing)
         statuses[criterion["id"]] = entry["status"]
         judged.append(entry)
     return judged

@@ -93,3 +93,46 @@ def difference_interval(tasks: dict[str, tuple[np.ndarray, np.ndarray]], seed: i
         indices = resample_indices(a.shape[1], rng, resamples)
         replicates.append(100 * (a.mean(axis=0)[indices].mean(axis=1) - b.mean(axis=0)[indices].mean(axis=1)))
     return {"estimate": estimate, "interval": percentile_interval(np.mean(replicates, axis=0))}
+
+
+def frontier_ti(bwt: float, frontier_bwt: np.ndarray, frontier_ti: np.ndarray) -> float:
+    """The TI a frontier reaches at `bwt`: linear between its points taken in order of BWT, flat beyond its ends
+    (no extrapolation past the rates that were run)."""
+    order = np.argsort(frontier_bwt, kind="stable")
+    return float(np.interp(bwt, frontier_bwt[order], frontier_ti[order]))
+
+
+def _points(target: tuple[np.ndarray, list[np.ndarray]], others: dict[str, tuple[np.ndarray, list[np.ndarray]]],
+            draws: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(models, replicates) TI and BWT in points of each model in `target`/`others` ((before, [after, ...])), on
+    the item draws given per task ("" for the target)."""
+    def pp(before, afters, indices):
+        return np.array([task_change_replicates(before, after, indices)["pp"] for after in afters])
+
+    ti = pp(*target, draws[""])
+    bwt = np.mean([pp(before, afters, draws[t]) for t, (before, afters) in others.items()], axis=0)
+    return ti, bwt
+
+
+def frontier_gap_interval(target: tuple[np.ndarray, list[np.ndarray]],
+                          others: dict[str, tuple[np.ndarray, list[np.ndarray]]], seed: int = 0,
+                          resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
+    """A method's TI minus the TI that GT's learning-rate frontier reaches at the method's BWT, in points.
+
+    `target` is (base (items,), [method (seeds, items), gt at rate 1 (seeds, items), ...]), `others` the same per
+    other task. The frontier joins the base model (TI = BWT = 0: a rate of zero) and GT's points at each rate, so
+    a method above it (gap > 0) learns more than GT at a rate that forgets as much. Each replicate draws every task's
+    items once for all models, so the frontier and the method move together.
+    """
+    rng = np.random.default_rng(seed)
+    every = {"": np.arange(len(target[0]))[None, :], **{t: np.arange(len(b))[None, :] for t, (b, _) in others.items()}}
+    drawn = {"": resample_indices(len(target[0]), rng, resamples),
+             **{t: resample_indices(len(b), rng, resamples) for t, (b, _) in others.items()}}
+
+    def gaps(draws):
+        ti, bwt = _points(target, others, draws)
+        ti = np.vstack([ti, np.zeros((1, ti.shape[1]))])  # the base model closes the frontier at (0, 0)
+        bwt = np.vstack([bwt, np.zeros((1, bwt.shape[1]))])
+        return np.array([ti[0, r] - frontier_ti(bwt[0, r], bwt[1:, r], ti[1:, r]) for r in range(ti.shape[1])])
+
+    return {"estimate": float(gaps(every)[0]), "interval": percentile_interval(gaps(drawn))}

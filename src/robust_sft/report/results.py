@@ -18,7 +18,8 @@ from robust_sft.masking.weights import soft_weights
 from robust_sft.models.loading import load_tokenizer
 from robust_sft.report.claims import judge_claims
 from robust_sft.report.criteria import judge_criteria
-from robust_sft.report.intervals import change_interval, common_items, difference_interval, item_matrix
+from robust_sft.report.intervals import (change_interval, common_items, difference_interval, frontier_gap_interval,
+                                         item_matrix)
 from robust_sft.scoring.files import load_scores
 from robust_sft.scoring.stats import summarize
 from robust_sft.tasks.base import get_task
@@ -104,6 +105,10 @@ def collect_results(run_dir: str | Path, tokenizer=None) -> dict:
     for name, versus in contrast_pairs(methods, plan.get("criteria", [])):
         methods[name].setdefault("versus", {})[versus] = contrast_intervals(
             list(items[name].values()), list(items[versus].values()), target, others)
+    frontier = gt_frontier(plan)
+    if len(frontier) >= 2:  # one rate and the base model would only assume a straight line
+        for name in methods.keys() - set(frontier):
+            methods[name]["over_gt_frontier"] = frontier_intervals(base_items, items, name, frontier, target, others)
     results = {
         "schema": "robust-sft/results/v1",
         "name": plan["name"],
@@ -188,6 +193,25 @@ def contrast_intervals(items_a: list[dict[str, dict[str, bool]]], items_b: list[
     mean (bwt_pp), each {estimate, interval} (paired bootstrap over items)."""
     return {"ti_pp": difference_interval(paired_items([target], items_a, items_b)),
             "bwt_pp": difference_interval(paired_items(others, items_a, items_b))}
+
+
+def gt_frontier(plan: dict) -> list[str]:
+    """GT's variants at each learning rate (plain NLL on the GT data): the frontier a method is held against."""
+    return [v["name"] for v in plan["variants"] if v["method"] == "gt" and v["source"] == "gt"]
+
+
+def frontier_intervals(base_items: dict[str, dict[str, bool]], items: dict, method: str, frontier: list[str],
+                       target: str, others: list[str]) -> dict:
+    """`method`'s TI minus the TI of GT's learning-rate frontier at its BWT, in points, {estimate, interval,
+    frontier} (report/intervals.py: frontier_gap_interval), on the items every model answered."""
+    models = [method, *frontier]
+
+    def task(name):
+        ids = common_items(base_items[name], *(seed_items[name] for m in models for seed_items in items[m].values()))
+        return (item_matrix([base_items[name]], ids)[0],
+                [item_matrix([seed_items[name] for seed_items in items[m].values()], ids) for m in models])
+
+    return {**frontier_gap_interval(task(target), {t: task(t) for t in others}), "frontier": frontier}
 
 
 def variant_results(run: RunDir, plan: dict, variant: dict, scores, costs: dict[str, float], base_tokenizer) -> dict:
