@@ -4,7 +4,7 @@ import pytest
 
 from robust_sft.core.config_types import ConfigError
 from robust_sft.experiment.config import ExperimentConfig, load_config
-from robust_sft.report.criteria import check_criteria, check_criteria_variants, judge_criteria
+from robust_sft.report.criteria import check_criteria, check_criteria_variants, judge_criteria, tau_grid
 
 
 def criterion(**fields):
@@ -94,3 +94,17 @@ def test_a_frontier_criterion_needs_gt_at_two_rates_and_reads_the_frontier_gap()
     assert judge_criteria(checked, above)[0]["status"] == "held"
     above["stm@2.5"]["over_gt_frontier"]["interval"] = [-0.5, 6.5]
     assert judge_criteria(checked, above)[0]["status"] == "not held"
+
+
+def test_a_best_tau_criterion_reads_a_familys_grid_and_is_judged_on_the_grid():
+    checked = check_criteria([criterion(id="E", method="stm", quantity="best_tau", holds_if="upper <= 5")])
+    variants = ["gt", "stm@2.5", "stm@20", "stm@auto", "stm@2.5_lr1e-04", "stm_random@2.5"]
+    check_criteria_variants(checked, variants)
+    assert tau_grid(variants, "stm") == [(2.5, "stm@2.5"), (20.0, "stm@20")]
+    with pytest.raises(ConfigError, match="'stm' has fewer than two taus"):
+        check_criteria_variants(checked, ["gt", "stm@2.5", "stm@auto"])
+    low = {"stm": {"estimate": 2.5, "interval": [2.5, 5.0]}}
+    judged = judge_criteria(checked, {}, low)[0]
+    assert judged["status"] == "held" and judged["evidence"] == "tau 2.5 [2.5, 5]"
+    assert judge_criteria(checked, {}, {"stm": {"estimate": 2.5, "interval": [2.5, 20.0]}})[0]["status"] == "not held"
+    assert judge_criteria(checked, {}, {})[0]["status"] == "not tested"

@@ -113,6 +113,10 @@ def test_results_schema(finished_run):
     gap = methods["stm@500"]["over_gt_frontier"]
     assert gap["frontier"] == ["gt", "gt_lr5e-04"] and gap["interval"][0] <= gap["estimate"] <= gap["interval"][1]
     assert "over_gt_frontier" not in methods["gt"] and "over_gt_frontier" not in methods["gt_lr5e-04"]
+    # STM's tau grid (500, 1e6): where TI + BWT is highest, on the grid, with an interval on the grid
+    optimum = results["tau_optima"]["stm"]
+    assert optimum["estimate"] in (500, 1e6) and set(optimum["interval"]) <= {500, 1e6}
+    assert set(optimum["ti_plus_bwt"]) == {"500", "1e+06"} and list(results["tau_optima"]) == ["stm"]
     # sample-wise forgetting: per other task, the shares of base-right items lost and base-wrong items gained
     for task in ("test/nonempty", "test/has_space"):
         t = methods["gt"]["seeds"]["0"]["transitions"][task]

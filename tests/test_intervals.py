@@ -10,6 +10,7 @@ from robust_sft.report.intervals import (
     frontier_gap_interval,
     frontier_ti,
     item_matrix,
+    optimum_interval,
     percentile_interval,
 )
 
@@ -113,3 +114,18 @@ def test_a_method_equal_to_a_gt_rate_sits_on_the_frontier():
                                 resamples=200)
     assert out["estimate"] == pytest.approx(0.0)
     assert out["interval"] == pytest.approx([0.0, 0.0])
+
+
+def test_the_optimum_of_a_grid_is_found_with_an_interval_on_the_grid():
+    # three taus; TI + BWT = +10, +30, +20 points on 1000 items each: the middle one is best beyond noise
+    n = 1000
+    base_t, base_o = _accuracy_row(n, 300)[0], _accuracy_row(n, 800)[0]
+    targets = [_accuracy_row(n, 450), _accuracy_row(n, 600), _accuracy_row(n, 650)]  # TI +15, +30, +35
+    others = [_accuracy_row(n, 750), _accuracy_row(n, 800), _accuracy_row(n, 650)]  # BWT -5, 0, -15
+    out = optimum_interval((base_t, targets), {"o": (base_o, others)}, [2.5, 20, 1000], resamples=500)
+    assert out["estimate"] == 20 and out["interval"] == [20, 20]
+    assert out["ti_plus_bwt"] == pytest.approx({"2.5": 10.0, "20": 30.0, "1000": 20.0})
+    # two settings within noise of each other: the interval spans both
+    targets[2] = _accuracy_row(n, 752)  # TI +45.2, BWT -15: +30.2, a hair above tau 20
+    out = optimum_interval((base_t, targets), {"o": (base_o, others)}, [2.5, 20, 1000], resamples=500)
+    assert out["estimate"] == 1000 and out["interval"] == [20, 1000]

@@ -7,7 +7,9 @@ An experiment config may state, before it runs, what would count as each of its 
         claim: the positive control learns the target
         method: oracle            # a variant name of the run (gt, stm@2.5, gt_lr1e-04, ...)
         quantity: ti_pp           # ti_pp / bwt_pp (percentage points), ti / bwt (relative %), or
-                                  # ti_pp_over_gt_frontier (TI minus GT's learning-rate frontier at its BWT)
+                                  # ti_pp_over_gt_frontier (TI minus GT's learning-rate frontier at its BWT),
+                                  # or best_tau (method: a family, stm: the tau of its grid with the highest
+                                  # TI + BWT in points, with its interval)
         holds_if: lower > 0       # lower / upper / estimate of the 95 % interval, then > < >= <=, then a number
       - id: S1
         claim: STM at 2.5 forgets less than GT
@@ -29,8 +31,9 @@ import operator
 
 from robust_sft.core.config_types import ConfigError
 
-QUANTITIES = ("ti_pp", "bwt_pp", "ti", "bwt", "ti_pp_over_gt_frontier")
+QUANTITIES = ("ti_pp", "bwt_pp", "ti", "bwt", "ti_pp_over_gt_frontier", "best_tau")
 FRONTIER = "ti_pp_over_gt_frontier"  # needs GT at two or more learning rates (lr_sweep)
+BEST_TAU = "best_tau"  # its method is a family with two or more taus (stm, stm_soft)
 BOUNDS = ("lower", "upper", "estimate")
 COMPARISONS = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
 FIELDS = ("id", "claim", "method", "quantity", "holds_if", "versus", "requires")
@@ -88,6 +91,11 @@ def check_criteria_variants(criteria: list[dict], variants: list[str], gt_rates:
     """Every method a criterion names is a variant of the run, and a frontier criterion has GT at two or more
     learning rates (`gt_rates`), so a typo or a missing lr_sweep fails at --dry_run, not after the run."""
     for c in criteria:
+        if c["quantity"] == BEST_TAU:
+            if len(tau_grid(variants, c["method"])) < 2:
+                raise ConfigError(f"criteria ({c['id']}): {BEST_TAU} reads a family's tau grid; {c['method']!r} "
+                                  "has fewer than two taus in this run (method: stm, with taus: [...])")
+            continue
         if c["quantity"] == FRONTIER and gt_rates < 2:
             raise ConfigError(f"criteria ({c['id']}): {FRONTIER} needs GT at two or more learning rates; this run "
                               f"has {gt_rates} (add lr_sweep: {{gt: [...]}})")
@@ -97,13 +105,30 @@ def check_criteria_variants(criteria: list[dict], variants: list[str], gt_rates:
                                   f"{', '.join(variants)}")
 
 
+def tau_grid(variants: list[str], family: str) -> list[tuple[float, str]]:
+    """A family's variants at numeric taus, in order of tau: "stm@2.5", "stm@10", ... (not stm@auto, and not the
+    learning-rate control's stm@2.5_lr...)."""
+    grid = []
+    for name in variants:
+        prefix, _, tau = name.partition("@")
+        if prefix == family and "_lr" not in tau:
+            try:
+                grid.append((float(tau), name))
+            except ValueError:
+                continue
+    return sorted(grid)
+
+
 def criterion_subject(criterion: dict) -> str:
     """What a criterion reads: its variant, or the difference of two ("stm@2.5 minus gt")."""
     return criterion["method"] + (f" minus {criterion['versus']}" if criterion["versus"] else "")
 
 
-def criterion_value(criterion: dict, methods: dict) -> dict | None:
-    """The estimate and interval a criterion reads from results' methods; None when its variant did not run."""
+def criterion_value(criterion: dict, methods: dict, tau_optima: dict | None = None) -> dict | None:
+    """The estimate and interval a criterion reads from results' methods (or tau_optima, for best_tau); None when
+    its variant did not run."""
+    if criterion["quantity"] == BEST_TAU:
+        return (tau_optima or {}).get(criterion["method"])
     method = methods.get(criterion["method"])
     if method is None:
         return None
@@ -125,7 +150,8 @@ def judge_criterion(criterion: dict, value: dict | None, statuses: dict[str, str
     else:
         lower, upper = value["interval"]
         read = {"lower": lower, "upper": upper, "estimate": value["estimate"]}[bound]
-        evidence = f"{value['estimate']:+.1f} [{lower:+.1f}, {upper:+.1f}]"
+        evidence = (f"tau {value['estimate']:g} [{lower:g}, {upper:g}]" if criterion["quantity"] == BEST_TAU
+                    else f"{value['estimate']:+.1f} [{lower:+.1f}, {upper:+.1f}]")
         if math.isnan(read):
             status = "not tested"
         elif failed_requirements:
@@ -136,13 +162,13 @@ def judge_criterion(criterion: dict, value: dict | None, statuses: dict[str, str
     return {**criterion, "status": status, "evidence": evidence}
 
 
-def judge_criteria(criteria: list[dict], methods: dict) -> list[dict]:
+def judge_criteria(criteria: list[dict], methods: dict, tau_optima: dict | None = None) -> list[dict]:
     """Every criterion in order (a criterion may require earlier ones)."""
     judged, statuses = [], {}
     for criterion in criteria:
         missing = ("GT ran at fewer than two learning rates" if criterion["quantity"] == FRONTIER
                    and criterion["method"] in methods else "its variant did not run")
-        entry = judge_criterion(criterion, criterion_value(criterion, methods), statuses, missing)
+        entry = judge_criterion(criterion, criterion_value(criterion, methods, tau_optima), statuses, missing)
         statuses[criterion["id"]] = entry["status"]
         judged.append(entry)
     return judged

@@ -18,8 +18,9 @@ from robust_sft.masking.weights import soft_weights
 from robust_sft.models.loading import load_tokenizer
 from robust_sft.report.claims import judge_claims
 from robust_sft.report.criteria import judge_criteria
+from robust_sft.report.criteria import tau_grid
 from robust_sft.report.intervals import (change_interval, common_items, difference_interval, frontier_gap_interval,
-                                         item_matrix)
+                                         item_matrix, optimum_interval)
 from robust_sft.scoring.files import load_scores
 from robust_sft.scoring.stats import summarize
 from robust_sft.tasks.base import get_task
@@ -109,6 +110,11 @@ def collect_results(run_dir: str | Path, tokenizer=None) -> dict:
     if len(frontier) >= 2:  # one rate and the base model would only assume a straight line
         for name in methods.keys() - set(frontier):
             methods[name]["over_gt_frontier"] = frontier_intervals(base_items, items, name, frontier, target, others)
+    tau_optima = {}
+    for family in sorted({v["method"] for v in plan["variants"]}):
+        grid = tau_grid(list(methods), family)
+        if len(grid) >= 2:
+            tau_optima[family] = optimum_intervals(base_items, items, grid, target, others)
     results = {
         "schema": "robust-sft/results/v1",
         "name": plan["name"],
@@ -121,9 +127,10 @@ def collect_results(run_dir: str | Path, tokenizer=None) -> dict:
         "percentage_point_tasks": zero_base_tasks(base),  # base accuracy 0: TI/BWT terms in points
         "data": {source: data_results(run, source, sc, costs) for source, sc in scores.items()},
         "methods": methods,
+        "tau_optima": tau_optima,
     }
     results["claims"] = judge_claims(results)
-    results["criteria"] = judge_criteria(plan.get("criteria", []), methods)
+    results["criteria"] = judge_criteria(plan.get("criteria", []), methods, tau_optima)
     return results
 
 
@@ -200,18 +207,31 @@ def gt_frontier(plan: dict) -> list[str]:
     return [v["name"] for v in plan["variants"] if v["method"] == "gt" and v["source"] == "gt"]
 
 
+def shared_items(base_items: dict[str, dict[str, bool]], items: dict, models: list[str], task: str) -> tuple:
+    """(base (items,), [model (seeds, items), ...]) 0/1 arrays of `task` on the items the base model and every
+    seed of every model answered: the input of the joint bootstraps in report/intervals.py."""
+    ids = common_items(base_items[task], *(seed_items[task] for m in models for seed_items in items[m].values()))
+    return (item_matrix([base_items[task]], ids)[0],
+            [item_matrix([seed_items[task] for seed_items in items[m].values()], ids) for m in models])
+
+
 def frontier_intervals(base_items: dict[str, dict[str, bool]], items: dict, method: str, frontier: list[str],
                        target: str, others: list[str]) -> dict:
     """`method`'s TI minus the TI of GT's learning-rate frontier at its BWT, in points, {estimate, interval,
     frontier} (report/intervals.py: frontier_gap_interval), on the items every model answered."""
     models = [method, *frontier]
+    return {**frontier_gap_interval(shared_items(base_items, items, models, target),
+                                    {t: shared_items(base_items, items, models, t) for t in others}),
+            "frontier": frontier}
 
-    def task(name):
-        ids = common_items(base_items[name], *(seed_items[name] for m in models for seed_items in items[m].values()))
-        return (item_matrix([base_items[name]], ids)[0],
-                [item_matrix([seed_items[name] for seed_items in items[m].values()], ids) for m in models])
 
-    return {**frontier_gap_interval(task(target), {t: task(t) for t in others}), "frontier": frontier}
+def optimum_intervals(base_items: dict[str, dict[str, bool]], items: dict, grid: list[tuple[float, str]],
+                      target: str, others: list[str]) -> dict:
+    """The tau of a family's grid ([(tau, variant), ...]) with the highest TI + BWT in points, with its interval
+    and every tau's TI + BWT (report/intervals.py: optimum_interval)."""
+    models = [name for _, name in grid]
+    return optimum_interval(shared_items(base_items, items, models, target),
+                            {t: shared_items(base_items, items, models, t) for t in others}, [tau for tau, _ in grid])
 
 
 def variant_results(run: RunDir, plan: dict, variant: dict, scores, costs: dict[str, float], base_tokenizer) -> dict:
