@@ -184,6 +184,58 @@ def test_kl_is_zero_for_a_fresh_adapter_and_positive_after_training(tiny_model_d
     assert kl_to_base(final, tiny_model_dir, scores_path, limit=5, progress=False) == pytest.approx(trained)
 
 
+def test_kl_on_the_other_tasks_prompts_reads_the_base_models_own_answers(tiny_model_dir, scores_path, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from robust_sft.training.config import TrainConfig
+    from robust_sft.training.trainer import train
+
+    rows = [{"id": f"o/{i}", "prompt": f"Say something about {w}.", "completion": f"{w} is a word, {i} times."}
+            for i, w in enumerate(["apples", "rivers", "tiles"])]
+    rows.append({"id": "o/empty", "prompt": "Say nothing.", "completion": ""})  # no answer token: left out
+    log = tmp_path / "base_answers.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fresh = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    fresh.save_pretrained(tmp_path / "fresh")
+    untrained = kl_to_base(tmp_path / "fresh", tiny_model_dir, scores_path, limit=2, progress=False,
+                           other_answers={"o": log})
+    assert abs(untrained["kl_other_prompts"]) < 1e-6 and untrained["kl_other_tokens"] > 10
+    final = train(TrainConfig(model=tiny_model_dir, data=scores_path, output_dir=str(tmp_path / "trained"),
+                              mask="none", max_steps=3, learning_rate=1e-2, per_device_train_batch_size=8,
+                              progress=False))
+    trained = kl_to_base(final, tiny_model_dir, scores_path, limit=2, progress=False,
+                         other_answers={"o": log, "p": log})
+    expected = _brute_force_answer_kl(final, tiny_model_dir, rows[:2])
+    assert trained["kl_other_prompts_by_task"] == pytest.approx({"o": expected, "p": expected})
+    assert trained["kl_other_prompts"] == pytest.approx(expected) and expected > 1e-4
+
+
+def _brute_force_answer_kl(adapter, base_dir, rows):
+    """Mean KL over the answer tokens of (prompt, completion) rows, from two separately loaded models."""
+    from robust_sft.models.loading import load_model, load_tokenizer
+
+    tok = load_tokenizer(base_dir)
+    tuned, base = load_model(base_dir, adapter=str(adapter), device="cpu"), load_model(base_dir, device="cpu")
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for row in rows:
+            prompt = tok.apply_chat_template([{"role": "user", "content": row["prompt"]}], tokenize=False,
+                                             add_generation_prompt=True)
+            whole = tok.apply_chat_template([{"role": "user", "content": row["prompt"]},
+                                             {"role": "assistant", "content": row["completion"]}], tokenize=False)
+            n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+            ids = torch.tensor(tok(whole, add_special_tokens=False)["input_ids"])[None]
+            end = ids[0].tolist().index(tok.eos_token_id, n_prompt)  # the answer, up to its end of turn
+            answer = [n_prompt <= t <= end for t in range(1, ids.shape[1])]  # position t predicts token t + 1
+            trained = torch.tensor(answer)
+            p, q = tuned(input_ids=ids).logits[0, :-1][trained], base(input_ids=ids).logits[0, :-1][trained]
+            total += float(kl_rows(p, q).sum())
+            tokens += int(trained.sum())
+    return total / tokens
+
+
 def _brute_force_kl(adapter, base_dir, scores_path, limit):
     """The same mean KL from two separately loaded models' full logits, one example at a time."""
     from robust_sft.masking.policies import IGNORE_INDEX, MaskPolicy
@@ -238,6 +290,8 @@ def test_analyze_cli_measures_lora_and_full_units_and_a_second_call_recomputes_n
     for row, variant in ((lora, "gt"), (full, "oracle")):
         assert row["delta_norm_total"] > 0 and len(row["delta_norm_per_layer"]) == 2
         assert row["kl_to_base"] > 0 and row["kl_examples"] == 16
+        assert set(row["kl_other_prompts_by_task"]) == {"test/nonempty", "test/has_space"}
+        assert row["kl_other_prompts"] > 0 and row["kl_other_tokens"] > 0
         assert row["effective_rank_mean"] >= 1 and row["effective_rank_weighted"] >= 1
         assert [r["step"] for r in row["loss_curve"]] == [1, 2] and row["final_train_loss"] == row["loss_curve"][-1]["loss"]
         assert row["bwt"] == results["methods"][variant]["seeds"]["0"]["bwt"]
@@ -248,7 +302,7 @@ def test_analyze_cli_measures_lora_and_full_units_and_a_second_call_recomputes_n
     name = "model.layers.1.mlp.down_proj.weight"
     assert full["matrices"][name]["norm"] == pytest.approx((tuned[name] - base[name]).norm().item(), rel=1e-5)
     assert set(analysis["correlations"]) == {"delta_norm_total", "effective_rank_mean", "kl_to_base",
-                                             "final_train_loss"}
+                                             "kl_other_prompts", "final_train_loss"}
     assert all(c["n"] == 2 for c in analysis["correlations"].values())  # two units: too few for a rho
     for figure in ("mechanism_scatter", "delta_norm_per_layer", "loss_curves"):
         assert (mixed_run / "figures" / f"{figure}.png").stat().st_size > 1000

@@ -9,11 +9,12 @@ import re
 
 import numpy as np
 
-MEASURES = ("delta_norm_total", "effective_rank_mean", "kl_to_base", "final_train_loss")
+MEASURES = ("delta_norm_total", "effective_rank_mean", "kl_to_base", "kl_other_prompts", "final_train_loss")
 MEASURE_LABELS = {
     "delta_norm_total": "||delta W|| (Frobenius, all matrices)",
     "effective_rank_mean": "effective rank of delta W (mean over matrices)",
     "kl_to_base": "KL(finetuned || base) per GT answer token (nats)",
+    "kl_other_prompts": "KL(finetuned || base) per token of the base's answers to the other tasks (nats)",
     "final_train_loss": "final training loss",
 }
 

@@ -26,7 +26,7 @@ from robust_sft.analysis.plots import plot_layer_norms, plot_loss_curves, plot_m
 from robust_sft.analysis.weights import adapter_deltas, full_deltas
 from robust_sft.core.artifacts import write_json
 from robust_sft.core.hashing import stable_hash
-from robust_sft.core.rundir import RunDir
+from robust_sft.core.rundir import RunDir, task_file_name
 from robust_sft.evaluation.metrics import average_ranks, spearman
 from robust_sft.models.loading import is_adapter
 
@@ -39,15 +39,17 @@ __all__ = ["ANALYSIS_VERSION", "AnalyzeConfig", "MEASURES", "MEASURE_LABELS", "a
 
 logger = logging.getLogger(__name__)
 
-ANALYSIS_VERSION = 1  # part of every unit's cache key: bump when a measure's definition changes
+ANALYSIS_VERSION = 2  # part of every unit's cache key: bump when a measure's definition changes (2: KL on the
+# other tasks' prompts)
 
 
 # --------------------------------------------------------------------------------------------- one unit
 
 
 def analyze_unit(model_dir: str | Path, scores_path: str | Path, kl_limit: int | None = None,
-                 progress: bool = True) -> dict:
-    """Every measure of one trained model directory (models/<variant>/seed<k>)."""
+                 progress: bool = True, other_answers: dict[str, Path] | None = None) -> dict:
+    """Every measure of one trained model directory (models/<variant>/seed<k>); `other_answers`: the base
+    model's sample logs of the other tasks, for the KL on their prompts."""
     model_dir = Path(model_dir)
     summary = json.loads((model_dir / "train_summary.json").read_text())
     config = summary["config"]
@@ -67,7 +69,7 @@ def analyze_unit(model_dir: str | Path, scores_path: str | Path, kl_limit: int |
         "matrices_compared": compared,
         "tensors_left_out": left_out,
         **summarize_matrices(matrices),
-        **kl_to_base(final, base, scores_path, kl_limit, progress),
+        **kl_to_base(final, base, scores_path, kl_limit, progress, other_answers),
         "selected_step": step,
         "final_train_loss": final_train_loss(curve, step),
         "loss_curve": curve,
@@ -93,11 +95,19 @@ def find_units(run: RunDir) -> tuple[list[tuple[str, int, Path]], list[dict]]:
     return units, skipped
 
 
-def unit_key(model_dir: Path, scores_path: Path, kl_limit: int | None) -> str:
+def unit_key(model_dir: Path, scores_path: Path, kl_limit: int | None,
+             other_answers: dict[str, Path] | None = None) -> str:
     scores_key = scores_path.with_name(scores_path.name + ".key.json")
     scores_id = scores_key.read_text() if scores_key.exists() else [scores_path.stat().st_size,
                                                                      scores_path.stat().st_mtime_ns]
-    return stable_hash([ANALYSIS_VERSION, (model_dir / "stage_key.json").read_text(), scores_id, kl_limit])
+    answers = {task: stable_hash(path.read_text()) for task, path in (other_answers or {}).items()}
+    return stable_hash([ANALYSIS_VERSION, (model_dir / "stage_key.json").read_text(), scores_id, kl_limit, answers])
+
+
+def base_answer_logs(run: RunDir) -> dict[str, Path]:
+    """The base model's sample log of each other task the run evaluated (eval/base/<task>.jsonl)."""
+    logs = {task: run.base_eval_dir / f"{task_file_name(task)}.jsonl" for task in run.read_plan()["others"]}
+    return {task: path for task, path in logs.items() if path.exists()}
 
 
 def cached_row(cache: Path, key: str) -> dict | None:
@@ -127,16 +137,17 @@ def analyze_run(run_dir: str | Path, kl_limit: int | None = None, progress: bool
         raise ValueError(f"kl_limit must be at least 1 (or unset), not {kl_limit}")
     methods = run.read_results()["methods"] if run.results_file.exists() else {}
     units, skipped = find_units(run)
+    other_answers = base_answer_logs(run)
     analysed: dict[str, dict] = {}
     computed = 0
     for variant, seed, model_dir in tqdm(units, desc="analyze", disable=not progress):
         cache = run.analysis_cache_file(variant, seed)
-        key = unit_key(model_dir, scores_path, kl_limit)
+        key = unit_key(model_dir, scores_path, kl_limit, other_answers)
         row = cached_row(cache, key)
         if row is None:
             logger.info("[analyze] %s seed %d", variant, seed)
             try:
-                row = analyze_unit(model_dir, scores_path, kl_limit, progress)
+                row = analyze_unit(model_dir, scores_path, kl_limit, progress, other_answers)
             except (OSError, ValueError, KeyError) as err:  # the units measured so far stay cached
                 raise ValueError(f"analyze {variant} seed {seed} ({model_dir}): {err}") from err
             write_json(cache, {"key": key, "row": row})
@@ -186,7 +197,8 @@ class AnalyzeConfig:
 
     run_dir: str = field(metadata={"help": "Directory of a run (`robust-sft run` / `demo`)."})
     kl_limit: int | None = field(
-        default=None, metadata={"help": "KL to the base on the first N GT training examples (default: all)."})
+        default=None, metadata={"help": "KL to the base on the first N GT training examples and on the base's "
+                                        "answers to the first N test prompts of each other task (default: all)."})
     out: str | None = field(default=None, metadata={"help": "Where to write analysis.json (default: RUN_DIR)."})
 
 
