@@ -17,6 +17,7 @@ from robust_sft.analysis.measures import (
     summarize_matrices,
 )
 from robust_sft.analysis.mechanism import analyze_run, average_ranks, correlations, spearman
+from robust_sft.evaluation.metrics import within_group_correlation
 from robust_sft.analysis.weights import adapter_deltas, full_deltas
 from robust_sft.experiment.runner import Experiment
 from robust_sft.scoring.token_nll import TokenScorer
@@ -66,10 +67,28 @@ def test_correlations_pair_each_measure_with_bwt_over_the_units_that_have_both()
     units = [{k: v for k, v in zip(measures, row) if v is not None} for row in rows]
     out = correlations(units)
     # rho = 1 - 6 sum(d^2) / (n (n^2 - 1)) with d the rank differences (no ties)
-    assert out["delta_norm_total"] == {"rho": pytest.approx(-1.0), "n": 5}
-    assert out["effective_rank_mean"] == {"rho": pytest.approx(1 - 6 * 36 / 120), "n": 5}  # -0.8
-    assert out["kl_to_base"] == {"rho": pytest.approx(1 - 6 * 14 / 60), "n": 4}  # -0.4; the unit without it left out
-    assert out["final_train_loss"] == {"rho": pytest.approx(1.0), "n": 4}
+    assert out["delta_norm_total"]["rho"] == pytest.approx(-1.0) and out["delta_norm_total"]["n"] == 5
+    assert out["effective_rank_mean"]["rho"] == pytest.approx(1 - 6 * 36 / 120)  # -0.8
+    assert out["kl_to_base"]["rho"] == pytest.approx(1 - 6 * 14 / 60) and out["kl_to_base"]["n"] == 4  # -0.4
+    assert out["final_train_loss"]["rho"] == pytest.approx(1.0) and out["final_train_loss"]["n"] == 4
+    # no method given: one group, so within-group is the plain Pearson correlation over the same units
+    assert out["delta_norm_total"]["within"] == {"r": pytest.approx(-1.0), "n": 5, "groups": 1, "factors": ["method"]}
+
+
+def test_within_group_correlation_removes_what_separates_the_groups():
+    # two methods: across them, more delta goes with more forgetting (pooled rho -1 in spirit); inside each,
+    # along its learning rates, more delta goes with LESS forgetting. Only the within-group r says so.
+    units = ([{"method": "gt", "delta_norm_total": d, "bwt": -40 + d} for d in (10, 11, 12)]
+             + [{"method": "stm", "delta_norm_total": d, "bwt": -5 + d} for d in (1, 2, 3)]
+             + [{"method": "alone", "delta_norm_total": 50, "bwt": -60}])  # one member: carries nothing within
+    out = correlations(units, measures=("delta_norm_total",))["delta_norm_total"]
+    assert out["rho"] < 0 and out["n"] == 7
+    assert out["within"] == {"r": pytest.approx(1.0), "n": 6, "groups": 2, "factors": ["method"]}
+    r, n, groups = within_group_correlation([1, 2, 3, 4], [4, 3, 2, 1], ["a", "a", "b", "b"])
+    assert (r, n, groups) == (pytest.approx(-1.0), 4, 2)
+    assert within_group_correlation([1, 1, 2, 2], [0, 1, 0, 1], ["a", "a", "b", "b"])[0] is None  # no x spread
+    with pytest.raises(ValueError, match="3 x, 3 y and 2 group values"):
+        within_group_correlation([1, 2, 3], [1, 2, 3], ["a", "b"])
 
 
 def test_kl_rows_is_zero_for_equal_logits_and_matches_a_direct_sum():
@@ -333,7 +352,8 @@ def test_a_run_without_results_still_analyses(mixed_run, tmp_path):
     rows = [row for m in analysis["methods"].values() for row in m["seeds"].values()]
     assert len(rows) == 2 and all("bwt" not in row and "ti" not in row for row in rows)
     assert all(row["delta_norm_total"] > 0 for row in rows)
-    assert all(c == {"rho": None, "n": 0} for c in analysis["correlations"].values())
+    assert all(c["rho"] is None and c["n"] == 0 and c["within"]["r"] is None
+               for c in analysis["correlations"].values())
     assert (copy / "figures" / "mechanism_scatter.png").exists()
 
 

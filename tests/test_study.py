@@ -153,7 +153,8 @@ def test_study_md_shows_lost_before_gained_and_each_measures_rho():
                                          "trials": [{"name": "lora-r4", "validation_accuracy": 0.4}]}}},
         "methods": {"gt": {"w0-lora": {"ti": 12.0, "ti_std": 1.0, "bwt": -3.0, "bwt_std": 0.5, "lost": 0.2,
                                        "gained": 0.3}}},
-        "mechanism": {"correlations": {"delta_norm_total": {"rho": -0.8, "n": 5}, "kl_to_base": {"rho": 0.4, "n": 4}},
+        "mechanism": {"correlations": {"delta_norm_total": {"rho": -0.8, "n": 5, "within": {"r": 0.3, "n": 4, "groups": 2}},
+                                       "kl_to_base": {"rho": 0.4, "n": 4}},
                       "by_mode": {"lora": {"delta_norm_total": {"rho": -0.5, "n": 3},
                                            "kl_to_base": {"rho": None, "n": 2}}}},
     }
@@ -164,8 +165,9 @@ def test_study_md_shows_lost_before_gained_and_each_measures_rho():
     (ti_bwt,) = [rows for heading, rows in tables.items() if heading.startswith("TI and BWT")]
     assert ti_bwt[1] == ["gt", "TI +12.0 ± 1.0, BWT -3.0 ± 0.5"]
     (mechanism,) = [rows for heading, rows in tables.items() if heading.startswith("Mechanism")]
-    assert mechanism == [["measure", "all", "lora"], ["delta_norm_total", "-0.80 (n 5)", "-0.50 (n 3)"],
-                         ["kl_to_base", "+0.40 (n 4)", "n/a (n 2)"]]
+    assert mechanism == [["measure", "all", "lora", "within setting and method"],
+                         ["delta_norm_total", "-0.80 (n 5)", "-0.50 (n 3)", "+0.30 (n 4, 2 groups)"],
+                         ["kl_to_base", "+0.40 (n 4)", "n/a (n 2)", "n/a (n 0, 0 groups)"]]
 
 
 def test_the_studys_correlations_are_spearmans_rho_of_each_measure_with_bwt(finished_study):

@@ -121,7 +121,10 @@ def _print_analysis(config, analysis: dict) -> None:
           f"{analysis['computed_units']} computed now) and {run.figures_dir}/")
     for measure, c in analysis["correlations"].items():
         rho = "n/a" if c["rho"] is None else f"{c['rho']:+.2f}"
-        print(f"  Spearman rho(BWT, {measure}) = {rho}  (n = {c['n']})")
+        within = c.get("within") or {}
+        r = "n/a" if within.get("r") is None else f"{within['r']:+.2f}"
+        print(f"  Spearman rho(BWT, {measure}) = {rho}  (n = {c['n']}); within each method: r = {r}  "
+              f"(n = {within.get('n', 0)}, {within.get('groups', 0)} methods)")
 
 
 def _print_mask_report(config, report: dict) -> None:

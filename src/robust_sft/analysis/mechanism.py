@@ -27,7 +27,7 @@ from robust_sft.analysis.weights import adapter_deltas, full_deltas
 from robust_sft.core.artifacts import write_json
 from robust_sft.core.hashing import stable_hash
 from robust_sft.core.rundir import RunDir, task_file_name
-from robust_sft.evaluation.metrics import average_ranks, spearman
+from robust_sft.evaluation.metrics import average_ranks, spearman, within_group_correlation
 from robust_sft.models.loading import is_adapter
 
 # Re-exported: the measures' names as this module always offered them (study, README); the rank correlation is
@@ -154,6 +154,7 @@ def analyze_run(run_dir: str | Path, kl_limit: int | None = None, progress: bool
             computed += 1
         outcome = methods.get(variant, {}).get("seeds", {}).get(str(seed), {})
         extra = {k: outcome[k] for k in ("ti", "bwt", "target_accuracy") if k in outcome}
+        extra["method"] = methods.get(variant, {}).get("method", variant)  # lr_sweep variants share their method
         source = methods.get(variant, {}).get("source") or Path(row.get("training_data") or "").stem or None
         entry = analysed.setdefault(variant, {"source": source, "seeds": {}})
         entry["seeds"][str(seed)] = {**row, **extra}
@@ -182,12 +183,17 @@ def analysis_units(methods: dict) -> list[dict]:
             for variant, entry in methods.items() for seed, row in entry["seeds"].items()]
 
 
-def correlations(units: list[dict], measures=MEASURES) -> dict:
-    """Spearman rho of BWT with each measure over the units that have both (n of them)."""
+def correlations(units: list[dict], measures=MEASURES, factors: tuple[str, ...] = ("method",)) -> dict:
+    """Per measure, over the units that have it and BWT: Spearman rho pooled (n of them), and `within`, the
+    correlation inside groups of `factors` (each method along its learning rates and seeds; a study adds the
+    setting), where what separates methods or settings cannot make the relation."""
     out = {}
     for measure in measures:
-        pairs = [(u[measure], u["bwt"]) for u in units if finite(u.get(measure)) and finite(u.get("bwt"))]
-        out[measure] = {"rho": spearman(*zip(*pairs)) if pairs else None, "n": len(pairs)}
+        kept = [u for u in units if finite(u.get(measure)) and finite(u.get("bwt"))]
+        xs, ys = [u[measure] for u in kept], [u["bwt"] for u in kept]
+        r, n, groups = within_group_correlation(xs, ys, [tuple(u.get(f) for f in factors) for u in kept])
+        out[measure] = {"rho": spearman(xs, ys) if kept else None, "n": len(kept),
+                        "within": {"r": r, "n": n, "groups": groups, "factors": list(factors)}}
     return out
 
 

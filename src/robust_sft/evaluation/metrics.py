@@ -77,3 +77,28 @@ def spearman(x, y) -> float | None:
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denominator = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
     return float((rx * ry).sum() / denominator) if denominator > 0 else None
+
+
+def within_group_correlation(x, y, groups) -> tuple[float | None, int, int]:
+    """Pearson correlation of x and y after subtracting each group's mean from both (groups as fixed factors):
+    how x and y move together inside a group (a method along its learning rates, in one setting), not how the
+    groups differ. Groups with one member carry no such information and are left out. Returns (r, n, groups
+    used); r is None when fewer than 3 pairs remain or a side has no spread within groups."""
+    if not len(x) == len(y) == len(groups):
+        raise ValueError(f"within_group_correlation: {len(x)} x, {len(y)} y and {len(groups)} group values")
+    members: dict = {}
+    for xi, yi, g in zip(x, y, groups):
+        members.setdefault(g, []).append((float(xi), float(yi)))
+    dx, dy = [], []
+    used = 0
+    for pairs in members.values():
+        if len(pairs) < 2:
+            continue
+        used += 1
+        gx, gy = np.array(pairs).T
+        dx += list(gx - gx.mean())
+        dy += list(gy - gy.mean())
+    dx, dy = np.array(dx), np.array(dy)
+    denominator = math.sqrt(float((dx * dx).sum() * (dy * dy).sum())) if len(dx) else 0.0
+    r = float((dx * dy).sum() / denominator) if len(dx) >= 3 and denominator > 0 else None
+    return r, len(dx), used

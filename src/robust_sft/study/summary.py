@@ -86,8 +86,10 @@ def write_summary(out: Path, config: StudyConfig, chosen: dict, runs: dict, cont
     results = {name: RunDir(r["dir"]).read_results() for name, r in runs.items()}
     control_results = RunDir(control["dir"]).read_results() if control else None
     units = mechanism_units(runs, results)
-    mechanism = {"correlations": correlations(units),
-                 "by_mode": {m: correlations([u for u in units if u["mode"] == m]) for m in config.modes},
+    factors = ("setting", "method")  # a method's learning rates and seeds inside one setting
+    mechanism = {"correlations": correlations(units, factors=factors),
+                 "by_mode": {m: correlations([u for u in units if u["mode"] == m], factors=factors)
+                             for m in config.modes},
                  "units": len(units)}
     write_figures(out / "figures", config, results, control_results, units, mechanism)
     summary = {
@@ -223,15 +225,24 @@ def render_study(summary: dict) -> str:
         modes = list(mech["by_mode"])
         lines += ["", "## Mechanism: what goes with forgetting (every fine-tuned model of every setting)", "",
                   "Spearman rank correlation of each measure with BWT over all fine-tuned models (n), pooled and per "
-                  "fine-tuning mode. A negative rho: the larger the measure, the more the model forgets.", "",
-                  "| measure | all | " + " | ".join(modes) + " |", "|---" * (len(modes) + 2) + "|"]
+                  "fine-tuning mode. A negative rho: the larger the measure, the more the model forgets. Pooled, the "
+                  "models are not independent and the methods' clusters can make the correlation alone; the last "
+                  "column is the correlation within each (setting, method), i.e. along a method's learning rates "
+                  "and seeds (r, n models, groups).", "",
+                  "| measure | all | " + " | ".join(modes) + " | within setting and method |",
+                  "|---" * (len(modes) + 3) + "|"]
 
         def cell(c):
             return f"{c['rho']:+.2f} (n {c['n']})" if c["rho"] is not None else f"n/a (n {c['n']})"
 
+        def within(c):
+            w = c.get("within") or {}
+            r = f"{w['r']:+.2f}" if w.get("r") is not None else "n/a"
+            return f"{r} (n {w.get('n', 0)}, {w.get('groups', 0)} groups)"
+
         for measure, c in mech["correlations"].items():
             lines.append(f"| {measure} | {cell(c)} | " + " | ".join(cell(mech["by_mode"][m][measure]) for m in modes)
-                         + " |")
+                         + f" | {within(c)} |")
     lines += ["", "## Time", "", "Wall-clock minutes of the call that wrote this summary, per stage; a stage it found done "
               "(cached by an earlier call) costs next to nothing here.", "", "| stage | minutes |", "|---|---|"]
     lines += [f"| {stage} | {seconds / 60:.1f} |" for stage, seconds in summary["seconds"].items()]
