@@ -4,6 +4,7 @@ import math
 import pytest
 
 import tests.fake_tasks  # noqa: F401  (registers the test tasks)
+from robust_sft.experiment.plan import sources_needed
 from robust_sft.experiment.runner import Experiment, ExperimentConfig, load_config, plan_variants
 
 
@@ -11,7 +12,7 @@ def mini_config(model_dir: str, **overrides) -> ExperimentConfig:
     options = dict(
         name="mini", model=model_dir, target="test/even_length", others=["test/nonempty", "test/has_space"],
         methods=["gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle",
-                 "stm_auto", "answer_aware", "hindsight"],
+                 "stm_auto", "answer_aware", "hindsight", "style_only"],
         # a random tiny model has token perplexity ~500: these taus mask part of the tokens
         taus=[500, 1e6], control_tau=500, lr_sweep={"gt": [0.5], "stm": [1, 0.5]}, seeds=[0], train_limit=16, validation_limit=8, eval_limit=8,
         eval_batch_size=16,
@@ -31,6 +32,9 @@ def test_variants_cover_methods_and_taus():
     assert [(v.name, v.mask, v.tau) for v in policies] == [("stm@auto", "threshold", "auto"),
                                                           ("answer_aware@5", "answer_aware", 5),
                                                           ("hindsight@5", "hindsight", 5)]
+    style = plan_variants(ExperimentConfig(methods=["style_only"]))  # GT's answers, Self-Output's problems
+    assert [(v.name, v.source) for v in style] == [("style_only", "gt")]
+    assert sources_needed(style) == ["gt", "self_output"]
     swept = ExperimentConfig(methods=["gt", "stm", "eaft"], taus=[2.5], train={"learning_rate": 3e-4},
                              lr_sweep={"gt": [1 / 3, 0.1], "stm": [0.1]})
     variants = plan_variants(swept)
@@ -109,6 +113,11 @@ def test_results_schema(finished_run):
     summary = json.loads((run_dir / "models" / "stm@500_lr5e-04" / "seed0" / "train_summary.json").read_text())
     assert summary["config"]["learning_rate"] == pytest.approx(5e-4) and summary["config"]["tau"] == 500
     assert methods["eaft"]["loss"] == "eaft" and methods["eaft"]["masked_fraction"] == 0
+    # the style-only control trains on GT's answers to exactly the problems Self-Output solved
+    solved = json.loads((run_dir / "data" / "style_only_seed0.json").read_text())
+    assert solved == [json.loads(line)["id"] for line in (run_dir / "data" / "self_output.jsonl").read_text().splitlines()]
+    assert methods["style_only"]["train_examples"] == len(solved) == results["data"]["self_output"]["examples"]
+    assert methods["style_only"]["source"] == "gt" and methods["style_only"]["masked_fraction"] == 0
     # GT at two rates: every other variant is read against GT's learning-rate frontier; GT's own rates are not
     gap = methods["stm@500"]["over_gt_frontier"]
     assert gap["frontier"] == ["gt", "gt_lr5e-04"] and gap["interval"][0] <= gap["estimate"] <= gap["interval"][1]

@@ -9,6 +9,8 @@ Every path of a run is named here, and the readers of the files the report, the 
   scores/<source>.parquet             its token NLL under the base model; .seconds.json beside it
   data/<source>.hinted.jsonl,         the same answers with the task's hint in each prompt, and their token NLL
   scores/<source>.hinted.parquet      (the hindsight policy's second pass; only when a variant uses it)
+  data/problems_seed<k>.json          with train_pool: the training problems seed k draws
+  data/style_only_seed<k>.json        the style_only control's problems in seed k (those Self-Output solved)
   models/<variant>/seed<k>/           a fine-tune: train_summary.json, loss_log.jsonl, final/
   eval/base/, eval/<variant>/seed<k>/ accuracies.json and one sample log per task (<task>.jsonl)
   results.json, report.md, report.html, figures/, inspect.html, inspect/   the report
@@ -80,6 +82,10 @@ class RunDir:
     def seed_problems_file(self, seed: int) -> Path:
         """The ids of the target training problems one seed trains on (with `train_pool`: a draw per seed)."""
         return self.root / "data" / f"problems_seed{seed}.json"
+
+    def style_only_ids_file(self, seed: int) -> Path:
+        """The ids style_only trains on in one seed: the GT problems Self-Output solved (of that seed's draw)."""
+        return self.root / "data" / f"style_only_seed{seed}.json"
 
     def scores_file(self, source: str) -> Path:
         return self.root / "scores" / f"{source}.parquet"
@@ -197,6 +203,11 @@ class RunDir:
         path = eval_dir / f"{task_file_name(task)}.jsonl"
         rows = [json.loads(line) for line in read_text(path).splitlines() if line.strip()]
         return {row["id"]: bool(row["correct"]) for row in rows}
+
+    def data_ids(self, source: str) -> list[str]:
+        """The example ids of a training set (data/<source>.jsonl), in its order."""
+        rows = [json.loads(line) for line in read_text(self.data_file(source)).splitlines() if line.strip()]
+        return [row["id"] for row in rows]
 
     def train_summary(self, variant: str, seed: int) -> dict:
         return _read_json(self.train_summary_file(variant, seed))

@@ -25,7 +25,10 @@ METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "
            "infosft", "sdft",
            # token policies on GT beside STM (masking/policies.py): tau auto; at control_tau, keeping the answer
            # span (answer_aware) or the tokens a hint explains (hindsight: GT is scored a second time, with hints)
-           "stm_auto", "answer_aware", "hindsight")
+           "stm_auto", "answer_aware", "hindsight",
+           # a control: GT on the problems the model already solves (those Self-Output kept), so its answers
+           # bring the human style and no content the model lacks
+           "style_only")
 
 
 # Token-loss baselines the field ships: trained on GT, every token kept, the loss reweighted (training.token_loss).

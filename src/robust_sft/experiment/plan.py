@@ -63,6 +63,8 @@ def plan_variants(config: ExperimentConfig) -> list[Variant]:
         elif method in ("answer_aware", "hindsight"):
             variants.append(Variant(f"{method}@{config.control_tau:g}", method, "gt",
                                     (("mask", method), ("tau", config.control_tau))))
+        elif method == "style_only":  # GT rows of the problems Self-Output solved (units.py: style_only_ids)
+            variants.append(Variant("style_only", "style_only", "gt", (("mask", "none"),)))
         else:  # self_output, rephrase, oracle: their own training set, nothing masked
             variants.append(Variant(method, method, method, (("mask", "none"),)))
     return variants + lr_sweep_variants(config)
@@ -94,7 +96,10 @@ def lr_sweep_variants(config: ExperimentConfig) -> list[Variant]:
 
 
 def sources_needed(variants: list[Variant]) -> list[str]:
-    return sorted({v.source for v in variants}, key=SOURCES.index)
+    """The training sets the variants read: their own, and Self-Output's for style_only (which problems it solved)."""
+    needed = {v.source for v in variants} | ({"self_output"} if any(v.method == "style_only" for v in variants)
+                                             else set())
+    return sorted(needed, key=SOURCES.index)
 
 
 def variant_train_options(config: ExperimentConfig, variant: Variant, seed: int) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from robust_sft.core.artifacts import dir_lock
+from robust_sft.core.artifacts import dir_lock, write_json
 from robust_sft.core.hashing import file_hash, stable_hash
 from robust_sft.evaluation.engine import evaluate_task
 from robust_sft.evaluation.model import evaluate_model
@@ -10,6 +10,7 @@ from robust_sft.experiment.plan import SDFT_TEACHER, Variant, variant_train_opti
 from robust_sft.experiment.stages import run_stage
 from robust_sft.models.loading import load_tokenizer, trained_model_parts
 from robust_sft.training import trainer as training  # called as training.train: tests stand in for it
+from robust_sft.training.data import read_example_ids
 
 
 class UnitStages:
@@ -43,7 +44,21 @@ class UnitStages:
             key.append(file_hash(self.run_dir.data_file(SDFT_TEACHER)))
         if self.config.train_pool is not None:  # this seed's draw of problems
             key.append(file_hash(self.run_dir.seed_problems_file(seed)))
+        if variant.method == "style_only":  # which problems Self-Output solved
+            key.append(file_hash(self.run_dir.data_file("self_output")))
         return stable_hash(key)
+
+    def write_style_only_ids(self, seed: int) -> None:
+        """Write (atomically) the ids style_only trains on: the GT problems Self-Output kept, within this seed's
+        draw of problems when there is one (run when the unit trains: Self-Output's data exists by then)."""
+        solved = self.run_dir.data_ids("self_output")
+        if self.config.train_pool is not None:
+            drawn = set(read_example_ids(str(self.run_dir.seed_problems_file(seed))))
+            solved = [i for i in solved if i in drawn]
+        if not solved:
+            raise ValueError(f"style_only: Self-Output solved none of the target's training problems "
+                             f"({self.run_dir.data_file('self_output')}), so there is nothing to train on")
+        write_json(self.run_dir.style_only_ids_file(seed), solved)
 
     def policy_inputs(self, variant: Variant) -> dict:
         """TrainConfig options naming what a policy reads besides the scores: the hinted scores, the span task."""
@@ -57,6 +72,8 @@ class UnitStages:
         extra = {"sdft_teacher_prompts": str(self.run_dir.data_file(SDFT_TEACHER))} if variant.method == "sdft" else {}
         if self.config.train_pool is not None:
             extra["example_ids"] = str(self.run_dir.seed_problems_file(seed))
+        if variant.method == "style_only":
+            extra["example_ids"] = str(self.run_dir.style_only_ids_file(seed))
         return training.TrainConfig(model=base, data=str(self.run_dir.scores_file(variant.source)),
                            output_dir=str(self.run_dir.model_dir(variant.name, seed)), seed=seed,
                            progress=self.progress, **self.train_options(variant, seed), **self.policy_inputs(variant),
@@ -67,6 +84,8 @@ class UnitStages:
 
         def produce():
             config = self.train_config(variant, seed, self.base)
+            if variant.method == "style_only":
+                self.write_style_only_ids(seed)
             if any(out.glob("checkpoint-*")):
                 config.resume_from_checkpoint = "latest"  # this stage was killed after saving an epoch
             # answer_aware: the target task as this run builds it (the world a name alone would not carry)
