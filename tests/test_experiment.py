@@ -12,7 +12,7 @@ def mini_config(model_dir: str, **overrides) -> ExperimentConfig:
     options = dict(
         name="mini", model=model_dir, target="test/even_length", others=["test/nonempty", "test/has_space"],
         methods=["gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "dft", "eaft", "oracle",
-                 "stm_auto", "answer_aware", "hindsight", "style_only"],
+                 "stm_auto", "answer_aware", "hindsight", "style_only", "departure_kept"],
         # a random tiny model has token perplexity ~500: these taus mask part of the tokens
         taus=[500, 1e6], control_tau=500, lr_sweep={"gt": [0.5], "stm": [1, 0.5]}, seeds=[0], train_limit=16, validation_limit=8, eval_limit=8,
         eval_batch_size=16,
@@ -113,6 +113,17 @@ def test_results_schema(finished_run):
     summary = json.loads((run_dir / "models" / "stm@500_lr5e-04" / "seed0" / "train_summary.json").read_text())
     assert summary["config"]["learning_rate"] == pytest.approx(5e-4) and summary["config"]["tau"] == 500
     assert methods["eaft"]["loss"] == "eaft" and methods["eaft"]["masked_fraction"] == 0
+    # the departure-kept control: STM at control_tau plus each answer's departure token (found once, keyed)
+    departures = json.loads((run_dir / "scores" / "gt.departure.json").read_text())
+    assert len(departures) == methods["gt"]["train_examples"]
+    from robust_sft.scoring.files import load_scores
+
+    gt_scores = load_scores(run_dir / "scores" / "gt.parquet")
+    rescued = sum(d is not None and gt_scores.token_nll[i][d] > math.log(500)  # departures STM@500 would mask
+                  for i, d in enumerate(departures[e] for e in gt_scores.ids))
+    answer_tokens = sum(int(m.sum()) for m in gt_scores.answer_mask)
+    kept_extra = methods["stm@500"]["masked_fraction"] - methods["departure_kept@500"]["masked_fraction"]
+    assert kept_extra == pytest.approx(rescued / answer_tokens)
     # the style-only control trains on GT's answers to exactly the problems Self-Output solved
     solved = json.loads((run_dir / "data" / "style_only_seed0.json").read_text())
     assert solved == [json.loads(line)["id"] for line in (run_dir / "data" / "self_output.jsonl").read_text().splitlines()]

@@ -9,6 +9,7 @@ Every path of a run is named here, and the readers of the files the report, the 
   scores/<source>.parquet             its token NLL under the base model; .seconds.json beside it
   data/<source>.hinted.jsonl,         the same answers with the task's hint in each prompt, and their token NLL
   scores/<source>.hinted.parquet      (the hindsight policy's second pass; only when a variant uses it)
+  scores/<source>.departure.json      each example's departure token (only when a variant keeps it)
   data/problems_seed<k>.json          with train_pool: the training problems seed k draws
   data/style_only_seed<k>.json        the style_only control's problems in seed k (those Self-Output solved)
   models/<variant>/seed<k>/           a fine-tune: train_summary.json, loss_log.jsonl, final/
@@ -82,6 +83,10 @@ class RunDir:
     def seed_problems_file(self, seed: int) -> Path:
         """The ids of the target training problems one seed trains on (with `train_pool`: a draw per seed)."""
         return self.root / "data" / f"problems_seed{seed}.json"
+
+    def departure_file(self, source: str) -> Path:
+        """Each example's departure token under the base model (scoring/departure.py), for keep_departure."""
+        return self.root / "scores" / f"{source}.departure.json"
 
     def style_only_ids_file(self, seed: int) -> Path:
         """The ids style_only trains on in one seed: the GT problems Self-Output solved (of that seed's draw)."""

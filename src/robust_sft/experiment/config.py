@@ -26,9 +26,10 @@ METHODS = ("gt", "stm", "self_output", "rephrase", "stm_random", "stm_lowest", "
            # token policies on GT beside STM (masking/policies.py): tau auto; at control_tau, keeping the answer
            # span (answer_aware) or the tokens a hint explains (hindsight: GT is scored a second time, with hints)
            "stm_auto", "answer_aware", "hindsight",
-           # a control: GT on the problems the model already solves (those Self-Output kept), so its answers
-           # bring the human style and no content the model lacks
-           "style_only")
+           # controls: GT on the problems the model already solves (those Self-Output kept), so its answers
+           # bring the human style and no content the model lacks; STM at control_tau keeping each answer's
+           # departure token (the first where GT leaves the model's greedy answer)
+           "style_only", "departure_kept")
 
 
 # Token-loss baselines the field ships: trained on GT, every token kept, the loss reweighted (training.token_loss).

@@ -11,6 +11,8 @@ from robust_sft.evaluation.engine import evaluate_tasks
 from robust_sft.experiment.plan import SDFT_TEACHER
 from robust_sft.experiment.stages import run_stage
 from robust_sft.models.loading import load_tokenizer
+from robust_sft.scoring.departure import write_departures
+from robust_sft.scoring.files import load_scores
 from robust_sft.scoring.token_nll import ScoreConfig, score
 from robust_sft.tasks.gt_data import gt_rows
 
@@ -96,6 +98,18 @@ class InputStages:
             run_stage(f"score {source}", out, key, produce)
         for source in self.hinted_sources():
             self.score_hinted(source)
+        for source in sorted({v.source for v in self.variants if v.mask == "keep_departure"}):
+            self.find_departures(source)
+
+    def find_departures(self, source: str) -> None:
+        """Each example's departure token under the base model (one forward pass each), for keep_departure."""
+        scores_path, out = self.run_dir.scores_file(source), self.run_dir.departure_file(source)
+
+        def produce():
+            write_departures(self.loaded_base()[0], load_scores(scores_path), out, self.progress)
+
+        run_stage(f"departure {source}", out, stable_hash([self.base_key, file_hash(scores_path), "departure"]),
+                  produce)
 
     def hinted_sources(self) -> list[str]:
         """The training sets a hindsight variant needs scored a second time, with hints (GT only, as it stands)."""

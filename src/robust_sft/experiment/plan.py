@@ -63,6 +63,9 @@ def plan_variants(config: ExperimentConfig) -> list[Variant]:
         elif method in ("answer_aware", "hindsight"):
             variants.append(Variant(f"{method}@{config.control_tau:g}", method, "gt",
                                     (("mask", method), ("tau", config.control_tau))))
+        elif method == "departure_kept":  # STM at control_tau, the departure token always trained
+            variants.append(Variant(f"departure_kept@{config.control_tau:g}", method, "gt",
+                                    (("mask", "keep_departure"), ("tau", config.control_tau))))
         elif method == "style_only":  # GT rows of the problems Self-Output solved (units.py: style_only_ids)
             variants.append(Variant("style_only", "style_only", "gt", (("mask", "none"),)))
         else:  # self_output, rephrase, oracle: their own training set, nothing masked

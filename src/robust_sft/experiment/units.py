@@ -44,6 +44,8 @@ class UnitStages:
             key.append(file_hash(self.run_dir.data_file(SDFT_TEACHER)))
         if self.config.train_pool is not None:  # this seed's draw of problems
             key.append(file_hash(self.run_dir.seed_problems_file(seed)))
+        if variant.mask == "keep_departure":  # where each answer departs
+            key.append(file_hash(self.run_dir.departure_file(variant.source)))
         if variant.method == "style_only":  # which problems Self-Output solved
             key.append(file_hash(self.run_dir.data_file("self_output")))
         return stable_hash(key)
@@ -66,6 +68,8 @@ class UnitStages:
             return {"hinted_scores": str(self.run_dir.hinted_scores_file(variant.source))}
         if variant.mask == "answer_aware":
             return {"span_task": self.config.target}
+        if variant.mask == "keep_departure":
+            return {"departure_file": str(self.run_dir.departure_file(variant.source))}
         return {}
 
     def train_config(self, variant: Variant, seed: int, base: str):

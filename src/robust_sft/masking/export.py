@@ -38,11 +38,12 @@ def masked_table(scores, result, keep_id: bool = False):
 
 def write_masked(
     scores_path: str, out: str, policy: MaskPolicy, *, dpf_scores: str | None = None, keep_id: bool = False,
-    hinted_scores: str | None = None, span_task=None,
+    hinted_scores: str | None = None, span_task=None, departure_file: str | None = None,
 ) -> dict:
     """Apply `policy` to a score file and write the masked dataset (.parquet file or save_to_disk dir).
 
-    hinted_scores: hindsight's second score file; span_task: answer_aware's task (a name or a Task).
+    hinted_scores: hindsight's second score file; span_task: answer_aware's task (a name or a Task);
+    departure_file: keep_departure's departure tokens.
     A directory output replaces only a directory an earlier `mask` wrote (it holds MARKER); anything else is refused.
     The labels are 0/1 masks: TRL and axolotl take them as they are.
     """
@@ -53,7 +54,7 @@ def write_masked(
         check_replaceable(out, MARKER)
     scores = load_scores(scores_path)
     result = mask_scores(scores, policy, where=str(scores_path), dpf_scores=dpf_scores, hinted_scores=hinted_scores,
-                         task=span_task)
+                         task=span_task, departure_file=departure_file)
     if not result.keep_examples:
         raise ValueError(f"{scores_path}: no example keeps a trainable token under this policy; nothing written "
                          f"({result.report})")
@@ -114,4 +115,5 @@ class MaskConfig(MaskOptions, SoftWeightOption):
 def mask(config: MaskConfig) -> dict:
     """`robust-sft mask`: the policy's masked dataset written to `config.out`; returns what the policy did."""
     return write_masked(config.scores, config.out, config.policy(), dpf_scores=config.dpf_scores,
-                        keep_id=config.keep_id, hinted_scores=config.hinted_scores, span_task=config.span_task)
+                        keep_id=config.keep_id, hinted_scores=config.hinted_scores, span_task=config.span_task,
+                        departure_file=config.departure_file)

@@ -1,5 +1,6 @@
 """What a token policy reads besides its score file, in one place for `mask`, `train` and the report: the dpf
-file, the hinted score file (hindsight) and the answer spans of a task (answer_aware)."""
+file, the hinted score file (hindsight), the answer spans of a task (answer_aware) and the departure tokens
+(keep_departure)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,17 @@ from robust_sft.masking.diagnostics import answer_span_flags
 from robust_sft.masking.hindsight import align_hinted, examples_with_hint
 from robust_sft.masking.policies import MaskPolicy, MaskResult, apply_policy
 from robust_sft.models.loading import load_tokenizer
+from robust_sft.scoring.departure import read_departures
 from robust_sft.scoring.files import Scores, load_scores
 from robust_sft.tasks.base import Task, get_task
 
 
 def mask_scores(scores: Scores, policy: MaskPolicy, *, where: str = "the score file",
                 dpf_scores: str | Path | Scores | None = None, hinted_scores: str | Path | Scores | None = None,
-                task: Task | str | None = None, tokenizer=None) -> MaskResult:
+                task: Task | str | None = None, tokenizer=None,
+                departure_file: str | Path | None = None) -> MaskResult:
     """`apply_policy` with what the policy needs loaded: `dpf_scores` (dpf, stm_dpf), `hinted_scores` (hindsight),
-    `task` (answer_aware: a Task or a registered name) and the tokenizer that decodes the answers to place its spans
+    `task` (answer_aware: a Task or a registered name), `departure_file` (keep_departure) and the tokenizer that decodes the answers to place its spans
     (default: the scoring model's, named in the score file). The report says what the extra inputs gave."""
     after = _scores(dpf_scores, tokenizer) if dpf_scores is not None else None
     spans, hinted, extra = None, None, {}
@@ -34,7 +37,13 @@ def mask_scores(scores: Scores, policy: MaskPolicy, *, where: str = "the score f
         task = get_task(task) if isinstance(task, str) else task
         spans = answer_span_flags(scores, task, tokenizer or scoring_tokenizer(scores, where), where=where)
         extra["span_task"] = task.name
-    result = apply_policy(scores, policy, after, spans=spans, hinted=hinted)
+    departures = None
+    if policy.kind == "keep_departure":
+        if departure_file is None:
+            raise ValueError(f"{where}: policy keep_departure needs departure_file: each example's departure token")
+        departures = read_departures(departure_file, scores)
+        extra["examples_with_departure"] = sum(d is not None for d in departures)
+    result = apply_policy(scores, policy, after, spans=spans, hinted=hinted, departures=departures)
     result.report.update(extra)
     return result
 

@@ -19,6 +19,8 @@ Policies:
              (the final answer, ...: `Task.hint`), finds it at most tau: the hint explains it (content); a token
              that stays above tau with the hint is style and is masked. Needs a second score file of the same
              answers scored with the hint (`score --hint_field`).
+- keep_departure: threshold, but always keep the departure token (the first answer token that is not the model's
+             top-1 given the GT before it: scoring/departure.py), a control for what STM loses by masking it.
 
 tau may be "auto" (`auto_tau`): tau = 10 x the median answer-token perplexity of the score file, i.e. a token is
 masked when the model finds it more than ten times less likely than its typical answer token.
@@ -36,7 +38,8 @@ import numpy as np
 from robust_sft.core.config_types import Options, check_choice
 
 IGNORE_INDEX = -100
-MaskKind = Literal["none", "threshold", "ratio", "lowest", "random", "dpf", "stm_dpf", "answer_aware", "hindsight"]
+MaskKind = Literal["none", "threshold", "ratio", "lowest", "random", "dpf", "stm_dpf", "answer_aware", "hindsight",
+                   "keep_departure"]
 # tau: a perplexity, or "auto". `None` in the annotation only makes HfArgumentParser pass the flag's text through
 # (it keeps `str` from a union only beside None); the checks refuse a None tau.
 Tau = float | str | None
@@ -96,6 +99,14 @@ def hindsight_keep(nll: np.ndarray, nll_hinted: np.ndarray, answer: np.ndarray, 
     with np.errstate(invalid="ignore"):
         explained = answer & (nll_hinted <= math.log(tau))  # NaN compares False
     return threshold_keep(nll, answer, tau) | explained
+
+
+def departure_keep(nll: np.ndarray, answer: np.ndarray, departure: int | None, tau: float) -> np.ndarray:
+    """Threshold's keep, plus the departure token (an input position; None: the example has none)."""
+    keep = threshold_keep(nll, answer, tau)
+    if departure is not None:
+        keep[departure] = bool(answer[departure])
+    return keep
 
 
 def labels_from_keep(input_ids: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -212,7 +223,8 @@ class MaskOptions(ThresholdOption, SpanTaskOption):
     mask: MaskKind = field(default=MaskPolicy.kind, metadata={
         "help": "Token policy: none (GT baseline), threshold (STM), ratio, lowest, random, dpf, stm_dpf, "
                 "answer_aware (never mask the answer span of --span_task), hindsight (keep the tokens a hint "
-                "makes predictable: --hinted_scores)."})
+                "makes predictable: --hinted_scores), keep_departure (threshold, but keep the departure token: "
+                "--departure_file)."})
     ratio: float | None = field(default=MaskPolicy.ratio, metadata={
         "help": "Mask this fraction of answer tokens (0-1) instead of using tau."})
     mask_seed: int = field(default=MaskPolicy.seed, metadata={"help": "Seed of the random policy."})
@@ -222,6 +234,9 @@ class MaskOptions(ThresholdOption, SpanTaskOption):
         "help": "dpf: mask tokens whose ppl fell by more than this factor."})
     hinted_scores: str | None = field(default=None, metadata={
         "help": "hindsight: the same data scored with a hint in each prompt (`score --hint_field`)."})
+    departure_file: str | None = field(default=None, metadata={
+        "help": "keep_departure: JSON {example id: input position of its departure token, or null} "
+                "(robust_sft.scoring.departure.write_departures; a run writes scores/<source>.departure.json)."})
 
     def check(self) -> None:
         self.policy()
@@ -229,6 +244,8 @@ class MaskOptions(ThresholdOption, SpanTaskOption):
             raise ValueError("mask answer_aware needs span_task: the task whose answer span is never masked")
         if self.mask == "hindsight" and not self.hinted_scores:
             raise ValueError("mask hindsight needs hinted_scores: the same data scored with a hint in the prompt")
+        if self.mask == "keep_departure" and not self.departure_file:
+            raise ValueError("mask keep_departure needs departure_file: each example's departure token")
 
     def policy(self) -> MaskPolicy:
         return MaskPolicy(kind=self.mask, tau=self.tau, ratio=self.ratio, seed=self.mask_seed, dpf_tau=self.dpf_tau)
@@ -247,7 +264,7 @@ def resolve_tau(scores, policy: MaskPolicy) -> tuple[float, str]:
     """The tau a policy applies to `scores`, and how it was chosen (a ratio's quantile, the auto rule, or as given)."""
     answer_nlls = [scores.answer_nll(i) for i in range(len(scores))]
     if policy.ratio is not None and policy.kind in ("ratio", "threshold", "lowest", "random", "stm_dpf",
-                                                     "answer_aware", "hindsight"):
+                                                     "answer_aware", "hindsight", "keep_departure"):
         return ratio_to_tau(answer_nlls, policy.ratio), f"ratio: the top {policy.ratio:g} of answer tokens"
     if policy.tau == AUTO:
         tau = auto_tau(answer_nlls)
@@ -256,13 +273,14 @@ def resolve_tau(scores, policy: MaskPolicy) -> tuple[float, str]:
 
 
 def apply_policy(scores, policy: MaskPolicy, after=None, *, spans: list[np.ndarray] | None = None,
-                 hinted: list[np.ndarray] | None = None) -> MaskResult:
+                 hinted: list[np.ndarray] | None = None, departures: list[int | None] | None = None) -> MaskResult:
     """Run `policy` over a `Scores` object.
 
     after:  the second score file of dpf / stm_dpf (a `Scores`, same examples in the same order).
     spans:  answer_aware: per example, True on the tokens inside the answer span the task's checker reads.
     hinted: hindsight: per example, the NLL of each answer token with the hint in the prompt, aligned with
             `scores` (masking/hindsight.py: `align_hinted`).
+    departures: keep_departure: per example, the input position of its departure token (or None).
     """
     answers = [m.astype(bool) for m in scores.answer_mask]
     uses_tau = policy.kind not in ("none", "dpf")
@@ -273,7 +291,8 @@ def apply_policy(scores, policy: MaskPolicy, after=None, *, spans: list[np.ndarr
         if list(after.ids) != list(scores.ids):
             raise ValueError("the two score files do not hold the same examples in the same order")
     needed = {"answer_aware": (spans, "the answer span of each example (a task: span_task)"),
-              "hindsight": (hinted, "the same answers scored with a hint in the prompt (hinted_scores)")}
+              "hindsight": (hinted, "the same answers scored with a hint in the prompt (hinted_scores)"),
+              "keep_departure": (departures, "each example's departure token (departure_file)")}
     if policy.kind in needed:
         given, what = needed[policy.kind]
         if given is None or len(given) != len(scores):
@@ -297,6 +316,8 @@ def apply_policy(scores, policy: MaskPolicy, after=None, *, spans: list[np.ndarr
             keep = answer_aware_keep(nll, answer, _span_or_none(spans[i], answer), tau)
         elif policy.kind == "hindsight":
             keep = hindsight_keep(nll, hinted[i], answer, tau)
+        elif policy.kind == "keep_departure":
+            keep = departure_keep(nll, answer, departures[i], tau)
         else:
             keep = dpf_keep(nll, after.token_nll[i], answer, policy.dpf_tau)
             if policy.kind == "stm_dpf":

@@ -123,7 +123,8 @@ def write_inspect_pages(run: RunDir, plan: dict, results: dict, tokenizer) -> di
 
 
 # What a policy keeps although its perplexity is above tau.
-KEPT_ABOVE_TAU = {"answer_aware": ", except in the answer span", "hindsight": ", except where the hint explains it"}
+KEPT_ABOVE_TAU = {"answer_aware": ", except in the answer span", "hindsight": ", except where the hint explains it",
+                  "departure_kept": ", except each answer's departure token"}
 
 
 def render_report_html(results: dict, markdown: str, figures_dir: Path, views: dict[str, str]) -> str:

@@ -24,6 +24,9 @@ POLICY_NOTES = {
     "answer_aware": "STM that never masks a token of the answer span the target's checker reads",
     "hindsight": "STM that keeps a token above tau when a content-only hint in the prompt (the task's `hint`) brings "
                  "its perplexity to tau or below (GT scored a second time, with hints)",
+    "departure_kept": "STM that always trains each answer's departure token (the first GT token that is not the base "
+                      "model's greedy choice), the token a switch of style hangs on",
+    "style_only": "GT on only the problems Self-Output solved: the human style without content the model lacks",
 }
 
 

@@ -26,7 +26,8 @@ from robust_sft.scoring.stats import summarize
 from robust_sft.tasks.base import get_task
 
 # The methods whose training set is GT masked by its score file: scoring GT is part of their data's cost.
-MASKING_METHODS = ("stm", "stm_random", "stm_lowest", "stm_auto", "answer_aware", "hindsight", "stm_soft")
+MASKING_METHODS = ("stm", "stm_random", "stm_lowest", "stm_auto", "answer_aware", "hindsight", "stm_soft",
+                   "departure_kept")
 
 
 def kept_token_ppl(scores, result) -> float:
@@ -245,7 +246,9 @@ def variant_results(run: RunDir, plan: dict, variant: dict, scores, costs: dict[
     # once: the trained ppl and the diagnostic
     masked = mask_scores(scores, policy, where=str(run.scores_file(variant["source"])),
                          hinted_scores=run.hinted_scores_file(variant["source"]) if hindsight else None,
-                         task=target if answer_aware else None, tokenizer=base_tokenizer() if answer_aware else None)
+                         task=target if answer_aware else None, tokenizer=base_tokenizer() if answer_aware else None,
+                         departure_file=run.departure_file(variant["source"]) if policy.kind == "keep_departure"
+                         else None)
     location = None
     if policy.kind != "none":
         location = policy_mask_location(scores, masked, target, base_tokenizer())

@@ -27,9 +27,10 @@ class TrainingData:
 
 def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores: str | None = None, *,
                        hinted_scores: str | None = None, span_task=None, soft_temperature: float | None = None,
-                       example_ids: list[str] | None = None) -> TrainingData:
+                       example_ids: list[str] | None = None, departure_file: str | None = None) -> TrainingData:
     """Labels for training: from a masked dataset as they are, or from a score file through `policy` (with the
-    hinted score file of hindsight and the task of answer_aware, `masking.inputs.mask_scores`); with
+    hinted score file of hindsight, the task of answer_aware and the departure tokens of keep_departure,
+    `masking.inputs.mask_scores`); with
     `soft_temperature`, the kept tokens' soft STM weights (`masking.weights.soft_weights` at the policy's tau).
     `example_ids`: only those examples, selected before masking (so a tau chosen from the data is chosen on them)."""
     table, metadata = _read_masked_dir(Path(path)) if Path(path).is_dir() else (
@@ -50,7 +51,7 @@ def load_training_data(path: str, policy: MaskPolicy, tokenizer=None, dpf_scores
     if dpf_scores is not None and example_ids is not None:  # the second file must hold the same examples
         dpf_scores = load_scores(dpf_scores, tokenizer, ids=example_ids)
     result = mask_scores(scores, policy, where=str(path), dpf_scores=dpf_scores, hinted_scores=hinted_scores,
-                         task=span_task, tokenizer=tokenizer)
+                         task=span_task, tokenizer=tokenizer, departure_file=departure_file)
     if soft_temperature is None:
         return TrainingData([scores.input_ids[i] for i in result.keep_examples], result.labels,
                             [scores.ids[i] for i in result.keep_examples], result.report)

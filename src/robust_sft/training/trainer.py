@@ -153,7 +153,8 @@ def token_trainer(config: TrainConfig, tokenizer, eval_fn: Callable | None, best
     data = load_training_data(config.data, config.policy(), tokenizer, config.dpf_scores,
                               hinted_scores=config.hinted_scores, span_task=task or config.span_task,
                               soft_temperature=config.soft_temperature,
-                              example_ids=read_example_ids(config.example_ids))
+                              example_ids=read_example_ids(config.example_ids),
+                              departure_file=config.departure_file)
     if not data.labels:
         raise ValueError(f"{config.data}: no example has a trainable token under this policy ({data.report})")
     logger.info("training data: %s", json.dumps(data.report))
