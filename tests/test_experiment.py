@@ -164,9 +164,10 @@ def test_plan_json_records_every_variant_as_its_units_trained_it(finished_run):
         trained = trained["config"]
         assert entry["policy"] == {"kind": trained["mask"], "tau": trained["tau"], "ratio": trained["ratio"],
                                    "seed": trained["mask_seed"], "dpf_tau": trained["dpf_tau"]}
-        paths = ("data", "output_dir", "hinted_scores")
+        paths = ("data", "output_dir", "hinted_scores", "example_ids", "departure_file")
         for name in paths:  # relative: a copied run directory's plan stays true
             if trained[name] is not None:
+                assert not Path(entry["train"][name]).is_absolute()
                 assert run_dir / entry["train"][name] == Path(trained[name])
         assert {k: v for k, v in entry["train"].items() if k not in paths} == {
             k: v for k, v in trained.items() if k not in (*paths, "progress")}

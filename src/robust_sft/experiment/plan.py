@@ -121,7 +121,7 @@ def variant_plan(variant: Variant, train_configs: dict[int, object], run_dir: Pa
     for seed, train_config in train_configs.items():
         options = asdict(train_config)
         options.pop("progress")  # how a run shows itself, not what it trains
-        for name in ("data", "output_dir", "hinted_scores", "sdft_teacher_prompts"):
+        for name in ("data", "output_dir", "hinted_scores", "sdft_teacher_prompts", "example_ids", "departure_file"):
             if options.get(name) is not None:
                 options[name] = os.path.relpath(options[name], run_dir)
         per_seed[str(seed)] = {"policy": asdict(train_config.policy()), "train": options}
