@@ -1,5 +1,6 @@
 """D5 probe: easier variants of the addition target (D4: 0.14 on 300 two-digit sums), 128 new tokens, 100 items each.  PYTHONPATH=src python docs/real/probes/d3_variants.py MODEL_DIR"""
 import random, re, sys, json
+from pathlib import Path
 MODEL = sys.argv[1]  # the model directory (SmolLM2 saved as a plain HF directory)
 import torch
 from robust_sft.models.loading import load_model, load_tokenizer
@@ -44,4 +45,4 @@ for name, items in probes.items():
         else: ok.append(f" {a} " in f" {fold(first_paragraph(o).replace('-', ' '))} ")
     res[name] = sum(ok) / len(ok)
     print(name, res[name], [o[:80] for o in outs[:3]], flush=True)
-json.dump(res, open("d5.json", "w"))
+json.dump(res, open(Path(__file__).with_name("d5_variants.json"), "w"))  # beside this script
