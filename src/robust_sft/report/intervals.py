@@ -114,6 +114,16 @@ def _points(target: tuple[np.ndarray, list[np.ndarray]], others: dict[str, tuple
     return ti, bwt
 
 
+def _item_draws(target: tuple, others: dict, seed: int, resamples: int) -> tuple[dict, dict]:
+    """Per task ("" for the target): the draw that takes every item once, and `resamples` bootstrap draws, shared
+    by every model of a joint bootstrap."""
+    rng = np.random.default_rng(seed)
+    every = {"": np.arange(len(target[0]))[None, :], **{t: np.arange(len(b))[None, :] for t, (b, _) in others.items()}}
+    drawn = {"": resample_indices(len(target[0]), rng, resamples),
+             **{t: resample_indices(len(b), rng, resamples) for t, (b, _) in others.items()}}
+    return every, drawn
+
+
 def frontier_gap_interval(target: tuple[np.ndarray, list[np.ndarray]],
                           others: dict[str, tuple[np.ndarray, list[np.ndarray]]], seed: int = 0,
                           resamples: int = BOOTSTRAP_RESAMPLES) -> dict:
@@ -124,10 +134,7 @@ def frontier_gap_interval(target: tuple[np.ndarray, list[np.ndarray]],
     a method above it (gap > 0) learns more than GT at a rate that forgets as much. Each replicate draws every task's
     items once for all models, so the frontier and the method move together.
     """
-    rng = np.random.default_rng(seed)
-    every = {"": np.arange(len(target[0]))[None, :], **{t: np.arange(len(b))[None, :] for t, (b, _) in others.items()}}
-    drawn = {"": resample_indices(len(target[0]), rng, resamples),
-             **{t: resample_indices(len(b), rng, resamples) for t, (b, _) in others.items()}}
+    every, drawn = _item_draws(target, others, seed, resamples)
 
     def gaps(draws):
         ti, bwt = _points(target, others, draws)
@@ -145,10 +152,7 @@ def optimum_interval(target: tuple[np.ndarray, list[np.ndarray]],
     `target`/`others` ((before, [after, ...]) as in frontier_gap_interval). Returns the best value, the interval of
     the best value over item replicates (percentiles taken on the grid's own values), and every value's
     TI + BWT. Ties go to the first value."""
-    rng = np.random.default_rng(seed)
-    every = {"": np.arange(len(target[0]))[None, :], **{t: np.arange(len(b))[None, :] for t, (b, _) in others.items()}}
-    drawn = {"": resample_indices(len(target[0]), rng, resamples),
-             **{t: resample_indices(len(b), rng, resamples) for t, (b, _) in others.items()}}
+    every, drawn = _item_draws(target, others, seed, resamples)
     grid = np.asarray(values, dtype=float)
 
     def scores(draws):
