@@ -126,7 +126,8 @@ def test_results_schema(finished_run):
     assert kept_extra == pytest.approx(rescued / answer_tokens)
     # the style-only control trains on GT's answers to exactly the problems Self-Output solved
     solved = json.loads((run_dir / "data" / "style_only_seed0.json").read_text())
-    assert solved == [json.loads(line)["id"] for line in (run_dir / "data" / "self_output.jsonl").read_text().splitlines()]
+    so_rows = (run_dir / "data" / "self_output.jsonl").read_text().splitlines()
+    assert solved == [json.loads(line)["id"] for line in so_rows]
     assert methods["style_only"]["train_examples"] == len(solved) == results["data"]["self_output"]["examples"]
     assert methods["style_only"]["source"] == "gt" and methods["style_only"]["masked_fraction"] == 0
     # GT at two rates: every other variant is read against GT's learning-rate frontier; GT's own rates are not

@@ -92,7 +92,8 @@ def test_the_duplicate_check_finds_an_option_declared_twice():
 
 
 @pytest.mark.parametrize("verb, choices", [
-    ("train", ["{none,threshold,ratio,lowest,random,dpf,stm_dpf,answer_aware,hindsight,keep_departure}", "{lora,dora,full}", "{nll,dft,eaft,infosft,sdft}",
+    ("train", ["{none,threshold,ratio,lowest,random,dpf,stm_dpf,answer_aware,hindsight,keep_departure}",
+               "{lora,dora,full}", "{nll,dft,eaft,infosft,sdft}",
                "{auto,float32,bfloat16,float16}"]),
     ("mask", ["{none,threshold,ratio,lowest,random,dpf,stm_dpf,answer_aware,hindsight,keep_departure}"]),
     ("score", ["{raise,skip}", "{right,left}"]),

@@ -20,7 +20,8 @@ def mask_scores(scores: Scores, policy: MaskPolicy, *, where: str = "the score f
                 task: Task | str | None = None, tokenizer=None,
                 departure_file: str | Path | None = None) -> MaskResult:
     """`apply_policy` with what the policy needs loaded: `dpf_scores` (dpf, stm_dpf), `hinted_scores` (hindsight),
-    `task` (answer_aware: a Task or a registered name), `departure_file` (keep_departure) and the tokenizer that decodes the answers to place its spans
+    `task` (answer_aware: a Task or a registered name), `departure_file` (keep_departure) and the tokenizer that
+    decodes the answers to place its spans
     (default: the scoring model's, named in the score file). The report says what the extra inputs gave."""
     after = _scores(dpf_scores, tokenizer) if dpf_scores is not None else None
     spans, hinted, extra = None, None, {}
