@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from robust_sft.masking.policies import MaskPolicy, apply_policy, departure_keep
-from robust_sft.masking.diagnostics import first_difference
-from robust_sft.scoring.departure import departure_positions, read_departures
+from robust_sft.scoring.departure import departure_positions, first_departure, read_departures
 from robust_sft.scoring.files import Scores
 
 
@@ -18,9 +17,9 @@ def scores_of(nlls: list[list[float]], answers: list[list[bool]]) -> Scores:
                   messages=[[] for _ in nlls], metadata={})
 
 
-def test_the_departure_is_the_first_token_that_is_not_the_models_top1():
-    assert first_difference([4, 7, 9, 2], [4, 7, 1, 2]) == 2
-    assert first_difference([4, 7], [4, 7]) is None
+def test_first_departure_is_the_first_token_that_is_not_the_models_top1():
+    assert first_departure(np.array([4, 7, 9, 2]), np.array([4, 7, 1, 2])) == 2
+    assert first_departure(np.array([4, 7]), np.array([4, 7])) is None
 
 
 def test_keep_departure_keeps_the_departure_token_and_masks_like_stm_elsewhere():

@@ -9,14 +9,18 @@ GT's style or content first differs from the model, the token a style switch han
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from robust_sft.core.artifacts import read_text, write_json
-from robust_sft.masking.diagnostics import first_difference
 from robust_sft.scoring.files import Scores
+
+
+def first_departure(targets: np.ndarray, top1: np.ndarray) -> int | None:
+    """Index of the first position where the GT token is not the model's top-1, or None."""
+    differs = np.flatnonzero(np.asarray(targets) != np.asarray(top1))
+    return int(differs[0]) if len(differs) else None
 
 
 def departure_positions(model, scores: Scores, progress: bool = True) -> dict[str, int | None]:
@@ -35,7 +39,7 @@ def departure_positions(model, scores: Scores, progress: bool = True) -> dict[st
             ids = torch.as_tensor(scores.input_ids[i], dtype=torch.long, device=device)[None]
             logits = model(input_ids=ids).logits[0]
             top1 = logits[torch.as_tensor(positions - 1, device=device)].argmax(-1).cpu().numpy()
-            at = first_difference(scores.input_ids[i][positions].tolist(), top1.tolist())
+            at = first_departure(scores.input_ids[i][positions], top1)
             out[scores.ids[i]] = None if at is None else int(positions[at])
     return out
 
@@ -48,6 +52,8 @@ def write_departures(model, scores: Scores, path: str | Path, progress: bool = T
 def read_departures(path: str | Path, scores: Scores) -> list[int | None]:
     """The departure positions of `path` in the order of `scores`; an id the file lacks, or a position outside its
     example's answer, is an error naming the file."""
+    import json
+
     try:
         found = json.loads(read_text(path))
     except ValueError as err:
