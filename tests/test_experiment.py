@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 
 import pytest
 
@@ -240,8 +241,9 @@ def test_rerun_skips_everything_and_a_new_seed_trains_only_itself(finished_run, 
                         resumed.append(config.resume_from_checkpoint) or real_train(config, **kw))
     Experiment(mini_config(tiny_model_dir), run_dir, progress=False).run()
     assert trained == []
-    # a stage killed half-way (no key written) is redone, and only it
+    # a stage killed half-way (no key written, so nothing evaluated) is redone, and only it
     (run_dir / "models" / "dft" / "seed0" / "stage_key.json").unlink()
+    shutil.rmtree(run_dir / "eval" / "dft" / "seed0")
     Experiment(mini_config(tiny_model_dir), run_dir, progress=False).run()
     assert trained == [str(run_dir / "models" / "dft" / "seed0")]
     assert resumed == ["latest"]  # its epoch checkpoint was kept and training resumed from it
@@ -255,6 +257,31 @@ def test_rerun_skips_everything_and_a_new_seed_trains_only_itself(finished_run, 
     if not any(math.isnan(b) for b in bwts):
         assert gt["mean"]["bwt"] == pytest.approx(sum(bwts) / 2)
         assert gt["std"]["bwt"] == pytest.approx(abs(bwts[0] - bwts[1]) / math.sqrt(2))
+
+
+def test_a_run_directory_without_weights_resumes_and_reports_the_same(finished_run, tiny_model_dir, tmp_path,
+                                                                         monkeypatch):
+    """A run kept without its models' weights (committed, or trimmed for disk) trains nothing it has evaluated;
+    a unit whose weights are gone before its evaluation is trained again."""
+    import robust_sft.training.trainer as training
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    for final in run_dir.glob("models/*/seed*/final"):
+        shutil.rmtree(final)
+    trained = []
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda config, **kw: trained.append(config.output_dir) or
+                        real_train(config, **kw))
+    results = Experiment(mini_config(tiny_model_dir), run_dir, progress=False).run()
+    assert trained == []
+    same = [json.dumps(r["methods"], sort_keys=True) for r in (results, finished_run[1])]  # NaN-safe comparison
+    assert same[0] == same[1]
+    shutil.rmtree(run_dir / "eval" / "gt" / "seed0")  # killed before its evaluation, on a machine without weights
+    Experiment(mini_config(tiny_model_dir), run_dir, progress=False).run()
+    assert trained == [str(run_dir / "models" / "gt" / "seed0")]
+    assert (run_dir / "models" / "gt" / "seed0" / "final").is_dir()
+    assert (run_dir / "eval" / "gt" / "seed0" / "accuracies.json").exists()
 
 
 def test_nan_evidence_is_not_tested():

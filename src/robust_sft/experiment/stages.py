@@ -21,6 +21,11 @@ def is_done(artifact: Path, key: str) -> bool:
     return artifact.exists() and key_file.exists() and json.loads(key_file.read_text()).get("key") == key
 
 
+def forget_stage(artifact: Path) -> None:
+    """Mark a stage's artifact out of date (its key removed), so the next run_stage produces it again."""
+    _key_file(artifact).unlink(missing_ok=True)
+
+
 def _pending_file(artifact: Path) -> Path:
     return artifact / "stage_pending.json"
 

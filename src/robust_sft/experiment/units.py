@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from robust_sft.core.artifacts import dir_lock, write_json
 from robust_sft.core.hashing import file_hash, stable_hash
 from robust_sft.evaluation.engine import evaluate_task
 from robust_sft.evaluation.model import evaluate_model
 from robust_sft.experiment.plan import SDFT_TEACHER, Variant, variant_train_options
-from robust_sft.experiment.stages import run_stage
+from robust_sft.experiment.stages import forget_stage, is_done, run_stage
 from robust_sft.models.loading import load_tokenizer, trained_model_parts
 from robust_sft.training import trainer as training  # called as training.train: tests stand in for it
 from robust_sft.training.data import read_example_ids
+
+logger = logging.getLogger(__name__)
 
 
 class UnitStages:
@@ -19,8 +23,13 @@ class UnitStages:
     def run_unit(self, variant: Variant, seed: int) -> None:
         """One fine-tuning run and its evaluation: independent of every other unit once data is scored.
 
-        Each unit holds its own lock, so no two processes ever train into the same model directory."""
+        Each unit holds its own lock, so no two processes ever train into the same model directory. A unit
+        evaluated with the same key needs no model: its weights may have been removed (a run directory kept or
+        committed without them) and nothing is trained again."""
         with dir_lock(self.run_dir.unit_lock_file(variant.name, seed), f"{variant.name} seed {seed}"):
+            if is_done(self.run_dir.eval_dir(variant.name, seed), self.evaluation_key(variant, seed)):
+                logger.info("[%s seed %d] evaluated: up to date", variant.name, seed)
+                return
             self.train_variant(variant, seed)
             self.evaluate_variant(variant, seed)
 
@@ -85,6 +94,8 @@ class UnitStages:
 
     def train_variant(self, variant: Variant, seed: int) -> None:
         out = self.run_dir.model_dir(variant.name, seed)
+        if not self.run_dir.final_model_dir(variant.name, seed).is_dir():
+            forget_stage(out)  # its weights were removed before it was evaluated: train it again
 
         def produce():
             config = self.train_config(variant, seed, self.base)
@@ -118,10 +129,13 @@ class UnitStages:
 
         return accuracy
 
+    def evaluation_key(self, variant: Variant, seed: int) -> str:
+        return stable_hash([self.train_key(variant, seed), self.tasks, self.eval_limits(),
+                            self.config.task_paths, self.config.backend, self.task_versions(self.tasks)])
+
     def evaluate_variant(self, variant: Variant, seed: int) -> None:
         out = self.run_dir.eval_dir(variant.name, seed)
-        key = stable_hash([self.train_key(variant, seed), self.tasks, self.eval_limits(),
-                           self.config.task_paths, self.config.backend, self.task_versions(self.tasks)])
+        key = self.evaluation_key(variant, seed)
 
         def produce():
             model, adapter = trained_model_parts(self.base, self.run_dir.final_model_dir(variant.name, seed))
