@@ -481,3 +481,20 @@ def test_build_v5_tiny_records_the_design_measures(tmp_path):
     assert (path / "eval" / "hinted.jsonl").exists()
     with pytest.raises(TypeError, match="OrganismConfig"):
         build_base_model(cache_dir=tmp_path, config=TINY, version="v5")
+
+
+def test_shipped_v5_world_was_built_from_this_definition():
+    from robust_sft.organism.store import definition, definition_key
+
+    key = definition_key(definition("v5").OrganismConfig(seed=0), "v5")
+    assert shipped_key(0, "v5") == key, (
+        "the shipped organism v5 (world 0) is stale or missing: run `robust-sft organism build --version v5 --seed 0 "
+        "--ship` and commit src/robust_sft/organism/shipped/v5/")
+    assert (shipped_dir(0, "v5") / "model.safetensors").stat().st_size < 8 * 2**20
+
+
+def test_the_runner_uses_the_shipped_v5_world(monkeypatch):
+    from robust_sft.organism import store
+
+    monkeypatch.setattr(store, "build_base_model", lambda **kw: pytest.fail("must not build"))
+    assert store.base_model_path(0, version="v5") == store.shipped_dir(0, "v5")
