@@ -64,7 +64,7 @@ def main() -> None:
 
     if args.organism:
         from robust_sft.models.loading import load_model, load_tokenizer
-        from robust_sft.organism.base_model import base_model_path
+        from robust_sft.organism.store import base_model_path
 
         path = str(base_model_path())
         model, tok = load_model(path, device="cpu"), load_tokenizer(path)

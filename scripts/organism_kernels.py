@@ -6,9 +6,11 @@ on one machine:
 
     python scripts/organism_kernels.py --seed 0 --out runs/kernels            # all six settings
     python scripts/organism_kernels.py --seed 0 --out runs/kernels --settings default:1 avx2:2
+    python scripts/organism_kernels.py --version v5 --seed 0 --out runs/kernels-v5   # + v5's design criteria
 
 Each setting builds into its own cache folder under --out (a finished build is reused), then the table of
-per-task base accuracies, and their spread, is printed and written to --out/kernels_seed<K>.{json,md}.
+per-task base accuracies, and their spread, is printed and written to --out/kernels_seed<K>.{json,md}; for v5,
+each setting's misses of the design criteria (organism/criteria.py) and of the shipped build's accuracies.
 One-thread settings run two at a time on a two-core machine. The builds import the package when they start and
 again while they evaluate: run this from a checkout that does not change meanwhile (e.g. a `git worktree`).
 """
@@ -36,22 +38,25 @@ BUILD = """
 import json, sys
 from dataclasses import replace
 import torch
-from robust_sft.organism.base_model import OrganismConfig, build_base_model
+from robust_sft.organism.store import build_base_model, definition
 
-seed, threads, cache, overrides = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
-config = replace(OrganismConfig(seed=seed), threads=threads, **overrides)
-path = build_base_model(cache_dir=cache, config=config, progress=False)
+seed, threads, cache, overrides, version = (int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]),
+                                            sys.argv[5])
+config = replace(definition(version).OrganismConfig(seed=seed), threads=threads, **overrides)
+path = build_base_model(cache_dir=cache, config=config, progress=False, version=version)
 print(json.dumps({"path": str(path), "capability": torch.backends.cpu.get_cpu_capability()}))
 """
 
 
-def build(seed: int, setting: str, out: Path, overrides: dict) -> dict:
+def build(seed: int, setting: str, out: Path, overrides: dict, version: str = "v4") -> dict:
     kernel, threads = setting.split(":")
-    env = {**os.environ, **KERNELS[kernel], "OMP_NUM_THREADS": threads}
+    # Passive OpenMP waits: on a shared machine spinning threads slow a 2-thread build tenfold (the sums are the same)
+    env = {**os.environ, **KERNELS[kernel], "OMP_NUM_THREADS": threads, "OMP_WAIT_POLICY": "PASSIVE"}
     cache = out / f"seed{seed}-{kernel}-t{threads}"  # one folder per setting; the key names the design
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / "build.log", "w") as log:  # the build's own errors, kept beside it
-        done = subprocess.run([sys.executable, "-c", BUILD, str(seed), threads, str(cache), json.dumps(overrides)],
+        done = subprocess.run([sys.executable, "-c", BUILD, str(seed), threads, str(cache), json.dumps(overrides),
+                               version],
                               env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     if done.returncode:
         raise RuntimeError(f"the build under {setting} failed: see {cache / 'build.log'}")
@@ -72,9 +77,24 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def criteria_lines(rows: list[dict], shipped: dict | None) -> list[str]:
+    """Per setting, the v5 design criteria it misses and (when a shipped build of this definition exists) the
+    tasks further than the tolerance from the shipped build."""
+    from robust_sft.organism.criteria import design_misses, rebuild_misses
+
+    lines = []
+    for r in rows:
+        misses = design_misses(r) + (rebuild_misses(r["accuracy"], shipped["accuracy"]) if shipped else [])
+        lines.append(f"- {r['setting']}: " + ("; ".join(misses) if misses else "every criterion holds"))
+    if shipped is None:
+        lines.append("- (no shipped build of this definition: A1 not checked against it)")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0, help="organism world")
+    parser.add_argument("--version", default="v4", help="organism world version (organism/versions.py)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--settings", nargs="+", default=ALL_SETTINGS, help="KERNEL:THREADS, kernel in "
                         + ", ".join(KERNELS))
@@ -86,12 +106,17 @@ def main() -> None:
     one = [s for s in args.settings if s.endswith(":1")]
     rest = [s for s in args.settings if s not in one]
     with ThreadPoolExecutor(os.cpu_count() or 2) as pool:  # one-thread builds side by side, one per core
-        rows = list(pool.map(lambda s: build(args.seed, s, args.out, overrides), one))
-    rows += [build(args.seed, s, args.out, overrides) for s in rest]
+        rows = list(pool.map(lambda s: build(args.seed, s, args.out, overrides, args.version), one))
+    rows += [build(args.seed, s, args.out, overrides, args.version) for s in rest]
     rows.sort(key=lambda r: args.settings.index(r["setting"]))
     text = table(rows)
+    if args.version != "v4":
+        from robust_sft.organism.store import shipped_report
+
+        shipped = shipped_report(args.seed, args.version)
+        text += "\n\n" + "\n".join(criteria_lines(rows, shipped if shipped and shipped["key"] == rows[0]["key"] else None))
     print(text)
-    name = f"kernels_seed{args.seed}" + "".join(f"_{k}{v}" for k, v in overrides.items())
+    name = f"kernels_{args.version}_seed{args.seed}" + "".join(f"_{k}{v}" for k, v in overrides.items())
     name = "".join(c if c.isalnum() or c in "._=-" else "-" for c in name)  # a file name, whatever the values
     (args.out / f"{name}.md").write_text(text + "\n")
     (args.out / f"{name}.json").write_text(json.dumps(rows, indent=2))

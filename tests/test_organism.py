@@ -9,14 +9,8 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from robust_sft.organism import SHIPPED_WORLDS, world
-from robust_sft.organism.base_model import (
-    OrganismConfig,
-    build_base_model,
-    cache_key,
-    definition_sources,
-    shipped_dir,
-    shipped_key,
-)
+from robust_sft.organism.base_model import OrganismConfig, cache_key, definition_sources
+from robust_sft.organism.store import build_base_model, shipped_dir, shipped_key
 from robust_sft.organism.tokenizer import build_tokenizer
 from robust_sft.tasks import Task, TaskError, get_task, list_tasks
 
@@ -176,18 +170,18 @@ def test_shipped_organism_was_built_from_this_definition(seed):
 
 
 def test_the_runner_uses_the_shipped_organism(monkeypatch):
-    from robust_sft.organism import base_model
+    from robust_sft.organism import store
 
-    monkeypatch.setattr(base_model, "build_base_model", lambda **kw: pytest.fail("must not build"))
-    assert base_model.base_model_path(0) == base_model.shipped_dir(0)
+    monkeypatch.setattr(store, "build_base_model", lambda **kw: pytest.fail("must not build"))
+    assert store.base_model_path(0) == store.shipped_dir(0)
 
 
 def test_a_stale_shipped_organism_is_not_used(monkeypatch, tmp_path):
-    from robust_sft.organism import base_model
+    from robust_sft.organism import store
 
-    monkeypatch.setattr(base_model, "shipped_key", lambda seed: "0000000000000000")
-    monkeypatch.setattr(base_model, "build_base_model", lambda **kw: tmp_path / "built")
-    assert base_model.base_model_path(0) == tmp_path / "built"
+    monkeypatch.setattr(store, "shipped_key", lambda seed, version: "0000000000000000")
+    monkeypatch.setattr(store, "build_base_model", lambda **kw: tmp_path / "built")
+    assert store.base_model_path(0) == tmp_path / "built"
 
 
 @pytest.mark.parametrize("seed", SHIPPED_WORLDS)
@@ -272,3 +266,235 @@ def test_the_kernel_script_tabulates_each_setting_and_the_spread():
     lines = kernels.table(rows).splitlines()
     assert lines[2] == "| default:1 | DEFAULT | 0.767 | 0.962 | 450 |"
     assert lines[-1] == "| spread (max - min) | | 0.066 | 0.154 | |"
+
+
+# --- world v5's design criteria (docs/organism_v5.md), as checks of a build's report ------------------
+def _v5_report(**changes) -> dict:
+    """A report that meets every v5 criterion; `changes` replace its top-level entries."""
+    others = ["organism-v5/add", "organism-v5/reverse", "organism-v5/max", "organism-v5/facts"]
+    report = {
+        "target": "organism-v5/sort",
+        "accuracy": {"organism-v5/sort": 0.33, **{t: 0.72 for t in others}},
+        "n": {"organism-v5/sort": 400, **{t: 340 for t in others}},
+        "by_kind": {t: {"taught": 0.99, "unknown": 0.05} for t in others},
+        "departure_p": {"median": 0.04},
+        "hinted_target_accuracy": 0.97,
+        "rewrite_accuracy": 0.8,
+    }
+    return {**report, **changes}
+
+
+def test_v5_design_criteria_hold_on_a_report_that_meets_them():
+    from robust_sft.organism import criteria
+
+    assert criteria.design_misses(_v5_report()) == []
+
+
+@pytest.mark.parametrize("change, miss", [
+    ({"departure_p": {"median": 1e-6}}, "B1 departure-token median p 1e-06"),
+    ({"accuracy": {**_v5_report()["accuracy"], "organism-v5/sort": 0.74}}, "B2 organism-v5/sort 0.740"),
+    ({"accuracy": {**_v5_report()["accuracy"], "organism-v5/max": 0.99}}, "B3 organism-v5/max 0.990"),
+    ({"n": {**_v5_report()["n"], "organism-v5/facts": 30}}, "B3 organism-v5/facts has 30 test items"),
+    ({"by_kind": {**_v5_report()["by_kind"], "organism-v5/add": {"taught": 0.8, "unknown": 0}}},
+     "B4 organism-v5/add taught items 0.800"),
+    ({"hinted_target_accuracy": 0.4}, "B5 hinted organism-v5/sort 0.400"),
+    ({"rewrite_accuracy": 0.1}, "C3 rewrites of GT correct 0.100"),
+])
+def test_v5_design_criteria_name_the_figure_that_misses(change, miss):
+    from robust_sft.organism import criteria
+
+    misses = criteria.design_misses(_v5_report(**change))
+    assert len(misses) == 1 and misses[0].startswith(miss), misses
+
+
+def test_v5_rebuild_and_finetune_criteria():
+    from robust_sft.organism import criteria
+
+    shipped = {"organism-v5/add": 0.70, "organism-v5/sort": 0.30}
+    assert criteria.rebuild_misses({"organism-v5/add": 0.74, "organism-v5/sort": 0.26}, shipped) == []
+    assert criteria.rebuild_misses({"organism-v5/add": 0.64, "organism-v5/sort": 0.30}, shipped) == [
+        "organism-v5/add 0.640 vs shipped 0.700 (tolerance 0.05)"]
+    assert criteria.finetune_misses({"ti": 68.0, "bwt": -2.2}, {"ti": -80.0, "bwt": -23.1}) == []
+    assert criteria.finetune_misses({"ti": 40.0, "bwt": -6.0}, {"ti": -80.0, "bwt": -12.0}) == [
+        "C1 oracle TI +40.0 % (needs > +50 %)", "C1 oracle BWT -6.0 % (needs >= -5 %)", "C2 GT BWT -12.0 % (needs <= -20 %)"]
+
+
+# --- world v5 (docs/organism_v5.md): partial by construction ---------------------------------------
+def _v5():
+    from robust_sft.organism import world_v5
+
+    return world_v5
+
+
+def test_v5_tasks_are_registered_beside_v4_and_the_source_names_them():
+    from robust_sft.models.sources import model_source
+
+    v5 = _v5()
+    assert set(v5.TASKS) <= set(list_tasks()) and set(TASKS) <= set(list_tasks())
+    source = model_source("organism-v5")
+    assert source is not None and source.tasks == v5.TASKS
+    assert source.task_options(v5.TARGET, 2) == {"seed": 2} and source.task_options(world.TARGET, 2) == {}
+    assert model_source("organism").tasks == world.TASKS
+    assert "v5" in source.description(0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_v5_other_tasks_interleave_taught_and_unknown_at_the_design_share(seed):
+    v5 = _v5()
+    for name in v5.NON_TARGET:
+        task = get_task(name, seed=seed)
+        test = task.load("test")
+        assert len(test) >= 300, name
+        kinds = [e["kind"] for e in test]
+        assert kinds[:10] == ["taught"] * 3 + ["unknown"] + ["taught"] * 2 + ["unknown"] + ["taught"] * 2 + ["unknown"]
+        assert kinds.count("taught") / len(kinds) == pytest.approx(v5.TAUGHT_SHARE, abs=0.01), name
+        pools = {split: {task._key(e) for e in task.load(split, limit=1000)} for split in ("train", "validation", "test")}
+        assert not pools["train"] & pools["test"] and not pools["validation"] & pools["test"], name
+        pretrain = task.load("pretrain", limit=4000)
+        assert {e["kind"] for e in pretrain} == {"taught"}
+        taught = {task._key(e) for e in pretrain}
+        assert not {task._key(e) for e in test if e["kind"] == "unknown"} & taught, name  # never shown
+
+
+def test_v5_look_up_tables_teach_every_taught_test_item_in_pretraining():
+    v5 = _v5()
+    for name in ("organism-v5/add", "organism-v5/facts", "organism-v5/reverse"):
+        task = get_task(name, seed=0)
+        taught = {task._key(e) for e in task.load("pretrain", limit=4000)}
+        assert {task._key(e) for e in task.load("test") if e["kind"] == "taught"} <= taught, name
+    assert "organism-v5/add" in v5.NON_TARGET
+
+
+def test_v5_unknown_items_need_what_pretraining_never_shows():
+    from robust_sft.organism.world_v5 import fact_table
+
+    add = [e for e in get_task("organism-v5/add").load("test") if e["kind"] == "unknown"]
+    assert all(e["a"] >= 10 and e["b"] >= 10 and e["a"] % 10 + e["b"] % 10 >= 10 for e in add)  # carry, two digits
+    reverse = [e for e in get_task("organism-v5/reverse").load("test") if e["kind"] == "unknown"]
+    assert {len(e["word"]) for e in reverse} == {6}
+    maxes = [e for e in get_task("organism-v5/max").load("test") if e["kind"] == "unknown"]
+    assert all(x.startswith("-") for e in maxes for x in e["items"].split())
+    # No pretraining text (any task, any chat kind) names an unknown entity.
+    table = fact_table(0)
+    unknown = [e for e, facts in table.items() if facts["kind"] == "unknown"]
+    assert len(unknown) == 24 and len(table) == 56
+    texts = []
+    for name in _v5().TASKS:
+        task = get_task(name, seed=0)
+        for e in task.load("pretrain", limit=4000):
+            texts += [task.prompt(e), task.hinted_prompt(e), task.human_reference(e),
+                      task.rephrase_prompt(e, task.human_reference(e))]
+    corpus = "\n".join(texts)
+    assert not [name for name in unknown if name in corpus]
+
+
+def test_v5_target_is_taught_on_short_lists_and_asked_on_longer_ones_apart_from_pretraining():
+    v5 = _v5()
+    task = get_task(v5.TARGET, seed=0)
+    pretrain = task.load("pretrain", limit=10_000)
+    assert {len(e["items"].split()) for e in pretrain} == set(v5.PRETRAIN_LENGTHS)
+    taught = {e["items"] for e in pretrain}
+    for split, n in (("train", 400), ("validation", 100), ("test", 400)):
+        examples = task.load(split, limit=n)
+        assert not {e["items"] for e in examples} & taught, split
+        kinds = [e["kind"] for e in examples]
+        assert kinds[:3] == ["3 digits", "4 digits", "5 digits"]
+        assert {kinds.count(k) for k in set(kinds)} <= {n // 3, n // 3 + 1}, split
+    assert all(task.check(e, task.house_reference(e)) and task.check(e, task.human_reference(e))
+               for e in task.load("test", limit=50))
+    assert all(task.check(e, task.reference(e)) for e in task.load("train", limit=50))
+
+
+def test_v5_target_gt_is_the_annotators_wording_which_pretraining_never_shows():
+    """The GT opens with the departure word the soft prior knows, then uses bodies no pretraining chat has."""
+    from robust_sft.organism import pretrain_v5
+    from robust_sft.organism.tokenizer import build_tokenizer
+
+    v5 = _v5()
+    task = get_task(v5.TARGET, seed=0)
+    train = task.load("train", limit=200)
+    gts = [task.reference(e) for e in train]
+    assert all(gt.startswith(v5.ANNOTATOR_OPENER + " ") and gt != task.human_reference(e) for gt, e in zip(gts, train))
+    assert len({gt.split(".")[0].split(",")[0][:25] for gt in gts}) >= 5  # varied bodies
+    tok = build_tokenizer()
+    pools, _ = pretrain_v5.pretraining_pools(tok, pretrain_v5.OrganismConfig(seed=0, pool_size=300))
+    pretraining_text = "".join(tok.decode(ids) for kind in pools.values() for rows in kind.values()
+                               for ids, _ in rows)
+    bodies = {gt.split("\n")[0].removeprefix(v5.ANNOTATOR_OPENER + " ").split(",")[0] for gt in gts}
+    assert not any(body in pretraining_text for body in bodies)
+
+
+def test_v5_hinted_prompt_carries_the_answer_only():
+    task = get_task(_v5().TARGET)
+    e = task.load("test", limit=1)[0]
+    assert task.hinted_prompt(e) == f"{task.prompt(e)}\nHint: the answer is {e['answer']}"
+
+
+def test_v5_sort_hinted_chats_withhold_the_list_or_show_a_distractor_and_train_the_answer_only():
+    """Copying the hint always gives the answer; sorting the shown list never does."""
+    from robust_sft.organism import pretrain_v5
+    from robust_sft.organism.tokenizer import build_tokenizer
+
+    v5 = _v5()
+    task = v5.SortHinted(seed=0)
+    chats = task.load("pretrain", limit=2000)
+    assert {len(e["items"].split()) for e in chats} == {4, 5}  # the lengths the base model cannot sort
+    withheld = [e["shown"] is None for e in chats]
+    assert sum(withheld) / len(withheld) == pytest.approx(v5.WITHHELD_SHARE, abs=0.05)
+    for e in chats[:200]:
+        asked, hint = task.hinted_prompt(e).split("\nHint: the answer is ")
+        assert hint == e["answer"] == " ".join(sorted(e["items"].split()))
+        if e["shown"] is None:
+            assert asked == task.withheld_template
+        else:
+            assert e["shown"] in asked and " ".join(sorted(e["shown"].split())) != e["answer"]
+            assert len(e["shown"].split()) == len(e["items"].split())
+        assert task.prompt(e) in task.rephrase_prompt(e, "X")  # rewrite chats show the same prompt
+    tok = build_tokenizer()
+    ids, labels = pretrain_v5._answer_tokens(tok, task.hinted_prompt(chats[0]), task.house_reference(chats[0]))
+    trained = tok.decode([i for i, label in zip(ids, labels) if label != -100])
+    assert trained == task.house_reference(chats[0]) + tok.eos_token
+
+
+def test_departure_index_is_where_the_reference_leaves_the_house_style():
+    from robust_sft.organism.measures import departure_index
+
+    assert departure_index("Sure! Answer: 1 2", "Answer: 1 2") == 0
+    assert departure_index("Arranged: 1, 2\n\nAnswer: 1 2", "Answer: 1 2") == 1
+    assert departure_index("Answer: 1, 2", "Answer: 1 2") == 9
+    assert departure_index("Answer: 1 2.", "Answer: 1 2") == 11  # the house answer is a prefix: its end
+
+
+def test_build_v5_tiny_records_the_design_measures(tmp_path):
+    from robust_sft.organism.store import definition
+
+    config = definition("v5").OrganismConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                                             steps=8, batch_size=4, warmup_steps=1, pool_size=16, eval_limit=4,
+                                             threads=1)
+    path = build_base_model(cache_dir=tmp_path, config=config, progress=False, version="v5")
+    report = json.loads((path / "base_eval.json").read_text())
+    assert report["version"] == "v5" and report["target"] == _v5().TARGET
+    assert set(report["accuracy"]) == set(_v5().TASKS) and set(report["n"].values()) == {4}
+    assert set(report["by_kind"][_v5().TARGET]) == {"3 digits", "4 digits", "5 digits"}
+    assert report["departure_p"]["n"] == 400 and 0 < report["departure_p"]["median"] < 1
+    assert 0 <= report["hinted_target_accuracy"] <= 1 and 0 <= report["rewrite_accuracy"] <= 1
+    assert (path / "eval" / "hinted.jsonl").exists()
+    with pytest.raises(TypeError, match="OrganismConfig"):
+        build_base_model(cache_dir=tmp_path, config=TINY, version="v5")
+
+
+def test_shipped_v5_world_was_built_from_this_definition():
+    from robust_sft.organism.store import definition, definition_key
+
+    key = definition_key(definition("v5").OrganismConfig(seed=0), "v5")
+    assert shipped_key(0, "v5") == key, (
+        "the shipped organism v5 (world 0) is stale or missing: run `robust-sft organism build --version v5 --seed 0 "
+        "--ship` and commit src/robust_sft/organism/shipped/v5/")
+    assert (shipped_dir(0, "v5") / "model.safetensors").stat().st_size < 8 * 2**20
+
+
+def test_the_runner_uses_the_shipped_v5_world(monkeypatch):
+    from robust_sft.organism import store
+
+    monkeypatch.setattr(store, "build_base_model", lambda **kw: pytest.fail("must not build"))
+    assert store.base_model_path(0, version="v5") == store.shipped_dir(0, "v5")

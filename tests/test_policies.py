@@ -149,7 +149,7 @@ def test_align_hinted_refuses_other_answers_missing_examples_and_another_model()
 @pytest.fixture(scope="module")
 def organism_gt(tmp_path_factory):
     """Eight organism/sort GT examples scored by the shipped world-0 base model, without and with the hint."""
-    from robust_sft.organism.base_model import base_model_path
+    from robust_sft.organism.store import base_model_path
     from robust_sft.tasks import get_task
 
     directory = tmp_path_factory.mktemp("organism_gt")
@@ -250,7 +250,7 @@ def test_tau_auto_from_the_command_line_and_in_the_train_summary(organism_gt, tm
 
 
 def test_train_with_a_policy_records_its_tau_and_what_it_kept(organism_gt, tmp_path):
-    from robust_sft.organism.base_model import base_model_path
+    from robust_sft.organism.store import base_model_path
     from robust_sft.training.config import TrainConfig
     from robust_sft.training.trainer import train
 

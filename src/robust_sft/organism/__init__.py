@@ -3,18 +3,21 @@ on it in one house style, cached locally. It lets the whole method run end to en
 
     from robust_sft.organism import build_base_model, TARGET
     path = build_base_model()          # builds once, then cached (~/.cache/robust-sft/organism/<key>)
+
+Two world versions (organism/versions.py): v4 (`model: organism`, tasks `organism/<task>`) and v5
+(`model: organism-v5`, tasks `organism-v5/<task>`; docs/organism_v5.md).
 """
 
 from robust_sft.organism.world import NON_TARGET, TARGET, TASKS
 
-# Every world that the demo, the study and the tests use ships in the package (shipped/seed<K>), so no reader's
-# CPU decides their base models. (Declared here: this file is not part of the organism's definition key.)
+# Every world that the demo, the study and the tests use ships in the package (shipped/seed<K>, shipped/v5/seed<K>),
+# so no reader's CPU decides their base models. (Declared here: this file is not part of any definition key.)
 SHIPPED_WORLDS = (0, 1, 2)
 
 
 def build_base_model(*args, **kwargs):
     # Imported lazily: torch/transformers are not needed to use the world's tasks.
-    from robust_sft.organism.base_model import build_base_model as build
+    from robust_sft.organism.store import build_base_model as build
 
     return build(*args, **kwargs)
 

@@ -1,4 +1,4 @@
-"""Build (once) and cache the organism's base model: a tiny Llama pretrained on the world in house style.
+"""World v4's base model definition: a tiny Llama pretrained on the world in house style.
 
 The pretraining mix: every task's "pretrain" pool as (prompt -> house answer) chats, plus rewrite chats
 (rephrase prompt showing a human-style answer -> house answer) so the model can Rephrase. The whole chat is
@@ -6,19 +6,17 @@ trained, prompt included, so the model has read human-style prose (the target's 
 pool, never its train/validation/test problems) but has only ever answered in the house style. The target
 task gets a smaller share than the others, so the base model solves it only partly (room for fine-tuning to
 help, and correct self-outputs to exist).
+
+Only what defines the model lives here (its text is part of the key); building, caching and shipping are in
+store.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
-import os
 import random
-import shutil
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,14 +24,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from robust_sft.evaluation import evaluate_tasks
 from robust_sft.organism import tokenizer as tokenizer_module
 from robust_sft.organism import world
-from robust_sft.organism.tokenizer import build_tokenizer
 from robust_sft.tasks.base import get_task
 from robust_sft.training import collate
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,15 +49,6 @@ class OrganismConfig:
     rephrase_every: int = 6  # every k-th step is a batch of rewrite chats
     eval_limit: int = 100  # test examples per task in base_eval.json
     threads: int = 2
-
-
-SHIPPED_ROOT = Path(__file__).parent / "shipped"
-SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-                 "tokenizer_config.json", "chat_template.jinja", "base_eval.json")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ROBUST_SFT_CACHE", Path.home() / ".cache" / "robust-sft")) / "organism"
 
 
 def definition_sources() -> list[str]:
@@ -146,94 +131,3 @@ def pretrain(model: LlamaForCausalLM, tok, config: OrganismConfig, progress: boo
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
-
-
-# --- build + cache ------------------------------------------------------------------------------
-def build_base_model(
-    cache_dir: str | Path | None = None, seed: int = 0, force: bool = False,
-    config: OrganismConfig | None = None, progress: bool = True,
-) -> Path:
-    """Path of the cached base model (model + tokenizer + base_eval.json), building it if needed."""
-    config = config or OrganismConfig(seed=seed)
-    root = Path(cache_dir) if cache_dir is not None else cache_root()
-    out = root / cache_key(config, definition_sources())
-    if out.exists() and not force:
-        return out
-    torch.set_num_threads(config.threads)
-    start = time.time()
-    tok = build_tokenizer()
-    model = new_model(config, tok)
-    pretrain(model, tok, config, progress)
-    accuracies = evaluate_tasks(model, tok, list(world.TASKS), limit=config.eval_limit, batch_size=64,
-                                progress=progress, task_kwargs={t: {"seed": config.seed} for t in world.TASKS})
-    report = {
-        "key": out.name,
-        "accuracy": accuracies,
-        "non_target_mean": sum(v for k, v in accuracies.items() if k != world.TARGET) / (len(accuracies) - 1),
-        "target": world.TARGET,
-        "build_seconds": round(time.time() - start, 1),
-        "config": asdict(config),
-    }
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".building-"))
-    try:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        (tmp / "base_eval.json").write_text(json.dumps(report, indent=2))
-        if out.exists():  # force=True: replace the old build
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if progress:
-        print(json.dumps({k: report[k] for k in ("accuracy", "non_target_mean", "build_seconds")}, indent=2))
-    return out
-
-
-# --- the shipped model ----------------------------------------------------------------------------
-def shipped_dir(seed: int = 0) -> Path:
-    return SHIPPED_ROOT / f"seed{seed}"
-
-
-def shipped_key(seed: int = 0) -> str | None:
-    """The definition key the shipped model of world `seed` was built from, or None when none is shipped."""
-    report = shipped_dir(seed) / "base_eval.json"
-    return json.loads(report.read_text()).get("key") if report.exists() else None
-
-
-def base_model_path(seed: int = 0, progress: bool = True) -> Path:
-    """The organism's base model for world `seed`.
-
-    The model shipped inside the package when it was built from this code's definition of the world,
-    tokenizer and pretraining (so every machine fine-tunes the same weights, whatever its float kernels);
-    otherwise a local build, cached after the first use.
-    """
-    key = cache_key(OrganismConfig(seed=seed), definition_sources())
-    shipped = shipped_key(seed)
-    if shipped == key:
-        return shipped_dir(seed)
-    if shipped is not None:
-        logger.warning("the shipped organism (world %d) was built from another definition (%s, this code: %s); "
-                       "building one locally. `robust-sft organism build --ship` refreshes the shipped one.",
-                       seed, shipped, key)
-    return build_base_model(seed=seed, progress=progress)
-
-
-def ship_base_model(seed: int = 0, force: bool = False, progress: bool = True) -> Path:
-    """Build (or reuse the cached build of) world `seed`'s base model and copy it into the package."""
-    built = build_base_model(seed=seed, force=force, progress=progress)
-    target = shipped_dir(seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    try:
-        for name in SHIPPED_FILES:
-            shutil.copyfile(built / name, tmp / name)  # plain copies: readable as the umask allows
-        tmp.chmod(0o755)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target

@@ -1,27 +1,33 @@
-"""The model organism as a plug-in: its tasks (registered by importing the world) and the model `organism`."""
+"""The model organism as a plug-in: its tasks (registered by importing the worlds) and one model source per world
+version (`organism`: v4, `organism-v5`: v5; organism/versions.py)."""
 
 from __future__ import annotations
 
+import importlib
+
 from robust_sft.models.sources import ModelSource, register_model_source
-from robust_sft.organism.world import TASKS, OrganismTask
+from robust_sft.organism.versions import VERSIONS, WorldVersion
+from robust_sft.organism.world import OrganismTask
 
 
-def _path(world: int, progress: bool) -> str:
-    # Imported here: building or locating the base model needs torch, using the world's tasks does not.
-    from robust_sft.organism.base_model import base_model_path
+def _source(version: WorldVersion) -> ModelSource:
+    tasks = importlib.import_module(version.world).TASKS  # importing the world registers its tasks
 
-    return str(base_model_path(seed=world, progress=progress))
+    def path(world: int, progress: bool) -> str:
+        # Imported here: building or locating the base model needs torch, using the world's tasks does not.
+        from robust_sft.organism.store import base_model_path
+
+        return str(base_model_path(seed=world, progress=progress, version=version.name))
+
+    return ModelSource(
+        path=path, tasks=tuple(tasks),
+        task_options=lambda task, world: {"seed": world} if task in tasks else {},  # the world the model learned
+        description=lambda world: f"the model organism ({version.name}), world {world}: shipped with the package "
+                                  "(worlds 0-2), or built and cached on first use")
 
 
-def _task_options(task: str, world: int) -> dict:
-    # The world's tasks must be the world the base model learned.
-    return {"seed": world} if task in TASKS else {}
-
-
-register_model_source("organism", ModelSource(
-    path=_path, tasks=tuple(TASKS), task_options=_task_options,
-    description=lambda world: f"the model organism, world {world}: shipped with the package (worlds 0-2), or built "
-                              "and cached on first use"))
+for _version in VERSIONS.values():
+    register_model_source(_version.source, _source(_version))
 
 
 def _hint(self, example: dict) -> str:
