@@ -498,3 +498,26 @@ def test_the_runner_uses_the_shipped_v5_world(monkeypatch):
 
     monkeypatch.setattr(store, "build_base_model", lambda **kw: pytest.fail("must not build"))
     assert store.base_model_path(0, version="v5") == store.shipped_dir(0, "v5")
+
+
+def v5_rebuild_misses(cache_dir) -> list[str]:
+    """World v5's world 0 built into `cache_dir`: the design criteria it misses, and A1 against the shipped build."""
+    from robust_sft.organism import criteria
+
+    shipped = json.loads((shipped_dir(0, "v5") / "base_eval.json").read_text())
+    path = build_base_model(cache_dir=cache_dir, seed=0, progress=False, version="v5")
+    rebuilt = json.loads((path / "base_eval.json").read_text())
+    assert rebuilt["key"] == shipped["key"]
+    return criteria.design_misses(rebuilt) + [
+        f"A1 {miss}" for miss in criteria.rebuild_misses(rebuilt["accuracy"], shipped["accuracy"])]
+
+
+@pytest.mark.slow
+def test_a_v5_rebuild_here_meets_the_design_criteria_and_lands_near_the_shipped_build(tmp_path):
+    """World v5, world 0 from scratch (about 15 minutes on two cores): the design's criteria, not only closeness.
+
+    Under all six kernel/thread settings tried (docs/organism_v5.md) every criterion held and every task landed
+    within 0.036 of the shipped build (A1 allows 0.05). The message names the kernel and thread setting.
+    """
+    misses = v5_rebuild_misses(tmp_path)
+    assert not misses, f"a v5 rebuild under {kernel_setting()}: " + "; ".join(misses)
