@@ -230,14 +230,24 @@ def test_rebuild_misses_name_each_task_off_the_shipped_build():
     assert rebuild_misses({**shipped, add: 0.87}, shipped) == []  # within the tolerance
 
 
+# World v4's shipped models were built under ATen's AVX512 kernels (docs/organism.md, "Rebuilds on other CPUs").
+V4_SHIPPED_KERNEL = "AVX512"
+
+
 @pytest.mark.slow
 def test_a_rebuild_here_reaches_the_shipped_accuracies(tmp_path):
-    """`robust-sft organism build` of world 0 from scratch (several minutes): close to what ships.
+    """`robust-sft organism build` of world 0 (v4) from scratch (several minutes): close to what ships.
 
-    World v4 meets this on the CPU kind that built the shipped models, not on every CPU: under other CPUs' float
-    kernels its add and facts accuracies move by up to 0.2 and 0.35 (docs/organism.md, "Rebuilds on other CPUs").
-    The failure message names the kernel and thread setting.
+    World v4 meets this only under the float kernels that built the shipped models: under others its add and
+    facts accuracies move by up to 0.2 and 0.35 (docs/organism.md, "Rebuilds on other CPUs"). That is why world
+    v5 exists, and v5's rebuild test below holds under every kernel; v4 stays only as the world of the earlier
+    docs, whose models ship. The failure message names the kernel and thread setting.
     """
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() != V4_SHIPPED_KERNEL:
+        pytest.skip(f"world v4 rebuilds land near its shipped models only under {V4_SHIPPED_KERNEL} kernels, not "
+                    f"under {kernel_setting()}; the CPU-independent world is v5 (its rebuild test runs here)")
     shipped = json.loads((shipped_dir(0) / "base_eval.json").read_text())
     rebuilt = json.loads((build_base_model(cache_dir=tmp_path, seed=0, progress=False) / "base_eval.json").read_text())
     assert rebuilt["key"] == shipped["key"]
