@@ -83,6 +83,35 @@ def test_selection_takes_the_oracles_best_validation_accuracy(finished_study):
         assert config["train"]["finetuning"] == "full"
 
 
+def test_selection_at_the_last_epoch_validates_the_final_model_once(tiny_model_dir, tmp_path, monkeypatch):
+    """With the last epoch as the endpoint (select_best_epoch false) training measures no validation accuracy:
+    the selection measures the final model's, caches it beside the model, and a rerun reads the cache."""
+    from robust_sft.evaluation.engine import evaluate_task
+    from robust_sft.models.loading import load_model, load_tokenizer, trained_model_parts
+
+    config = mini_study(tiny_model_dir, worlds=[0], experiment={**mini_study(tiny_model_dir).experiment,
+                                                                "select_best_epoch": False})
+    study = Study(config, tmp_path, progress=False)
+    chosen = study.select("lora")
+    trial, = chosen["trials"]
+    model_dir = tmp_path / "select" / "models" / trial["name"] / "seed0"
+    assert json.loads((model_dir / "train_summary.json").read_text())["best_metric"] is None
+    exp = study.selection_experiment("lora")
+    exp.resolve_base()
+    base, adapter = trained_model_parts(exp.base, model_dir / "final")
+    examples = exp.load_examples(exp.config.target, "validation", exp.config.validation_limit)
+    expected = evaluate_task(load_model(base, adapter=adapter, merge=True), load_tokenizer(exp.base),
+                             exp.get_task(exp.config.target), examples, progress=False).accuracy
+    assert trial["validation_accuracy"] == expected
+    assert trial["gain"] == pytest.approx(expected - chosen["base_validation_accuracy"])
+    assert json.loads((model_dir / "validation_accuracy.json").read_text())["accuracy"] == expected
+
+    import robust_sft.study.runner as runner
+
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("the cached accuracy was not read"))
+    assert study.select("lora")["trials"][0]["validation_accuracy"] == expected
+
+
 def test_every_setting_is_a_run_and_claims_are_counted_k_of_n(finished_study):
     out, summary = finished_study
     assert list(summary["settings"]) == ["w0-lora", "w0-full", "w1-lora", "w1-full"]

@@ -29,6 +29,7 @@ from robust_sft.executors import run_calls
 from robust_sft.experiment.config import ExperimentConfig
 from robust_sft.experiment.plan import Variant
 from robust_sft.experiment.runner import Experiment, unit_threads, worker_setup
+from robust_sft.models.loading import load_model, trained_model_parts
 from robust_sft.study.config import StudyConfig, grid_points, load_study_config, point_name
 from robust_sft.study.publish import check_publish_target, publish
 from robust_sft.study.summary import write_summary
@@ -96,14 +97,30 @@ class Study:
             overrides = (("mask", "none"), *sorted(point.items()))
             variant = Variant(point_name(mode, point), "oracle", "oracle", overrides)
             exp.train_variant(variant, self.config.selection_seed)
-            summary = exp.run_dir.train_summary(variant.name, self.config.selection_seed)
-            trials.append({"name": variant.name, "options": point, "validation_accuracy": summary["best_metric"],
-                           "gain": summary["best_metric"] - base_accuracy})
+            accuracy = self.trained_validation_accuracy(exp, variant, self.config.selection_seed)
+            trials.append({"name": variant.name, "options": point, "validation_accuracy": accuracy,
+                           "gain": accuracy - base_accuracy})
         best = max(trials, key=lambda t: t["validation_accuracy"])  # max keeps the first of equal values
         logger.info("[select %s] %s: validation accuracy %.3f (base %.3f)", mode, best["name"],
                     best["validation_accuracy"], base_accuracy)
         return {"options": best["options"], "name": best["name"], "base_validation_accuracy": base_accuracy,
                 "trials": trials}
+
+    def trained_validation_accuracy(self, exp: Experiment, variant: Variant, seed: int) -> float:
+        """A trial's target validation accuracy at the study's endpoint: the selected epoch's when the experiment
+        selects one (measured during training), else the last epoch's, measured once and cached beside the model."""
+        summary = exp.run_dir.train_summary(variant.name, seed)
+        if summary["best_metric"] is not None:
+            return summary["best_metric"]
+        path = exp.run_dir.model_dir(variant.name, seed) / "validation_accuracy.json"
+        key = stable_hash([exp.train_key(variant, seed), exp.config.validation_limit,
+                           exp.task_versions([exp.config.target])])
+        if path.exists() and json.loads(path.read_text())["key"] == key:
+            return json.loads(path.read_text())["accuracy"]
+        base, adapter = trained_model_parts(exp.base, exp.run_dir.final_model_dir(variant.name, seed))
+        accuracy = exp.validation_accuracy_fn()(load_model(base, adapter=adapter, merge=True))["accuracy"]
+        write_json(path, {"key": key, "accuracy": accuracy})
+        return accuracy
 
     def base_validation_accuracy(self, exp: Experiment) -> float:
         path = exp.run_dir.base_validation_file
