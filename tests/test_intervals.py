@@ -9,6 +9,7 @@ from robust_sft.report.intervals import (
     difference_interval,
     frontier_gap_interval,
     frontier_ti,
+    undominated,
     item_matrix,
     optimum_interval,
     percentile_interval,
@@ -87,6 +88,21 @@ def test_frontier_ti_joins_points_in_order_of_bwt_and_is_flat_beyond_its_ends():
     assert frontier_ti(-5.0, bwt, ti) == pytest.approx(10.0)
     assert frontier_ti(-50.0, bwt, ti) == pytest.approx(40.0)  # forgets more than every rate run: no extrapolation
     assert frontier_ti(+4.0, bwt, ti) == pytest.approx(0.0)
+
+
+def test_frontier_ti_leaves_out_rates_another_rate_beats_on_both_axes():
+    # GT at three rates and the base: (-10, 50), (-1, 40), (-2, 15), (0, 0). (-1, 40) forgets less and learns
+    # more than (-2, 15), so the frontier at BWT -2 is on the line from (-10, 50) to (-1, 40), not at 15.
+    bwt, ti = np.array([-10.0, -1.0, -2.0, 0.0]), np.array([50.0, 40.0, 15.0, 0.0])
+    assert undominated(bwt, ti).tolist() == [True, True, False, True]
+    assert frontier_ti(-2.0, bwt, ti) == pytest.approx(40.0 + 10.0 / 9.0)
+    # a rate that gains on the other tasks dominates the base model: the frontier above BWT 0 is that rate's TI
+    bwt, ti = np.array([-10.0, 0.3, 0.0]), np.array([50.0, 20.0, 0.0])
+    assert undominated(bwt, ti).tolist() == [True, True, False]
+    assert frontier_ti(-0.1, bwt, ti) == pytest.approx(20.0 + 30.0 * 0.4 / 10.3)
+    assert frontier_ti(0.3, bwt, ti) == pytest.approx(20.0)
+    # equal points: both stay (neither is better in one), and the frontier passes through them
+    assert undominated(np.array([-1.0, -1.0]), np.array([5.0, 5.0])).tolist() == [True, True]
 
 
 def test_a_method_above_gts_frontier_has_a_positive_gap_and_one_below_a_negative_gap():

@@ -95,11 +95,18 @@ def difference_interval(tasks: dict[str, tuple[np.ndarray, np.ndarray]], seed: i
     return {"estimate": estimate, "interval": percentile_interval(np.mean(replicates, axis=0))}
 
 
+def undominated(bwt: np.ndarray, ti: np.ndarray) -> np.ndarray:
+    """Which points no other point beats: none forgets no more (BWT >=) and learns no less (TI >=), better in one.
+    A rate whose point another rate dominates is not on the frontier (noise or an overshoot put it below)."""
+    return np.array([not np.any((bwt >= b) & (ti >= t) & ((bwt > b) | (ti > t))) for b, t in zip(bwt, ti)])
+
+
 def frontier_ti(bwt: float, frontier_bwt: np.ndarray, frontier_ti: np.ndarray) -> float:
-    """The TI a frontier reaches at `bwt`: linear between its points taken in order of BWT, flat beyond its ends
-    (no extrapolation past the rates that were run)."""
-    order = np.argsort(frontier_bwt, kind="stable")
-    return float(np.interp(bwt, frontier_bwt[order], frontier_ti[order]))
+    """The TI a frontier reaches at `bwt`: linear between its undominated points taken in order of BWT (along
+    which TI falls as BWT rises), flat beyond its ends (no extrapolation past the rates that were run)."""
+    keep = undominated(frontier_bwt, frontier_ti)
+    order = np.argsort(frontier_bwt[keep], kind="stable")
+    return float(np.interp(bwt, frontier_bwt[keep][order], frontier_ti[keep][order]))
 
 
 def _points(target: tuple[np.ndarray, list[np.ndarray]], others: dict[str, tuple[np.ndarray, list[np.ndarray]]],
@@ -130,8 +137,8 @@ def frontier_gap_interval(target: tuple[np.ndarray, list[np.ndarray]],
     """A method's TI minus the TI that GT's learning-rate frontier reaches at the method's BWT, in points.
 
     `target` is (base (items,), [method (seeds, items), gt at rate 1 (seeds, items), ...]), `others` the same per
-    other task. The frontier joins the base model (TI = BWT = 0: a rate of zero) and GT's points at each rate, so
-    a method above it (gap > 0) learns more than GT at a rate that forgets as much. Each replicate draws every task's
+    other task. The frontier joins the undominated points among the base model (TI = BWT = 0: a rate of zero) and
+    GT's points at each rate, so a method above it (gap > 0) learns more than GT at a rate that forgets as much. Each replicate draws every task's
     items once for all models, so the frontier and the method move together.
     """
     every, drawn = _item_draws(target, others, seed, resamples)
