@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from robust_sft.organism import SHIPPED_WORLDS, world
+from robust_sft.organism import world
+from robust_sft.organism.versions import VERSIONS
 from robust_sft.organism.base_model import OrganismConfig, cache_key, definition_sources
 from robust_sft.organism.store import build_base_model, shipped_dir, shipped_key
 from robust_sft.organism.tokenizer import build_tokenizer
@@ -160,13 +161,19 @@ def test_build_base_model_tiny_caches_and_loads(tmp_path, monkeypatch):
 
 
 # --- the shipped base model -------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", SHIPPED_WORLDS)
-def test_shipped_organism_was_built_from_this_definition(seed):
-    assert shipped_key(seed) is not None, f"world {seed} not shipped: run `robust-sft organism build --seed {seed} --ship`"
-    assert shipped_key(seed) == cache_key(OrganismConfig(seed=seed), definition_sources()), (
-        f"the shipped organism of world {seed} is stale (the world, tokenizer or builder changed since it was "
-        f"built): run `robust-sft organism build --seed {seed} --ship` and commit src/robust_sft/organism/shipped/")
-    assert (shipped_dir(seed) / "model.safetensors").stat().st_size < 8 * 2**20  # a few MB inside the package
+SHIPPED = [(version, seed) for version, spec in VERSIONS.items() for seed in spec.shipped_worlds]
+
+
+@pytest.mark.parametrize("version, seed", SHIPPED)
+def test_shipped_organism_was_built_from_this_definition(version, seed):
+    from robust_sft.organism.store import definition, definition_key
+
+    build = f"robust-sft organism build --version {version} --seed {seed} --ship"
+    assert shipped_key(seed, version) is not None, f"world {seed} of {version} not shipped: run `{build}`"
+    assert shipped_key(seed, version) == definition_key(definition(version).OrganismConfig(seed=seed), version), (
+        f"the shipped organism {version} of world {seed} is stale (the world, tokenizer or builder changed since it "
+        f"was built): run `{build}` and commit src/robust_sft/organism/shipped/")
+    assert (shipped_dir(seed, version) / "model.safetensors").stat().st_size < 8 * 2**20  # a few MB in the package
 
 
 def test_the_runner_uses_the_shipped_organism(monkeypatch):
@@ -184,16 +191,21 @@ def test_a_stale_shipped_organism_is_not_used(monkeypatch, tmp_path):
     assert store.base_model_path(0) == tmp_path / "built"
 
 
-@pytest.mark.parametrize("seed", SHIPPED_WORLDS)
-def test_shipped_organism_reproduces_its_recorded_accuracies(seed):
+@pytest.mark.parametrize("version, seed", SHIPPED)
+def test_shipped_organism_reproduces_its_recorded_accuracies(version, seed):
     """Greedy evaluation of the shipped weights gives the accuracies recorded at build time (same test sets)."""
+    import importlib
+
     from robust_sft.evaluation.engine import evaluate_tasks
     from robust_sft.models.loading import load_model, load_tokenizer
 
-    report = json.loads((shipped_dir(seed) / "base_eval.json").read_text())
-    model, tok = load_model(str(shipped_dir(seed))), load_tokenizer(str(shipped_dir(seed)))
-    accuracies = evaluate_tasks(model, tok, list(world.TASKS), limit=report["config"]["eval_limit"], batch_size=100,
-                                progress=False, task_kwargs={t: {"seed": seed} for t in world.TASKS})
+    path = shipped_dir(seed, version)
+    report = json.loads((path / "base_eval.json").read_text())
+    tasks = list(importlib.import_module(VERSIONS[version].world).TASKS)
+    model, tok = load_model(str(path)), load_tokenizer(str(path))
+    accuracies = evaluate_tasks(model, tok, tasks, limit=report["config"]["eval_limit"], batch_size=100,
+                                progress=False, task_kwargs={t: {"seed": seed} for t in tasks})
+    assert set(report["accuracy"]) == set(tasks)
     for task, accuracy in report["accuracy"].items():
         # float kernels differ between CPUs; a near-tie may flip a greedy token on another machine
         assert accuracies[task] == pytest.approx(accuracy, abs=0.03), task
@@ -491,16 +503,6 @@ def test_build_v5_tiny_records_the_design_measures(tmp_path):
     assert (path / "eval" / "hinted.jsonl").exists()
     with pytest.raises(TypeError, match="OrganismConfig"):
         build_base_model(cache_dir=tmp_path, config=TINY, version="v5")
-
-
-def test_shipped_v5_world_was_built_from_this_definition():
-    from robust_sft.organism.store import definition, definition_key
-
-    key = definition_key(definition("v5").OrganismConfig(seed=0), "v5")
-    assert shipped_key(0, "v5") == key, (
-        "the shipped organism v5 (world 0) is stale or missing: run `robust-sft organism build --version v5 --seed 0 "
-        "--ship` and commit src/robust_sft/organism/shipped/v5/")
-    assert (shipped_dir(0, "v5") / "model.safetensors").stat().st_size < 8 * 2**20
 
 
 def test_the_runner_uses_the_shipped_v5_world(monkeypatch):

@@ -8,11 +8,12 @@ Two world versions (organism/versions.py): v4 (`model: organism`, tasks `organis
 (`model: organism-v5`, tasks `organism-v5/<task>`; docs/organism_v5.md).
 """
 
+from robust_sft.organism.versions import VERSIONS
 from robust_sft.organism.world import NON_TARGET, TARGET, TASKS
 
 # Every world that the demo, the study and the tests use ships in the package (shipped/seed<K>, shipped/v5/seed<K>),
-# so no reader's CPU decides their base models. (Declared here: this file is not part of any definition key.)
-SHIPPED_WORLDS = (0, 1, 2)
+# so no reader's CPU decides their base models; each version lists them (organism/versions.py). v4's:
+SHIPPED_WORLDS = VERSIONS["v4"].shipped_worlds
 
 
 def build_base_model(*args, **kwargs):

@@ -20,14 +20,15 @@ class WorldVersion:
     definition: str  # module with OrganismConfig, definition_sources, cache_key, new_model, pretrain
     world: str  # module with TASKS and TARGET
     shipped: Path  # holds seed<K>/ per shipped world
+    shipped_worlds: tuple[int, ...]  # the worlds whose base models ship (every world docs/ and the tests use)
     measures: bool  # the build's report adds the design measures of organism/measures.py
 
 
 VERSIONS = {
     "v4": WorldVersion("v4", "organism", "robust_sft.organism.base_model", "robust_sft.organism.world",
-                       SHIPPED_ROOT, measures=False),
+                       SHIPPED_ROOT, (0, 1, 2), measures=False),
     "v5": WorldVersion("v5", "organism-v5", "robust_sft.organism.pretrain_v5", "robust_sft.organism.world_v5",
-                       SHIPPED_ROOT / "v5", measures=True),
+                       SHIPPED_ROOT / "v5", (0,), measures=True),
 }
 
 
