@@ -9,10 +9,10 @@ from robust_sft.report.intervals import (
     difference_interval,
     frontier_gap_interval,
     frontier_ti,
-    undominated,
     item_matrix,
     optimum_interval,
     percentile_interval,
+    undominated,
 )
 
 

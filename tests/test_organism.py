@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from robust_sft.organism import world
 from robust_sft.organism.versions import VERSIONS
 from robust_sft.organism.base_model import OrganismConfig, cache_key, definition_sources
-from robust_sft.organism.store import build_base_model, shipped_dir, shipped_key
+from robust_sft.organism.store import build_base_model, definition, definition_key, shipped_dir, shipped_key
 from robust_sft.organism.tokenizer import build_tokenizer
 from robust_sft.tasks import Task, TaskError, get_task, list_tasks
 
@@ -166,8 +166,6 @@ SHIPPED = [(version, seed) for version, spec in VERSIONS.items() for seed in spe
 
 @pytest.mark.parametrize("version, seed", SHIPPED)
 def test_shipped_organism_was_built_from_this_definition(version, seed):
-    from robust_sft.organism.store import definition, definition_key
-
     build = f"robust-sft organism build --version {version} --seed {seed} --ship"
     assert shipped_key(seed, version) is not None, f"world {seed} of {version} not shipped: run `{build}`"
     assert shipped_key(seed, version) == definition_key(definition(version).OrganismConfig(seed=seed), version), (

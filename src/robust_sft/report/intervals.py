@@ -138,8 +138,8 @@ def frontier_gap_interval(target: tuple[np.ndarray, list[np.ndarray]],
 
     `target` is (base (items,), [method (seeds, items), gt at rate 1 (seeds, items), ...]), `others` the same per
     other task. The frontier joins the undominated points among the base model (TI = BWT = 0: a rate of zero) and
-    GT's points at each rate, so a method above it (gap > 0) learns more than GT at a rate that forgets as much. Each replicate draws every task's
-    items once for all models, so the frontier and the method move together.
+    GT's points at each rate, so a method above it (gap > 0) learns more than GT at a rate that forgets as much.
+    Each replicate draws every task's items once for all models, so the frontier and the method move together.
     """
     every, drawn = _item_draws(target, others, seed, resamples)
 
