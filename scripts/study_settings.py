@@ -14,8 +14,8 @@ weights), and every unit not both evaluated and measured is removed, so the stud
 elsewhere before, which came without weights, are left as they are). The directory can then
 travel without weights (`final/` keeps its small files: the analysis looks for it) and merge by copying.
 
-Only for modes whose grid has a single point: a grid is searched on the first world by the study's `select`
-stage, which this script does not run.
+A mode whose grid has several points takes the study's selection: cached when the copy holds the study's
+`select/`, else made here first, as the study makes it.
 """
 
 from __future__ import annotations
@@ -34,25 +34,29 @@ from robust_sft.core.artifacts import write_json
 from robust_sft.experiment.config import ExperimentConfig
 from robust_sft.experiment.runner import Experiment
 from robust_sft.experiment.stages import is_done
-from robust_sft.study.config import grid_points, load_study_config
+from robust_sft.study.config import StudyConfig, grid_points, load_study_config
+from robust_sft.study.runner import Study
 
 logger = logging.getLogger("study_settings")
 
 
-def setting_experiment(config_path: str, out: str, world: int, mode: str, workers: int) -> Experiment:
-    config = load_study_config(config_path)
+def chosen_point(config: StudyConfig, out: str, mode: str) -> dict:
+    """The mode's options: its one grid point, or the study's selection (cached in `out`/select, else run)."""
     points = grid_points(config.modes[mode])
-    if len(points) != 1:
-        raise SystemExit(f"modes.{mode} has {len(points)} grid points: run `robust-sft study` (it selects one)")
-    options = config.setting_options(world, mode, points[0])
+    return points[0] if len(points) == 1 else Study(config, out, progress=False).select(mode)["options"]
+
+
+def setting_experiment(config: StudyConfig, out: str, world: int, mode: str, point: dict,
+                       workers: int) -> Experiment:
+    options = config.setting_options(world, mode, point)
     options.pop("executor", None)
     options["workers"] = workers
     return Experiment(ExperimentConfig(**options), Path(out) / options["name"], progress=False)
 
 
-def run_setting(config_path: str, out: str, world: int, mode: str, workers: int) -> None:
+def run_setting(config_path: str, out: str, world: int, mode: str, point: dict, workers: int) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s w{world}-{mode} %(message)s")
-    setting_experiment(config_path, out, world, mode, workers).run()
+    setting_experiment(load_study_config(config_path), out, world, mode, point, workers).run()
 
 
 def evaluated_units(exp: Experiment) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -121,11 +125,13 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(args.worlds) - set(config.worlds))
     if unknown:
         raise SystemExit(f"worlds {unknown} are not the study's ({config.worlds})")
+    chosen = {mode: chosen_point(config, args.out, mode) for mode in config.modes}  # before any setting runs
     settings = [(world, mode) for world in args.worlds for mode in config.modes]
     share = max(1, args.workers // len(settings))
     context = multiprocessing.get_context("spawn")
-    processes = [context.Process(target=run_setting, args=(args.config, args.out, world, mode, share),
-                                 name=f"w{world}-{mode}") for world, mode in settings]
+    processes = [context.Process(target=run_setting, name=f"w{world}-{mode}",
+                                 args=(args.config, args.out, world, mode, chosen[mode], share))
+                 for world, mode in settings]
     start = time.monotonic()
     for process in processes:
         process.start()
@@ -141,18 +147,19 @@ def main(argv: list[str] | None = None) -> None:
         failed = [p.name for p in processes if p.exitcode != 0]
         sys.exit(f"settings failed: {', '.join(failed)}" if failed else 0)
 
-    experiments = [setting_experiment(args.config, args.out, world, mode, share) for world, mode in settings]
+    experiments = [setting_experiment(config, args.out, world, mode, chosen[mode], share) for world, mode in settings]
     evaluated = {exp.config.name: evaluated_units(exp) for exp in experiments}
     calls = [(str(exp.dir), variant, seed, config.kl_limit) for exp in experiments
              for variant, seed in evaluated[exp.config.name][0] if trained_here(exp, variant, seed)]
-    analyze_start = time.monotonic()
-    pool = ProcessPoolExecutor(args.workers, mp_context=context, initializer=one_thread)
-    futures = [pool.submit(measure_unit, *call) for call in calls]
-    wait(futures, timeout=args.analyze_seconds)
-    failures = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()]
-    for process in list(pool._processes.values()):  # units still measuring: their caches are not written
-        process.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
+    analyze_start, failures = time.monotonic(), []
+    if args.analyze_seconds > 0:
+        pool = ProcessPoolExecutor(args.workers, mp_context=context, initializer=one_thread)
+        futures = [pool.submit(measure_unit, *call) for call in calls]
+        wait(futures, timeout=args.analyze_seconds)
+        failures = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()]
+        for process in list(pool._processes.values()):  # units still measuring: their caches are not written
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
     logger.info("measured for %.0f s; %d failures%s", time.monotonic() - analyze_start, len(failures),
                 f" (first: {failures[0]!r})" if failures else "")
     for exp in experiments:

@@ -251,3 +251,49 @@ def test_the_world_that_selects_the_options_is_a_design_world(tiny_model_dir):
     with pytest.raises(ValueError, match=r"design_worlds \[5\] must be among worlds"):
         mini_study(tiny_model_dir, design_worlds=[5])
     assert mini_study(tiny_model_dir, worlds=[0, 1, 2], design_worlds=[0]).design_worlds == [0]
+
+
+def test_settings_run_on_another_machine_merge_back_and_the_study_redoes_only_what_was_removed(
+        finished_study, tiny_model_dir, tmp_path, monkeypatch):
+    """scripts/study_settings.py on a copy of the study: world 1 again (every unit cached), one unit's mechanism
+    measures lost, no time to measure: that unit is removed, the rest kept; the study then retrains it alone."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from dataclasses import asdict
+    from pathlib import Path
+
+    import yaml
+
+    import robust_sft.training.trainer as training
+
+    out, _ = finished_study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    config = tmp_path / "mini.yaml"
+    config.write_text(yaml.safe_dump(asdict(mini_study(tiny_model_dir))))
+    (copy / "w1-lora" / "analysis" / "gt" / "seed0.json").unlink()
+    root = Path(__file__).parents[1]
+    runner = tmp_path / "run_settings.py"  # spawned processes re-import it: the test tasks exist in each of them
+    runner.write_text("import tests.fake_tasks  # noqa: F401\nfrom study_settings import main\n\n"
+                      "if __name__ == '__main__':\n    main()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "scripts"), *sys.path])}
+    result = subprocess.run([sys.executable, str(runner), str(config), "--out", str(copy), "--worlds", "1",
+                             "--workers", "2", "--analyze_seconds", "0"], env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan = json.loads((copy / "w1-lora" / "plan.json").read_text())
+    kept = len(plan["variants"]) * len(plan["seeds"]) - 1
+    removed = [line for line in result.stderr.splitlines() if "removed" in line]
+    assert any(f"w1-lora: {kept} units trained here, evaluated and measured (kept)" in line
+               and line.endswith("1 removed") for line in removed), removed
+    assert not (copy / "w1-lora" / "models" / "gt" / "seed0").exists()
+    assert not (copy / "w1-lora" / "eval" / "gt" / "seed0").exists()
+    assert (copy / "w1-lora" / "eval" / "stm@500" / "seed0" / "stage_key.json").exists()
+
+    trained, train = [], training.train
+    monkeypatch.setattr(training, "train",
+                        lambda config, **kw: (trained.append(config.output_dir), train(config, **kw))[1])
+    Study(mini_study(tiny_model_dir), copy, progress=False).run()
+    assert trained == [str(copy / "w1-lora" / "models" / "gt" / "seed0")]
