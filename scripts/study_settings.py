@@ -8,10 +8,11 @@ number of worker processes changed: workers are not part of any stage's key, so 
 finds these units done and does not train them again. Worlds run side by side, each in its own process with its
 share of the workers.
 
-For a machine the weights cannot be brought back from: after `train_seconds` the runs are stopped, every
-unit evaluated here gets its mechanism measures (the study's analyze stage, cached per unit, which needs the
-weights), and every unit not both evaluated and measured is removed, so the study redoes it whole (units done
-elsewhere before, which came without weights, are left as they are). The directory can then
+For a machine the weights cannot be brought back from: each unit measures its model right after its evaluation
+(the settings' `analyze_units`); after `train_seconds` the runs are stopped, units evaluated here but not yet
+measured (a unit stopped between the two) get their measures for up to `analyze_seconds`, and every unit not both
+evaluated and measured is removed, so the study redoes it whole (units done elsewhere before, which came without
+weights, are left as they are). The directory can then
 travel without weights (`final/` keeps its small files: the analysis looks for it) and merge by copying.
 
 A mode whose grid has several points takes the study's selection: cached when the copy holds the study's
@@ -29,8 +30,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, wait
 from pathlib import Path
 
-from robust_sft.analysis.mechanism import analyze_unit, base_answer_logs, cached_row, unit_key
-from robust_sft.core.artifacts import write_json
+from robust_sft.analysis.mechanism import base_answer_logs, cached_row, measure_unit, unit_key
+from robust_sft.core.rundir import RunDir
 from robust_sft.experiment.config import ExperimentConfig
 from robust_sft.experiment.runner import Experiment
 from robust_sft.experiment.stages import is_done
@@ -70,17 +71,9 @@ def evaluated_units(exp: Experiment) -> tuple[list[tuple[str, int]], list[tuple[
     return done, not_done
 
 
-def measure_unit(run_root: str, variant: str, seed: int, kl_limit: int | None) -> None:
+def measure(run_root: str, variant: str, seed: int, kl_limit: int | None) -> None:
     """One unit's mechanism measures, cached where and as the study's analyze stage caches them."""
-    from robust_sft.core.rundir import RunDir
-
-    run = RunDir(run_root)
-    model_dir, scores = run.model_dir(variant, seed), run.scores_file("gt")
-    answers = base_answer_logs(run)
-    key = unit_key(model_dir, scores, kl_limit, answers)
-    cache = run.analysis_cache_file(variant, seed)
-    if cached_row(cache, key) is None:
-        write_json(cache, {"key": key, "row": analyze_unit(model_dir, scores, kl_limit, False, answers)})
+    measure_unit(RunDir(run_root), variant, seed, kl_limit)
 
 
 def one_thread() -> None:
@@ -154,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     analyze_start, failures = time.monotonic(), []
     if args.analyze_seconds > 0:
         pool = ProcessPoolExecutor(args.workers, mp_context=context, initializer=one_thread)
-        futures = [pool.submit(measure_unit, *call) for call in calls]
+        futures = [pool.submit(measure, *call) for call in calls]
         wait(futures, timeout=args.analyze_seconds)
         failures = [f.exception() for f in futures if f.done() and not f.cancelled() and f.exception()]
         for process in list(pool._processes.values()):  # units still measuring: their caches are not written

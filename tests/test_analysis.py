@@ -285,12 +285,14 @@ class LoraAndFullExperiment(Experiment):
         return {**options, "finetuning": "full"} if variant.name == "oracle" else options
 
 
+MIXED_TRAIN = {"max_steps": 2, "num_train_epochs": 1, "per_device_train_batch_size": 8, "learning_rate": 1e-3,
+               "logging_steps": 1}
+
+
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory, tiny_model_dir):
     run_dir = tmp_path_factory.mktemp("run")
-    config = mini_config(tiny_model_dir, methods=["gt", "oracle"], lr_sweep={}, train={
-        "max_steps": 2, "num_train_epochs": 1, "per_device_train_batch_size": 8, "learning_rate": 1e-3,
-        "logging_steps": 1})
+    config = mini_config(tiny_model_dir, methods=["gt", "oracle"], lr_sweep={}, train=MIXED_TRAIN)
     LoraAndFullExperiment(config, run_dir, progress=False).run()
     return run_dir
 
@@ -367,6 +369,33 @@ def test_a_broken_unit_is_named_and_the_units_before_it_stay_cached(mixed_run, t
     error = capsys.readouterr().err
     assert "analyze oracle seed 0" in error and "model.safetensors" in error
     assert (copy / "analysis" / "gt" / "seed0.json").exists() and not (copy / "analysis.json").exists()
+
+
+def test_units_measure_their_models_as_they_finish_so_the_measures_outlive_the_weights(mixed_run, tiny_model_dir,
+                                                                                      tmp_path):
+    """analyze_units: each unit measures its model right after its evaluation; the run directory can then lose
+    its weights (another machine, another session) and the analysis still has every unit, measured identically."""
+    measured_later = analyze_run(mixed_run, kl_limit=3, progress=False, out=tmp_path / "later.json")
+    copy = tmp_path / "run"
+    shutil.copytree(mixed_run, copy, ignore=shutil.ignore_patterns("analysis*"))
+    config = mini_config(tiny_model_dir, methods=["gt", "oracle"], lr_sweep={}, train=MIXED_TRAIN,
+                         analyze_units=True, kl_limit=3)
+    # units evaluated before the option was on are measured on the next pass, nothing trained or evaluated again
+    LoraAndFullExperiment(config, copy, progress=False).run()
+    cached = sorted(str(p.relative_to(copy)) for p in (copy / "analysis").rglob("*.json"))
+    assert cached == ["analysis/gt/seed0.json", "analysis/oracle/seed0.json"]
+    assert (json.loads((copy / "results.json").read_text())["methods"]["gt"]
+            == json.loads((mixed_run / "results.json").read_text())["methods"]["gt"])
+    for final in copy.glob("models/*/seed0/final"):
+        shutil.rmtree(final)
+    LoraAndFullExperiment(config, copy, progress=False).run()  # no weights: neither trains nor fails
+    assert not list(copy.glob("models/*/seed0/final"))
+    analysis = analyze_run(copy, kl_limit=3, progress=False)
+    assert analysis["computed_units"] == 0 and analysis["skipped"] == []
+    for variant in ("gt", "oracle"):
+        row, later = analysis["methods"][variant]["seeds"]["0"], measured_later["methods"][variant]["seeds"]["0"]
+        assert row["kl_to_base"] == pytest.approx(later["kl_to_base"]) and row["kl_examples"] == 3
+        assert row["delta_norm_total"] == pytest.approx(later["delta_norm_total"])
 
 
 def test_a_run_dir_without_models_is_a_clear_error(tmp_path):

@@ -256,7 +256,8 @@ def test_the_world_that_selects_the_options_is_a_design_world(tiny_model_dir):
 def test_settings_run_on_another_machine_merge_back_and_the_study_redoes_only_what_was_removed(
         finished_study, tiny_model_dir, tmp_path, monkeypatch):
     """scripts/study_settings.py on a copy of the study: world 1 again (every unit cached), one unit's mechanism
-    measures lost, no time to measure: that unit is removed, the rest kept; the study then retrains it alone."""
+    measures lost and the runs stopped at once, no time to measure: that unit is removed, the rest kept; the study
+    then retrains it alone."""
     import os
     import shutil
     import subprocess
@@ -280,7 +281,7 @@ def test_settings_run_on_another_machine_merge_back_and_the_study_redoes_only_wh
                       "if __name__ == '__main__':\n    main()\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "scripts"), *sys.path])}
     result = subprocess.run([sys.executable, str(runner), str(config), "--out", str(copy), "--worlds", "1",
-                             "--workers", "2", "--analyze_seconds", "0"], env=env, capture_output=True, text=True,
+                             "--workers", "2", "--train_seconds", "0", "--analyze_seconds", "0"], env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     plan = json.loads((copy / "w1-lora" / "plan.json").read_text())

@@ -33,7 +33,7 @@ from robust_sft.models.loading import is_adapter
 # Re-exported: the measures' names as this module always offered them (study, README); the rank correlation is
 # evaluation.metrics' (one Spearman for the analysis, the inspect page and the study).
 __all__ = ["ANALYSIS_VERSION", "AnalyzeConfig", "MEASURES", "MEASURE_LABELS", "analysis_units", "analyze",
-           "analyze_run", "analyze_unit",
+           "analyze_run", "analyze_unit", "measure_unit",
            "average_ranks", "correlations", "find_units", "plot_layer_norms", "plot_loss_curves", "plot_mechanism",
            "spearman"]
 
@@ -81,17 +81,19 @@ def analyze_unit(model_dir: str | Path, scores_path: str | Path, kl_limit: int |
 
 
 def find_units(run: RunDir) -> tuple[list[tuple[str, int, Path]], list[dict]]:
-    """(variant, seed, model dir) of every finished training the run's plan.json names, in its order; and the
-    units not finished yet."""
+    """(variant, seed, model dir) of every finished training the run's plan.json names, in its order, with its
+    weights or with measures made while they existed (analyze_units); and the units left out, with why."""
     units, skipped = [], []
     plan = run.read_plan()
     for variant in plan["variants"]:
         for seed in plan["seeds"]:
-            model_dir = run.model_dir(variant["name"], seed)
-            if not (model_dir / "stage_key.json").exists() or not run.final_model_dir(variant["name"], seed).is_dir():
-                skipped.append({"variant": variant["name"], "seed": seed, "reason": "training not finished"})
-                continue
-            units.append((variant["name"], seed, model_dir))
+            name, model_dir = variant["name"], run.model_dir(variant["name"], seed)
+            if not (model_dir / "stage_key.json").exists():
+                skipped.append({"variant": name, "seed": seed, "reason": "training not finished"})
+            elif not run.final_model_dir(name, seed).is_dir() and not run.analysis_cache_file(name, seed).exists():
+                skipped.append({"variant": name, "seed": seed, "reason": "weights removed before they were measured"})
+            else:
+                units.append((name, seed, model_dir))
     return units, skipped
 
 
@@ -119,6 +121,26 @@ def cached_row(cache: Path, key: str) -> dict | None:
     return stored.get("row") if isinstance(stored, dict) and stored.get("key") == key else None
 
 
+def measure_unit(run: RunDir, variant: str, seed: int, kl_limit: int | None, progress: bool = False,
+                 other_answers: dict[str, Path] | None = None) -> tuple[dict, bool]:
+    """One trained unit's measures, from RUN_DIR/analysis/ when made for the same model, data and limit, else
+    measured from its `final/` weights and cached there; and whether they were measured now."""
+    model_dir, scores_path = run.model_dir(variant, seed), run.scores_file("gt")
+    other_answers = base_answer_logs(run) if other_answers is None else other_answers
+    cache = run.analysis_cache_file(variant, seed)
+    key = unit_key(model_dir, scores_path, kl_limit, other_answers)
+    row = cached_row(cache, key)
+    if row is not None:
+        return row, False
+    logger.info("[analyze] %s seed %d", variant, seed)
+    try:
+        row = analyze_unit(model_dir, scores_path, kl_limit, progress, other_answers)
+    except (OSError, ValueError, KeyError) as err:  # the units measured so far stay cached
+        raise ValueError(f"analyze {variant} seed {seed} ({model_dir}): {err}") from err
+    write_json(cache, {"key": key, "row": row})
+    return row, True
+
+
 def analyze_run(run_dir: str | Path, kl_limit: int | None = None, progress: bool = True,
                 out: str | Path | None = None) -> dict:
     """`robust-sft analyze RUN_DIR`: measures of every unit (cached in RUN_DIR/analysis/), their correlations
@@ -141,17 +163,8 @@ def analyze_run(run_dir: str | Path, kl_limit: int | None = None, progress: bool
     analysed: dict[str, dict] = {}
     computed = 0
     for variant, seed, model_dir in tqdm(units, desc="analyze", disable=not progress):
-        cache = run.analysis_cache_file(variant, seed)
-        key = unit_key(model_dir, scores_path, kl_limit, other_answers)
-        row = cached_row(cache, key)
-        if row is None:
-            logger.info("[analyze] %s seed %d", variant, seed)
-            try:
-                row = analyze_unit(model_dir, scores_path, kl_limit, progress, other_answers)
-            except (OSError, ValueError, KeyError) as err:  # the units measured so far stay cached
-                raise ValueError(f"analyze {variant} seed {seed} ({model_dir}): {err}") from err
-            write_json(cache, {"key": key, "row": row})
-            computed += 1
+        row, measured = measure_unit(run, variant, seed, kl_limit, progress, other_answers)
+        computed += measured
         outcome = methods.get(variant, {}).get("seeds", {}).get(str(seed), {})
         extra = {k: outcome[k] for k in ("ti", "bwt", "target_accuracy") if k in outcome}
         extra["method"] = methods.get(variant, {}).get("method", variant)  # lr_sweep variants share their method

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from robust_sft.analysis.mechanism import measure_unit
 from robust_sft.core.artifacts import dir_lock, write_json
 from robust_sft.core.hashing import file_hash, stable_hash
 from robust_sft.evaluation.engine import evaluate_task
@@ -29,9 +30,19 @@ class UnitStages:
         with dir_lock(self.run_dir.unit_lock_file(variant.name, seed), f"{variant.name} seed {seed}"):
             if is_done(self.run_dir.eval_dir(variant.name, seed), self.evaluation_key(variant, seed)):
                 logger.info("[%s seed %d] evaluated: up to date", variant.name, seed)
-                return
-            self.train_variant(variant, seed)
-            self.evaluate_variant(variant, seed)
+            else:
+                self.train_variant(variant, seed)
+                self.evaluate_variant(variant, seed)
+            if self.config.analyze_units:
+                self.measure_unit(variant, seed)
+
+    def measure_unit(self, variant: Variant, seed: int) -> None:
+        """The unit's mechanism measures (analysis/), while its weights exist; a unit evaluated earlier whose
+        weights are gone keeps what was measured then, or stays unmeasured (the analysis lists it as skipped)."""
+        if not self.run_dir.final_model_dir(variant.name, seed).is_dir():
+            logger.info("[%s seed %d] no weights here: not measured", variant.name, seed)
+            return
+        measure_unit(self.run_dir, variant.name, seed, self.config.kl_limit)
 
     def train_options(self, variant: Variant, seed: int) -> dict:
         """TrainConfig options of one run: the config's, the variant's, and per-seed ones; sdft samples answers

@@ -38,9 +38,6 @@ class StudyConfig:
     # ExperimentConfig fields that turn `experiment` into the learning-rate control (world = the first world);
     # empty: no separate control run.
     lr_control: dict = field(default_factory=dict)
-    # Target training examples the mechanism analysis measures KL on (None: all). On the demo's GT model, 100 of
-    # the 400 gave KL 0.768 against 0.765 from all 400, in 1.8 s instead of 4.8 s.
-    kl_limit: int | None = 100
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -81,7 +78,8 @@ class StudyConfig:
     def setting_options(self, world: int, mode: str, chosen: dict) -> dict:
         spec = self.modes[mode]
         train = {**self.experiment.get("train", {}), **spec.get("train", {}), **chosen}
-        options = {**self.experiment, "name": f"w{world}-{mode}", "world": world, "train": train}
+        # every model is measured in its unit: the weights need not outlive the machine (or session) that trained it
+        options = {**self.experiment, "name": f"w{world}-{mode}", "world": world, "train": train, "analyze_units": True}
         if self.lr_sweep_worlds is not None and world not in self.lr_sweep_worlds:
             options["lr_sweep"] = {}
         return options
@@ -90,7 +88,12 @@ class StudyConfig:
         train = {**self.experiment.get("train", {}), **self.lr_control.get("train", {})}
         # its own methods: the study's criteria are judged in the settings (lr_control may name its own)
         return {**self.experiment, "criteria": [], **self.lr_control, "name": "lr_control", "world": self.worlds[0],
-                "train": train}
+                "train": train, "analyze_units": True}
+
+    @property
+    def kl_limit(self) -> int | None:
+        """The settings' KL limit for the mechanism measures (ExperimentConfig.kl_limit, set under `experiment`)."""
+        return self.experiment.get("kl_limit", ExperimentConfig.kl_limit)
 
 
 def load_study_config(path: str | Path) -> StudyConfig:

@@ -6,7 +6,9 @@ Stages, each cached and resumable (every run below is a `robust-sft run` directo
               fixed in the config; ties go to the earlier grid point (the smaller change)
   settings    one run per (world, mode): every method, the STM tau sweep, the learning-rate sweep, all seeds
   lr_control  the demo's training options with the learning-rate sweep (skipped when a setting already is it)
-  analyze     the mechanism measures of every fine-tuned model (robust_sft.analysis.mechanism)
+  analyze     each run's analysis.json from the mechanism measures (robust_sft.analysis.mechanism) that every
+              unit made of its model right after its evaluation (experiment `analyze_units`), so the weights need
+              not outlive the session or machine that trained them; a unit never measured is measured here
   summary     study.json, study.md and figures/: every claim held in k of n settings with its numbers, sample-wise
               forgetting, and how the mechanism measures relate to forgetting over all runs
 
