@@ -28,7 +28,7 @@ VERSIONS = {
     "v4": WorldVersion("v4", "organism", "robust_sft.organism.base_model", "robust_sft.organism.world",
                        SHIPPED_ROOT, (0, 1, 2), measures=False),
     "v5": WorldVersion("v5", "organism-v5", "robust_sft.organism.pretrain_v5", "robust_sft.organism.world_v5",
-                       SHIPPED_ROOT / "v5", (0, 1), measures=True),
+                       SHIPPED_ROOT / "v5", (0, 1, 2, 3), measures=True),
 }
 
 
