@@ -1,8 +1,7 @@
 #!/bin/bash
 # Study v2's settings on a GPU machine with no network (this workplace's `device` machine), from a copy of the
-# repository whose .devcarry/ holds:
-#   whl/        wheels of the pinned transformers, peft, datasets, dill, multiprocess (Python 3.12)
-#   organism/   the held-out worlds' base models, built on the CPU (robust-sft organism build --version v5 --seed K)
+# repository whose .devcarry/whl/ holds wheels of the pinned transformers, peft, datasets, dill, multiprocess
+# (Python 3.12); every world's base model ships in the package (shipped/v5/seed0-3).
 # Each world's setting runs exactly as `robust-sft study` runs it (scripts/study_settings.py), in float32
 # (sitecustomize.py beside this file), for TRAIN_SECONDS; then every unit evaluated there gets its mechanism
 # measures for up to ANALYZE_SECONDS, the rest are removed, and the study directory is packed without weights
@@ -14,9 +13,7 @@ analyze_seconds=${2:-75}
 workers=${3:-16}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
   .devcarry/whl/*.whl || exit 1
-# Every stage key starts from the base model's path: the paths the study was started with on the CPU machine
-# (/work/wtstudy/src for the shipped world 0, /work/cache for the built ones).
-mkdir -p /work/cache/organism && cp -r .devcarry/organism/* /work/cache/organism/ || exit 1
+# Every stage key starts from the base model's path: the study runs from /work/wtstudy/src on the CPU machine.
 [ -e /work/wtstudy ] || ln -s "$(pwd)" /work/wtstudy || exit 1
 # The package's plug-ins are found through its entry points: a dist-info beside the source, no install.
 python3 - <<'PY' || exit 1
