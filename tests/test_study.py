@@ -111,6 +111,15 @@ def test_selection_at_the_last_epoch_validates_the_final_model_once(tiny_model_d
     monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("the cached accuracy was not read"))
     assert study.select("lora")["trials"][0]["validation_accuracy"] == expected
 
+    # a study directory kept without weights: the recorded trial is read, nothing is trained again
+    import shutil
+
+    import robust_sft.training.trainer as training
+
+    shutil.rmtree(model_dir / "final")
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("a measured trial was trained again"))
+    assert study.select("lora") == chosen
+
 
 def test_every_setting_is_a_run_and_claims_are_counted_k_of_n(finished_study):
     out, summary = finished_study

@@ -31,6 +31,7 @@ from robust_sft.executors import run_calls
 from robust_sft.experiment.config import ExperimentConfig
 from robust_sft.experiment.plan import Variant
 from robust_sft.experiment.runner import Experiment, unit_threads, worker_setup
+from robust_sft.experiment.stages import is_done
 from robust_sft.models.loading import load_model, trained_model_parts
 from robust_sft.study.config import StudyConfig, grid_points, load_study_config, point_name
 from robust_sft.study.publish import check_publish_target, publish
@@ -98,8 +99,10 @@ class Study:
         for point in grid_points(self.config.modes[mode]):
             overrides = (("mask", "none"), *sorted(point.items()))
             variant = Variant(point_name(mode, point), "oracle", "oracle", overrides)
-            exp.train_variant(variant, self.config.selection_seed)
-            accuracy = self.trained_validation_accuracy(exp, variant, self.config.selection_seed)
+            accuracy = self.recorded_validation_accuracy(exp, variant, self.config.selection_seed)
+            if accuracy is None:  # a trial measured for its key needs no weights: nothing is trained again
+                exp.train_variant(variant, self.config.selection_seed)
+                accuracy = self.trained_validation_accuracy(exp, variant, self.config.selection_seed)
             trials.append({"name": variant.name, "options": point, "validation_accuracy": accuracy,
                            "gain": accuracy - base_accuracy})
         best = max(trials, key=lambda t: t["validation_accuracy"])  # max keeps the first of equal values
@@ -108,17 +111,33 @@ class Study:
         return {"options": best["options"], "name": best["name"], "base_validation_accuracy": base_accuracy,
                 "trials": trials}
 
-    def trained_validation_accuracy(self, exp: Experiment, variant: Variant, seed: int) -> float:
-        """A trial's target validation accuracy at the study's endpoint: the selected epoch's when the experiment
-        selects one (measured during training), else the last epoch's, measured once and cached beside the model."""
+    def recorded_validation_accuracy(self, exp: Experiment, variant: Variant, seed: int) -> float | None:
+        """A trial's validation accuracy as recorded for its current training key (the train summary's selected
+        epoch, or the last epoch's cached measure), read without its weights; None when not recorded."""
+        if not is_done(exp.run_dir.model_dir(variant.name, seed), exp.train_key(variant, seed)):
+            return None
         summary = exp.run_dir.train_summary(variant.name, seed)
         if summary["best_metric"] is not None:
             return summary["best_metric"]
-        path = exp.run_dir.model_dir(variant.name, seed) / "validation_accuracy.json"
-        key = stable_hash([exp.train_key(variant, seed), exp.config.validation_limit,
-                           exp.task_versions([exp.config.target])])
+        path, key = self.validation_cache(exp, variant, seed)
         if path.exists() and json.loads(path.read_text())["key"] == key:
             return json.loads(path.read_text())["accuracy"]
+        return None
+
+    @staticmethod
+    def validation_cache(exp: Experiment, variant: Variant, seed: int) -> tuple[Path, str]:
+        """Where a trial's last-epoch validation accuracy is cached (beside its model), and the key it is valid for."""
+        key = stable_hash([exp.train_key(variant, seed), exp.config.validation_limit,
+                           exp.task_versions([exp.config.target])])
+        return exp.run_dir.model_dir(variant.name, seed) / "validation_accuracy.json", key
+
+    def trained_validation_accuracy(self, exp: Experiment, variant: Variant, seed: int) -> float:
+        """A trial's target validation accuracy at the study's endpoint: the selected epoch's when the experiment
+        selects one (measured during training), else the last epoch's, measured once and cached beside the model."""
+        recorded = self.recorded_validation_accuracy(exp, variant, seed)
+        if recorded is not None:
+            return recorded
+        path, key = self.validation_cache(exp, variant, seed)
         base, adapter = trained_model_parts(exp.base, exp.run_dir.final_model_dir(variant.name, seed))
         accuracy = exp.validation_accuracy_fn()(load_model(base, adapter=adapter, merge=True))["accuracy"]
         write_json(path, {"key": key, "accuracy": accuracy})
