@@ -6,7 +6,7 @@ or the kernel table can say which task and which figure broke it. Not part of th
 
 from __future__ import annotations
 
-REBUILD_TOLERANCE = 0.05  # A1: every task within this of the shipped build, on every kernel/thread setting
+REBUILD_TOLERANCE = 0.05  # A1: every task within this of the shipped build (failed on other CPUs: docs/organism_v5.md)
 DEPARTURE_P = (0.01, 0.3)  # B1: median p of the departure token over the target's training GT
 TARGET_RANGE = (0.15, 0.45)  # B2: base target accuracy
 OTHER_RANGE = (0.40, 0.90)  # B3: base accuracy of each other task
