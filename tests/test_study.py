@@ -8,7 +8,7 @@ import tests.fake_tasks  # noqa: F401  (registers the test tasks)
 from robust_sft.study.config import StudyConfig, grid_points, point_name
 from robust_sft.study.publish import publish
 from robust_sft.study.runner import Study
-from robust_sft.study.summary import criteria_table, method_table, render_criteria, render_study
+from robust_sft.study.summary import criteria_table, method_table, points_table, render_criteria, render_study
 from tests.test_results import markdown_tables, numbers
 
 
@@ -182,6 +182,27 @@ def test_method_table_averages_lost_and_gained_over_the_other_tasks_at_the_confi
     assert list(table) == ["gt"]  # the learning-rate control is not a method of the table
     assert table["gt"]["w0-lora"] == {"ti": 12.0, "ti_std": 1.0, "bwt": -3.0, "bwt_std": 0.5,
                                       "lost": pytest.approx(0.2), "gained": pytest.approx(0.3)}
+
+
+def test_the_points_table_keeps_every_variant_with_its_intervals_and_study_md_shows_them():
+    def method(lr_scale, ti, bwt):
+        return {"lr_scale": lr_scale, "mean": {"ti": 1.0, "bwt": -1.0}, "std": {"ti": 0.0, "bwt": 0.0},
+                "intervals": {"ti_pp": {"estimate": ti, "interval": [ti - 1, ti + 2]},
+                              "bwt_pp": {"estimate": bwt, "interval": (bwt - 0.5, bwt + 0.25)},
+                              "ti": {"estimate": 99.0, "interval": [98.0, 100.0]}}}
+
+    results = {"w0-lora": {"methods": {"gt": method(1.0, 12.0, -3.0), "gt_lr1e-04": method(0.1, 2.5, -0.5)}},
+               "w1-lora": {"methods": {"gt": method(1.0, 10.0, -4.0), "old": {"lr_scale": 1.0}}}}
+    table = points_table(results)
+    assert list(table) == ["gt", "gt_lr1e-04"]  # the lower-rate GT is kept; a method without intervals is not
+    assert table["gt_lr1e-04"] == {"w0-lora": {"ti_pp": {"estimate": 2.5, "interval": [1.5, 4.5]},
+                                               "bwt_pp": {"estimate": -0.5, "interval": [-1.0, -0.25]}}}
+    summary = {"name": "hand", "worlds": [0, 1], "settings": {"w0-lora": {}, "w1-lora": {}}, "claims": [],
+               "lr_control": None, "seconds": {}, "modes": {}, "methods": {}, "points": table}
+    tables = markdown_tables(render_study(summary))
+    (points,) = [rows for heading, rows in tables.items() if heading.startswith("TI and BWT per method and setting in")]
+    assert points[1] == ["gt", "+12.0 [+11.0, +14.0] / -3.0 [-3.5, -2.8]", "+10.0 [+9.0, +12.0] / -4.0 [-4.5, -3.8]"]
+    assert points[2] == ["gt_lr1e-04", "+2.5 [+1.5, +4.5] / -0.5 [-1.0, -0.2]", "-"]
 
 
 def test_study_md_shows_lost_before_gained_and_each_measures_rho():

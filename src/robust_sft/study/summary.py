@@ -80,6 +80,20 @@ def method_table(results_by_setting: dict[str, dict]) -> dict[str, dict[str, dic
     return table
 
 
+def points_table(results_by_setting: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """Per method (the learning-rate variants included: GT's frontier is read from them), per setting: TI and BWT in
+    percentage points, each with its 95 % paired bootstrap interval over test items (the setting's report)."""
+    table = {}
+    for setting, results in results_by_setting.items():
+        for name, m in results["methods"].items():
+            intervals = m.get("intervals") or {}
+            if "ti_pp" in intervals and "bwt_pp" in intervals:
+                table.setdefault(name, {})[setting] = {q: {"estimate": intervals[q]["estimate"],
+                                                           "interval": list(intervals[q]["interval"])}
+                                                       for q in ("ti_pp", "bwt_pp")}
+    return table
+
+
 def write_summary(out: Path, config: StudyConfig, chosen: dict, runs: dict, control: dict | None,
                   timings: dict) -> dict:
     """study.json, study.md and figures/ from the settings' run directories (results.json, analysis.json)."""
@@ -103,6 +117,7 @@ def write_summary(out: Path, config: StudyConfig, chosen: dict, runs: dict, cont
         "design_worlds": config.design_worlds,
         "criteria": criteria_table(results, {name: run["world"] for name, run in runs.items()}, config.design_worlds),
         "methods": method_table(results),
+        "points": points_table(results),
         "lr_control": lr_control_summary(control, control_results) if control_results else None,
         "mechanism": mechanism,
         "seconds": timings,
@@ -146,6 +161,11 @@ def write_figures(figures: Path, config: StudyConfig, results: dict[str, dict], 
                         title="Learning-rate control (world %d, the demo's LoRA options)" % config.worlds[0])
     plot_lr_control_grid(results, figures / "lr_control_by_setting.png")
     plot_claims_grid(claims_table(results), list(results), figures / "claims.png")
+
+
+def _points(entry: dict) -> str:
+    low, high = entry["interval"]
+    return f"{entry['estimate']:+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
 def _status_cell(entry: dict) -> str:
@@ -203,6 +223,14 @@ def render_study(summary: dict) -> str:
         cells = [f"TI {p['ti']:+.1f} ± {p['ti_std']:.1f}, BWT {p['bwt']:+.1f} ± {p['bwt_std']:.1f}"
                  if (p := per.get(s)) else "-" for s in settings]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if summary.get("points"):
+        lines += ["", "## TI and BWT per method and setting in percentage points (95 % paired bootstrap intervals)", "",
+                  "The base model's accuracy subtracted, seeds averaged per test item, intervals over test items (each "
+                  "setting's report). Cells: TI / BWT.", "",
+                  "| method | " + " | ".join(settings) + " |", "|---" * (len(settings) + 1) + "|"]
+        for method, per in summary["points"].items():
+            cells = [f"{_points(p['ti_pp'])} / {_points(p['bwt_pp'])}" if (p := per.get(s)) else "-" for s in settings]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "## Sample-wise forgetting (% of base-right items lost / % of base-wrong items gained, mean over "
               "the other tasks and seeds)", "", "| method | " + " | ".join(settings) + " |",
               "|---" * (len(settings) + 1) + "|"]
