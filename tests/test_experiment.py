@@ -416,6 +416,7 @@ def test_the_random_controls_mask_seed_is_the_units_seed_in_the_plan(tmp_path, t
     experiment = Experiment(mini_config(tiny_model_dir, methods=["stm_random", "gt"], lr_sweep={}, seeds=[0, 3]),
                             tmp_path, progress=False)
     experiment.base, experiment.base_key, experiment.tasks = tiny_model_dir, "key", ["test/even_length"]
+    experiment.base_keyed_path = tiny_model_dir
     stm_random, gt = experiment.plan()["variants"]
     assert {s: e["policy"]["seed"] for s, e in stm_random["seeds"].items()} == {"0": 0, "3": 3}
     assert {s: e["policy"]["kind"] for s, e in stm_random["seeds"].items()} == {"0": "random", "3": "random"}
@@ -476,3 +477,33 @@ def test_policy_methods_need_a_target_that_can_serve_them(tmp_path, tiny_model_d
     exp = Experiment(mini_config(tiny_model_dir, methods=["gt", "hindsight"]), tmp_path / "dry")
     plan = exp.describe_plan()
     assert "data/gt.hinted.jsonl" in plan and "scores/gt.hinted.parquet" in plan and "hindsight@500" in plan
+
+
+def test_a_run_resumes_where_its_base_model_moved_with_the_cache(tmp_path, tiny_model_dir, monkeypatch):
+    """A run directory made on another machine or clone (its model at another absolute path, under the moved
+    model cache) trains nothing again; plan.json records where its keys were made."""
+    import robust_sft.training.trainer as training
+
+    first = tmp_path / "cache1"
+    shutil.copytree(tiny_model_dir, first / "models" / "tiny")
+    monkeypatch.setenv("ROBUST_SFT_CACHE", str(first))
+    run_dir = tmp_path / "run"
+    config = mini_config(str(first / "models" / "tiny"), methods=["gt"], lr_sweep={})
+    Experiment(config, run_dir, progress=False).run()
+    trained = []
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda config, **kw: trained.append(config.output_dir) or
+                        real_train(config, **kw))
+    second = tmp_path / "cache2"
+    shutil.move(first, second)
+    monkeypatch.setenv("ROBUST_SFT_CACHE", str(second))
+    Experiment(mini_config(str(second / "models" / "tiny"), methods=["gt"], lr_sweep={}), run_dir,
+               progress=False).run()
+    assert trained == []
+    base = json.loads((run_dir / "plan.json").read_text())["base_model"]
+    assert (base["path"], base["keyed_path"]) == (str(second / "models" / "tiny"), str(first / "models" / "tiny"))
+    # a model that did not move with the cache (a copy elsewhere) is another model to the run: it trains again
+    elsewhere = tmp_path / "copies" / "tiny"
+    shutil.copytree(second / "models" / "tiny", elsewhere)
+    Experiment(mini_config(str(elsewhere), methods=["gt"], lr_sweep={}), run_dir, progress=False).run()
+    assert trained == [str(run_dir / "models" / "gt" / "seed0")]

@@ -1,4 +1,5 @@
-"""Content hashes for cache keys: of JSON-able values, files and local model directories."""
+"""Content hashes for cache keys: of JSON-able values, files and local model directories, and the base model's
+key, which a run keeps when its model moved with the tree it lies in."""
 
 from __future__ import annotations
 
@@ -33,3 +34,40 @@ def model_fingerprint(model: str) -> str:
     if path.is_file():
         return file_hash(path)
     return stable_hash(sorted((p.name, p.stat().st_size) for p in path.iterdir() if p.is_file()))
+
+
+def movable_tail(path: str | Path, roots: list[Path]) -> str | None:
+    """`path` relative to the first of `roots` holding it (what stays the same when the root moves), or None when
+    no root holds it."""
+    path = Path(path).resolve()
+    for root in roots:
+        if path.is_relative_to(root.resolve()):
+            return path.relative_to(root.resolve()).as_posix()
+    return None
+
+
+def base_model_key(model: str, recorded: dict | None, roots: list[Path]) -> tuple[str, str]:
+    """(key, keyed path) of the base model: what every stage's key starts from. `recorded` is the run directory's
+    plan.json base_model entry, if any.
+
+    The key hashes the model's path and fingerprint, so a run directory made where the model lay elsewhere
+    (another clone, checkout or home) would redo everything. It keeps its recorded key when the model moved with
+    the tree it lies in: the recorded path is this model's (a single file: any path, its fingerprint being its
+    content; a directory: the same path under one of `roots`, the package or the model cache, its fingerprint
+    being only its files' names and sizes), and this fingerprint gives the recorded key from the recorded path.
+    """
+    fingerprint = model_fingerprint(model)
+    recorded = recorded or {}
+    keyed = recorded.get("keyed_path") or recorded.get("path")
+    if keyed and keyed != model and _same_place(keyed, model, roots) \
+            and stable_hash([keyed, fingerprint]) == recorded.get("key"):
+        return recorded["key"], keyed
+    return stable_hash([model, fingerprint]), model
+
+
+def _same_place(recorded: str, model: str, roots: list[Path]) -> bool:
+    path = Path(model)
+    if path.is_file():
+        return True
+    tail = movable_tail(path, roots) if path.is_dir() else None  # a Hub name is the same everywhere
+    return tail is not None and Path(recorded).as_posix().endswith("/" + tail)

@@ -131,14 +131,15 @@ def variant_plan(variant: Variant, train_configs: dict[int, object], run_dir: Pa
             "seeds": per_seed}
 
 
-def run_plan(config: ExperimentConfig, *, base: str, base_key: str, tasks: list[str], task_kwargs: dict[str, dict],
+def run_plan(config: ExperimentConfig, *, base: str, base_key: str, keyed_path: str, tasks: list[str], task_kwargs: dict[str, dict],
              sources: list[str], variants: list[dict]) -> dict:
     """plan.json: the run as resolved (base model, tasks, seeds, training sets, variants from `variant_plan`)."""
     return {
         "schema": PLAN_SCHEMA,
         "name": config.name,
         # A GGUF model: its .gguf file and SHA-256 (the path is the file itself, loaded through the cache).
-        "base_model": {"path": base, "key": base_key, "gguf": gguf_record(base)},
+        # keyed_path: where the model lay when the run's keys were made (experiment/runner.py resolve_base).
+        "base_model": {"path": base, "key": base_key, "keyed_path": keyed_path, "gguf": gguf_record(base)},
         "target": tasks[0],
         "others": tasks[1:],
         "task_kwargs": task_kwargs,  # how each task is built (the organism's world seed)

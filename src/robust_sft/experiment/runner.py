@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from robust_sft.core.artifacts import WriteError, check_own_dir, dir_lock, write_json
-from robust_sft.core.hashing import model_fingerprint, stable_hash
+from robust_sft.core.cache import cache_root
+from robust_sft.core.hashing import base_model_key
 from robust_sft.core.rundir import RunDir
 from robust_sft.executors import ExecutorConfig, run_calls
 from robust_sft.experiment.config import ExperimentConfig, load_config
@@ -171,14 +172,29 @@ class Experiment(InputStages, UnitStages):
     def resolve_base(self) -> None:
         """The base model's path and key, and the evaluated tasks: what every stage after data needs."""
         self.base = self.base_model()
-        self.base_key = stable_hash([self.base, model_fingerprint(self.base)])
+        # The package and the model cache: a base model under one of them moves with it (another clone or home),
+        # and a run directory made before the move keeps its keys (core/hashing.py).
+        roots = [Path(__file__).resolve().parents[1], cache_root()]
+        self.base_key, self.base_keyed_path = base_model_key(self.base, self.recorded_base(), roots)
+        if self.base_keyed_path != self.base:
+            logger.info("base model %s: the run's keys were made where it lay at %s (same model): kept",
+                        self.base, self.base_keyed_path)
         self.tasks = [self.config.target, *self.other_tasks()]
+
+    def recorded_base(self) -> dict | None:
+        """plan.json's base_model entry of an earlier run in this directory, if any."""
+        plan = self.run_dir.plan_file
+        try:
+            return json.loads(plan.read_text())["base_model"] if plan.exists() else None
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{plan}: not a readable plan ({err}); move it away to start the run afresh") from None
 
     def plan(self) -> dict:
         """plan.json's document: the resolved run, every variant as its units will train it."""
         variants = [variant_plan(v, {seed: self.train_config(v, seed, self.base) for seed in self.config.seeds},
                                  self.dir) for v in self.variants]
-        return run_plan(self.config, base=self.base, base_key=self.base_key, tasks=self.tasks,
+        return run_plan(self.config, base=self.base, base_key=self.base_key, keyed_path=self.base_keyed_path,
+                        tasks=self.tasks,
                         task_kwargs={t: self.task_kwargs(t) for t in self.tasks}, sources=self.sources,
                         variants=variants)
 

@@ -92,6 +92,7 @@ class Study:
         """The mode's grid point with the oracle's best target validation accuracy (first world, one seed)."""
         exp = self.selection_experiment(mode)
         exp.resolve_base()
+        exp.write_plan()  # its base model's key and where it was made: the selection resumes in another clone
         exp.prepare_data()
         exp.score_data()
         base_accuracy = self.base_validation_accuracy(exp)
