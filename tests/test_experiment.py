@@ -507,3 +507,13 @@ def test_a_run_resumes_where_its_base_model_moved_with_the_cache(tmp_path, tiny_
     shutil.copytree(second / "models" / "tiny", elsewhere)
     Experiment(mini_config(str(elsewhere), methods=["gt"], lr_sweep={}), run_dir, progress=False).run()
     assert trained == [str(run_dir / "models" / "gt" / "seed0")]
+
+
+def test_an_unreadable_plan_is_named_before_anything_runs(tmp_path, tiny_model_dir):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text('{"name": "mini", "methods": ["gt"], "target": "test/even_length"}')
+    (run_dir / "plan.json").write_text('{"schema": "robust-sft/plan/v1", "base_model": "cut sh')
+    with pytest.raises(ValueError, match=r"plan\.json: not a readable plan"):
+        Experiment(mini_config(tiny_model_dir, methods=["gt"], lr_sweep={}), run_dir, progress=False).run()
+    assert not (run_dir / "data").exists()  # nothing was made before the error

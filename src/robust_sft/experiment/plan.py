@@ -131,8 +131,8 @@ def variant_plan(variant: Variant, train_configs: dict[int, object], run_dir: Pa
             "seeds": per_seed}
 
 
-def run_plan(config: ExperimentConfig, *, base: str, base_key: str, keyed_path: str, tasks: list[str], task_kwargs: dict[str, dict],
-             sources: list[str], variants: list[dict]) -> dict:
+def run_plan(config: ExperimentConfig, *, base: str, base_key: str, keyed_path: str, tasks: list[str],
+             task_kwargs: dict[str, dict], sources: list[str], variants: list[dict]) -> dict:
     """plan.json: the run as resolved (base model, tasks, seeds, training sets, variants from `variant_plan`)."""
     return {
         "schema": PLAN_SCHEMA,

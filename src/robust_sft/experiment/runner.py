@@ -185,18 +185,21 @@ class Experiment(InputStages, UnitStages):
         """plan.json's base_model entry of an earlier run in this directory, if any."""
         plan = self.run_dir.plan_file
         try:
-            return json.loads(plan.read_text())["base_model"] if plan.exists() else None
+            base = json.loads(plan.read_text())["base_model"] if plan.exists() else None
         except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{plan}: not a readable plan ({err}); move it away to start the run afresh") from None
+            base = err
+        if base is not None and not isinstance(base, dict):
+            raise ValueError(f"{plan}: not a readable plan (no base_model entry: {base!r}); remove it to key the run "
+                             "by the base model's present path")
+        return base
 
     def plan(self) -> dict:
         """plan.json's document: the resolved run, every variant as its units will train it."""
         variants = [variant_plan(v, {seed: self.train_config(v, seed, self.base) for seed in self.config.seeds},
                                  self.dir) for v in self.variants]
         return run_plan(self.config, base=self.base, base_key=self.base_key, keyed_path=self.base_keyed_path,
-                        tasks=self.tasks,
-                        task_kwargs={t: self.task_kwargs(t) for t in self.tasks}, sources=self.sources,
-                        variants=variants)
+                        tasks=self.tasks, task_kwargs={t: self.task_kwargs(t) for t in self.tasks},
+                        sources=self.sources, variants=variants)
 
     def write_plan(self) -> None:
         """plan.json, before any unit runs: what the report, the analysis and the study read of the run."""
