@@ -283,3 +283,22 @@ def test_lm_eval_gets_the_converted_directory(tiny_gguf, cache):
 
     args = model_args(str(tiny_gguf[0]), None, "auto", torch.device("cpu"))
     assert args["pretrained"] == resolve_model(tiny_gguf[0]) and Path(args["pretrained"]).parent == cache
+
+
+def test_the_converted_copy_does_not_depend_on_the_environment_that_made_it(tiny_gguf, cache):
+    """The tests run with HF_HUB_OFFLINE=1, which makes transformers write local_files_only true into the saved
+    tokenizer config: the copy (and so the key of every run on it, its files' names and sizes) would depend on
+    the environment that converted it. A copy converted before this was fixed is set right when next resolved."""
+    from robust_sft.core.hashing import model_fingerprint
+
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    out = Path(resolve_model(tiny_gguf[0]))
+    config_file = out / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    assert config["local_files_only"] is False
+    plain = config_file.read_bytes()
+    fingerprint = model_fingerprint(str(out))
+    config_file.write_text(json.dumps(config | {"local_files_only": True}, indent=2, sort_keys=True) + "\n")
+    assert model_fingerprint(str(out)) != fingerprint  # one byte shorter: another key
+    assert resolve_model(tiny_gguf[0]) == str(out)
+    assert config_file.read_bytes() == plain and model_fingerprint(str(out)) == fingerprint

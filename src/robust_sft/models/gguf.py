@@ -98,12 +98,14 @@ def converted_dir(path: Path, root: Path) -> Path:
     digest = content_hash(path)
     out = root / digest
     if (out / SOURCE_FILE).exists():
+        normalize_tokenizer_config(out)  # a copy converted before the files were made environment-free
         return out
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f"{digest}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # blocks until another process's conversion is done
         try:
             if (out / SOURCE_FILE).exists():
+                normalize_tokenizer_config(out)
                 return out
             # Only a conversion holding this lock writes here, so a temporary directory left now is a killed one's.
             for stale in root.glob(f".{digest}.tmp-*"):
@@ -136,6 +138,28 @@ def convert_gguf(path: Path, out: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name).save_pretrained(out)
+    normalize_tokenizer_config(out)
+
+
+# Load-time settings transformers writes into a saved tokenizer_config.json, with the values of a plain load: the
+# converted copy, and so the key of every run on it (its files' names and sizes), must not depend on the environment
+# that converted it (HF_HUB_OFFLINE=1 writes local_files_only true, one byte shorter).
+LOAD_TIME_SETTINGS = {"local_files_only": False}
+
+
+def normalize_tokenizer_config(out: Path) -> None:
+    """Give a converted copy's tokenizer_config.json the load-time settings of a plain load, in transformers' own
+    format (sorted keys, indent 2); written atomically, only when they differ."""
+    path = out / "tokenizer_config.json"
+    if not path.exists():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if all(config.get(k, v) == v for k, v in LOAD_TIME_SETTINGS.items()):
+        return
+    config |= {k: v for k, v in LOAD_TIME_SETTINGS.items() if k in config}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def smollm2_gguf() -> Path:
