@@ -40,9 +40,9 @@ def movable_tail(path: str | Path, roots: list[Path]) -> str | None:
     """`path` relative to the first of `roots` holding it (what stays the same when the root moves), or None when
     no root holds it."""
     path = Path(path).resolve()
-    for root in roots:
-        if path.is_relative_to(root.resolve()):
-            return path.relative_to(root.resolve()).as_posix()
+    for root in (root.resolve() for root in roots):
+        if path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
     return None
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from robust_sft.core.artifacts import WriteError, check_own_dir, dir_lock, write_json
 from robust_sft.core.cache import cache_root
 from robust_sft.core.hashing import base_model_key
-from robust_sft.core.rundir import RunDir
+from robust_sft.core.rundir import NotARunError, RunDir
 from robust_sft.executors import ExecutorConfig, run_calls
 from robust_sft.experiment.config import ExperimentConfig, load_config
 from robust_sft.experiment.describe import describe_plan
@@ -184,13 +184,15 @@ class Experiment(InputStages, UnitStages):
     def recorded_base(self) -> dict | None:
         """plan.json's base_model entry of an earlier run in this directory, if any."""
         plan = self.run_dir.plan_file
+        if not plan.exists():
+            return None
         try:
-            base = json.loads(plan.read_text())["base_model"] if plan.exists() else None
-        except (ValueError, KeyError, TypeError) as err:
-            base = err
-        if base is not None and not isinstance(base, dict):
-            raise ValueError(f"{plan}: not a readable plan (no base_model entry: {base!r}); remove it to key the run "
-                             "by the base model's present path")
+            base = self.run_dir.read_plan()["base_model"]
+            if not isinstance(base, dict):
+                raise TypeError(f"base_model is {base!r}")
+        except (ValueError, KeyError, TypeError, AttributeError, NotARunError) as err:
+            raise ValueError(f"{plan}: not a readable plan ({err}); remove it to key the run by the base model's "
+                             "present path") from None
         return base
 
     def plan(self) -> dict:

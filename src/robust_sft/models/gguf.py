@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robust_sft.core.artifacts import write_text
 from robust_sft.core.cache import cache_root
 from robust_sft.core.config_types import Options, require
 from robust_sft.core.hashing import file_sha256
@@ -104,8 +105,7 @@ def converted_dir(path: Path, root: Path) -> Path:
     with open(root / f"{digest}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # blocks until another process's conversion is done
         try:
-            if (out / SOURCE_FILE).exists():
-                normalize_tokenizer_config(out)
+            if (out / SOURCE_FILE).exists():  # converted by another process meanwhile, normalized by it
                 return out
             # Only a conversion holding this lock writes here, so a temporary directory left now is a killed one's.
             for stale in root.glob(f".{digest}.tmp-*"):
@@ -157,9 +157,7 @@ def normalize_tokenizer_config(out: Path) -> None:
     if all(config.get(k, v) == v for k, v in LOAD_TIME_SETTINGS.items()):
         return
     config |= {k: v for k, v in LOAD_TIME_SETTINGS.items() if k in config}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def smollm2_gguf() -> Path:
