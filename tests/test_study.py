@@ -328,3 +328,28 @@ def test_settings_run_on_another_machine_merge_back_and_the_study_redoes_only_wh
                         lambda config, **kw: (trained.append(config.output_dir), train(config, **kw))[1])
     Study(mini_study(tiny_model_dir), copy, progress=False).run()
     assert trained == [str(copy / "w1-lora" / "models" / "gt" / "seed0")]
+
+
+def test_a_study_whose_model_moved_with_the_cache_trains_nothing_again(tiny_model_dir, tmp_path, monkeypatch):
+    """The selection keeps its keys too (it writes its own plan.json): a study directory made in another clone or
+    home, its model at another absolute path under the moved model cache, resumes without training."""
+    import shutil
+
+    import robust_sft.training.trainer as training
+
+    def study_on(cache):
+        monkeypatch.setenv("ROBUST_SFT_CACHE", str(cache))
+        model = str(cache / "models" / "tiny")
+        experiment = {**mini_study(model).experiment, "methods": ["gt", "oracle"], "lr_sweep": {}, "criteria": []}
+        return mini_study(model, worlds=[0], lr_control={}, experiment=experiment,
+                          modes={"lora": {"train": {"finetuning": "lora"}, "grid": {"lora_r": [4]}}})
+
+    shutil.copytree(tiny_model_dir, tmp_path / "cache1" / "models" / "tiny")
+    out = tmp_path / "study"
+    Study(study_on(tmp_path / "cache1"), out, progress=False).run()
+    assert json.loads((out / "select" / "plan.json").read_text())["base_model"]["key"]
+    shutil.move(tmp_path / "cache1", tmp_path / "cache2")
+    trained = []
+    monkeypatch.setattr(training, "train", lambda config, **kw: trained.append(config.output_dir))
+    Study(study_on(tmp_path / "cache2"), out, progress=False).run()
+    assert trained == []
