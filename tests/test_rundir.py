@@ -49,6 +49,9 @@ def test_a_missing_or_foreign_plan_is_a_clear_error(tmp_path):
     run.plan_file.write_text('{"schema": "other"}')
     with pytest.raises(NotARunError, match="schema 'other'"):
         run.read_plan()
+    run.plan_file.write_text('["schema"]')
+    with pytest.raises(NotARunError, match="schema 'none \\(a JSON list, no object\\)'"):
+        run.read_plan()
     run.plan_file.write_text('{"schema": "%s",\n' % PLAN_SCHEMA)
     with pytest.raises(ValueError, match=r"plan.json:2: not valid JSON"):
         run.read_plan()

@@ -182,8 +182,9 @@ class RunDir:
                 f"first stage: re-run `robust-sft run CONFIG --out {self.root}` with the run's config; every stage "
                 "already done is cached, so it only writes plan.json and the report")
         plan = _read_json(self.plan_file)
-        if plan.get("schema") != PLAN_SCHEMA:
-            raise NotARunError(f"{self.plan_file}: schema {plan.get('schema')!r}, expected {PLAN_SCHEMA!r}")
+        schema = plan.get("schema") if isinstance(plan, dict) else f"none (a JSON {type(plan).__name__}, no object)"
+        if schema != PLAN_SCHEMA:
+            raise NotARunError(f"{self.plan_file}: schema {schema!r}, expected {PLAN_SCHEMA!r}")
         return plan
 
     def read_results(self) -> dict:

@@ -190,7 +190,7 @@ class Experiment(InputStages, UnitStages):
             base = self.run_dir.read_plan()["base_model"]
             if not isinstance(base, dict):
                 raise TypeError(f"base_model is {base!r}")
-        except (ValueError, KeyError, TypeError, AttributeError, NotARunError) as err:
+        except (ValueError, KeyError, TypeError, NotARunError) as err:
             raise ValueError(f"{plan}: not a readable plan ({err}); remove it to key the run by the base model's "
                              "present path") from None
         return base
